@@ -1,0 +1,99 @@
+//! `composectl.toml`: optional settings for a root (the compose command and stack defaults).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::networks::line_of;
+use crate::diag::{Diagnostic, Diagnostics};
+
+pub const FILE: &str = "composectl.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The compose command, as argv: `docker compose` unless configured.
+    pub compose: Vec<String>,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub restart_sec: Duration,
+    /// systemd's StartLimitIntervalSec / StartLimitBurst: a crash loop ends in `failed`.
+    pub start_limit_interval: Duration,
+    pub start_limit_burst: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            compose: vec!["docker".into(), "compose".into()],
+            start_timeout: Duration::from_secs(5 * 60),
+            stop_timeout: Duration::from_secs(2 * 60),
+            restart_sec: Duration::from_secs(10),
+            start_limit_interval: Duration::from_secs(10 * 60),
+            start_limit_burst: 5,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    compose: Option<Vec<String>>,
+    #[serde(default)]
+    defaults: DefaultsTable,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DefaultsTable {
+    start_timeout: Option<String>,
+    stop_timeout: Option<String>,
+    restart_sec: Option<String>,
+    start_limit_interval: Option<String>,
+    start_limit_burst: Option<u32>,
+}
+
+pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
+    let mut settings = Settings::default();
+    let file: SettingsFile = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(path.to_path_buf(), e.message().trim().to_string())
+                    .at_line(e.span().map(|span| line_of(text, span.start)))
+                    .hint("known settings: compose = [\"docker\", \"compose\"] and a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst"),
+            );
+            return settings;
+        }
+    };
+    if let Some(compose) = file.compose {
+        if compose.is_empty() || compose[0].trim().is_empty() {
+            diags.push(
+                Diagnostic::error(path.to_path_buf(), "compose is empty")
+                    .hint("write the command as a list, e.g. compose = [\"docker\", \"compose\"]"),
+            );
+        } else {
+            settings.compose = compose;
+        }
+    }
+    let defaults = file.defaults;
+    for (key, value, slot) in [
+        ("start_timeout", defaults.start_timeout, &mut settings.start_timeout),
+        ("stop_timeout", defaults.stop_timeout, &mut settings.stop_timeout),
+        ("restart_sec", defaults.restart_sec, &mut settings.restart_sec),
+        ("start_limit_interval", defaults.start_limit_interval, &mut settings.start_limit_interval),
+    ] {
+        let Some(value) = value else { continue };
+        match crate::duration::parse(&value) {
+            Ok(duration) => *slot = duration,
+            Err(message) => diags.push(
+                Diagnostic::error(path.to_path_buf(), format!("defaults.{key}: {message}"))
+                    .hint("write a duration such as 90s, 15min or 1h 30min"),
+            ),
+        }
+    }
+    if let Some(burst) = defaults.start_limit_burst {
+        settings.start_limit_burst = burst;
+    }
+    settings
+}

@@ -1,0 +1,54 @@
+//! The error type every command returns, and the one mapping from errors to exit codes.
+
+use std::process::ExitCode;
+
+use crate::diag::{Diagnostic, Diagnostics};
+
+/// Exit codes, as documented in the README and man page.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_ACTIVE: u8 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The root (or the command line) is wrong; nothing was changed.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    /// An operation was attempted and failed.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+    /// `status`: not every stack is active. The report was already printed.
+    #[error("not all stacks are active")]
+    NotActive,
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Error::Invalid(_) => exit::USAGE,
+            Error::Failed(_) => exit::FAILED,
+            Error::NotActive => exit::NOT_ACTIVE,
+        })
+    }
+
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::Invalid(Diagnostic::error(None, message).into())
+    }
+}
+
+impl From<Diagnostics> for Error {
+    fn from(diags: Diagnostics) -> Self {
+        Error::Invalid(diags)
+    }
+}
+
+impl From<Diagnostic> for Error {
+    fn from(diag: Diagnostic) -> Self {
+        Error::Invalid(diag.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,461 @@
+//! The validated model of a root: networks, settings and stacks with their dependencies.
+//!
+//! `load` reads everything and runs every check, collecting all problems before it fails, so
+//! nothing downstream (rendering, systemd, the supervisor) ever sees an invalid root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::compose::{self, NetworkDecl, Ready, Service};
+use crate::config::env::EnvLayers;
+use crate::config::networks::{self, NetworkSpec};
+use crate::config::settings::{self, Settings};
+use crate::config::{read_optional, read_required};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::Graph;
+
+pub const STACKS_DIR: &str = "stacks";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stack {
+    pub name: String,
+    pub dir: PathBuf,
+    pub compose_file: PathBuf,
+    pub description: String,
+    pub requires: Vec<String>,
+    pub wants: Vec<String>,
+    pub ready: Ready,
+    pub start_timeout: Duration,
+    pub restart_sec: Duration,
+    pub services: Vec<Service>,
+    pub networks: Vec<NetworkDecl>,
+    /// The env files compose gets, in layer order (root .env, root .env.local, stack .env,
+    /// stack .env.local); only those that exist.
+    pub env_files: Vec<PathBuf>,
+    /// Where each requires/wants entry is written, for pointing errors at it.
+    #[serde(skip)]
+    pub dependency_lines: BTreeMap<String, usize>,
+}
+
+impl Stack {
+    /// Names of the networks.toml networks this stack joins.
+    pub fn external_networks(&self) -> impl Iterator<Item = &str> {
+        self.networks
+            .iter()
+            .filter(|n| n.external)
+            .map(|n| n.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub dir: PathBuf,
+    pub settings: Settings,
+    pub networks: BTreeMap<String, NetworkSpec>,
+    pub stacks: BTreeMap<String, Stack>,
+}
+
+impl Root {
+    pub fn graph(&self) -> Graph {
+        Graph::new(
+            self.stacks
+                .values()
+                .map(|s| (s.name.clone(), s.requires.clone(), s.wants.clone())),
+        )
+    }
+
+    /// The stack, or a usage error that lists the stacks there are.
+    pub fn stack(&self, name: &str) -> Result<&Stack, Diagnostic> {
+        if let Err(reason) = validate_stack_name(name) {
+            return Err(Diagnostic::error(None, format!("invalid stack name {name:?}: {reason}")));
+        }
+        self.stacks.get(name).ok_or_else(|| {
+            Diagnostic::error(
+                self.dir.join(STACKS_DIR).join(name),
+                format!("no stack named {name:?} in this root"),
+            )
+            .hint(self.known_stacks_hint())
+        })
+    }
+
+    fn known_stacks_hint(&self) -> String {
+        if self.stacks.is_empty() {
+            "the root has no stacks yet: create stacks/<name>/compose.yaml".into()
+        } else {
+            let names: Vec<_> = self.stacks.keys().map(String::as_str).collect();
+            format!("stacks in this root: {}", names.join(", "))
+        }
+    }
+}
+
+/// A loaded root and the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub root: Root,
+    pub warnings: Diagnostics,
+}
+
+/// Why a stack name is refused. Names are directory names and systemd instance names, so only
+/// characters that need no escaping in either are allowed.
+pub fn validate_stack_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    if name.len() > 64 {
+        return Err("it is longer than 64 characters".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed; use lowercase letters, digits, '-' and '_'"
+        ));
+    }
+    if name.starts_with('-') || name.starts_with('_') {
+        return Err("it must start with a letter or digit".into());
+    }
+    Ok(())
+}
+
+pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let stacks_dir = dir.join(STACKS_DIR);
+    if !stacks_dir.is_dir() {
+        let message = if dir.is_dir() {
+            format!("not a composectl root: {STACKS_DIR}/ is missing")
+        } else {
+            "the root directory does not exist".to_string()
+        };
+        return Err(Diagnostic::error(dir.to_path_buf(), message)
+            .hint("point --root (or COMPOSECTL_ROOT) at a directory holding networks.toml and stacks/<name>/compose.yaml")
+            .into());
+    }
+
+    let settings_path = dir.join(settings::FILE);
+    let settings = read_optional(&settings_path, &mut diags)
+        .map(|text| settings::parse(&settings_path, &text, &mut diags))
+        .unwrap_or_default();
+    let networks_path = dir.join(networks::FILE);
+    let networks = read_optional(&networks_path, &mut diags)
+        .map(|text| networks::parse(&networks_path, &text, &mut diags))
+        .unwrap_or_default();
+    let mut root_env = EnvLayers::default();
+    root_env.load_dir(dir, &mut diags);
+    warn_about_readable_secrets(dir, &mut diags);
+
+    let mut stacks = BTreeMap::new();
+    for (name, stack_dir) in stack_dirs(&stacks_dir, &mut diags) {
+        if let Some(stack) = load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
+            stacks.insert(name, stack);
+        }
+    }
+
+    let root = Root {
+        dir: dir.to_path_buf(),
+        settings,
+        networks,
+        stacks,
+    };
+    check_dependencies(&root, &mut diags);
+    check_networks(&root, &networks_path, &mut diags);
+    check_container_names(&root, &mut diags);
+
+    if diags.has_errors() {
+        return Err(diags.sorted());
+    }
+    Ok(Loaded {
+        root,
+        warnings: diags.sorted(),
+    })
+}
+
+/// The stack directories under stacks/, with their names validated; hidden entries are skipped.
+fn stack_dirs(stacks_dir: &Path, diags: &mut Diagnostics) -> Vec<(String, PathBuf)> {
+    let entries = match fs::read_dir(stacks_dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(stacks_dir.to_path_buf(), format!("cannot be listed: {e}"))
+                    .hint("check its owner and mode"),
+            );
+            return Vec::new();
+        }
+    };
+    let mut dirs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            diags.push(
+                Diagnostic::error(path, "stack directory name is not valid UTF-8")
+                    .hint("rename it using lowercase letters, digits, '-' and '_'"),
+            );
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        if !path.is_dir() {
+            diags.push(
+                Diagnostic::warning(path, "not a directory; ignored")
+                    .hint("stacks/ holds one directory per stack"),
+            );
+            continue;
+        }
+        if let Err(reason) = validate_stack_name(&name) {
+            diags.push(
+                Diagnostic::error(path, format!("invalid stack name {name:?}: {reason}"))
+                    .hint("rename the directory; stack names become systemd unit names (compose@NAME.service)"),
+            );
+            continue;
+        }
+        dirs.push((name, path));
+    }
+    dirs.sort();
+    dirs
+}
+
+fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<PathBuf> {
+    let present: Vec<PathBuf> = compose::FILE_NAMES
+        .iter()
+        .map(|file| dir.join(file))
+        .filter(|path| fs::symlink_metadata(path).is_ok())
+        .collect();
+    match present.as_slice() {
+        [one] => Some(one.clone()),
+        [] => {
+            diags.push(
+                Diagnostic::error(dir.to_path_buf(), format!("stack {name} has no compose file"))
+                    .hint(format!("create {}/compose.yaml (or one of: {})", dir.display(), compose::FILE_NAMES.join(", "))),
+            );
+            None
+        }
+        [first, others @ ..] => {
+            let names: Vec<_> = others.iter().map(|p| p.display().to_string()).collect();
+            diags.push(
+                Diagnostic::error(
+                    first.clone(),
+                    format!("stack {name} has more than one compose file (also {})", names.join(", ")),
+                )
+                .hint("keep exactly one; compose would silently pick one of them"),
+            );
+            None
+        }
+    }
+}
+
+fn load_stack(
+    name: &str,
+    dir: &Path,
+    root_env: &EnvLayers,
+    settings: &Settings,
+    diags: &mut Diagnostics,
+) -> Option<Stack> {
+    let compose_file = find_compose_file(name, dir, diags)?;
+    let mut env = root_env.clone();
+    env.load_dir(dir, diags);
+    warn_about_readable_secrets(dir, diags);
+    let text = read_required(&compose_file, diags)?;
+    let mut file_diags = Diagnostics::default();
+    let parsed = compose::parse(&compose_file, &text, &env, &mut file_diags);
+    let parsed_ok = !file_diags.has_errors();
+    diags.extend(file_diags);
+    if !parsed_ok {
+        return None;
+    }
+    if parsed.services.is_empty() {
+        diags.push(
+            Diagnostic::error(compose_file.clone(), format!("stack {name} has no services"))
+                .hint("add at least one service under services:"),
+        );
+    }
+    let meta = parsed.meta;
+    let mut seen = BTreeSet::new();
+    for dep in meta.requires.iter().chain(&meta.wants) {
+        let problem = if dep.value == name {
+            Some(format!("stack {name} depends on itself"))
+        } else if !seen.insert(dep.value.as_str()) {
+            Some(format!("{} is listed more than once in requires/wants", dep.value))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            diags.push(
+                Diagnostic::error(compose_file.clone(), message)
+                    .at_line(Some(dep.line))
+                    .hint("list each other stack once, in requires (hard) or wants (soft)"),
+            );
+        }
+    }
+    let dependency_lines = meta
+        .requires
+        .iter()
+        .chain(&meta.wants)
+        .map(|d| (d.value.clone(), d.line))
+        .collect();
+    Some(Stack {
+        name: name.to_string(),
+        dependency_lines,
+        dir: dir.to_path_buf(),
+        description: meta
+            .description
+            .unwrap_or_else(|| format!("Compose stack {name}")),
+        requires: meta.requires.into_iter().map(|d| d.value).collect(),
+        wants: meta.wants.into_iter().map(|d| d.value).collect(),
+        ready: meta.ready.unwrap_or(Ready::Healthy),
+        start_timeout: meta.start_timeout.unwrap_or(settings.start_timeout),
+        restart_sec: meta.restart_sec.unwrap_or(settings.restart_sec),
+        services: parsed.services,
+        networks: parsed.networks,
+        env_files: env.files,
+        compose_file,
+    })
+}
+
+/// `.env.local` holds secrets: it should be readable by its owner only.
+fn warn_about_readable_secrets(dir: &Path, diags: &mut Diagnostics) {
+    let path = dir.join(".env.local");
+    if let Ok(metadata) = fs::metadata(&path)
+        && metadata.is_file()
+        && metadata.permissions().mode() & 0o077 != 0
+    {
+        diags.push(
+            Diagnostic::warning(
+                path.clone(),
+                format!(
+                    "holds secrets but is readable by others (mode {:o})",
+                    metadata.permissions().mode() & 0o777
+                ),
+            )
+            .hint(format!("run: chmod 600 {}", path.display())),
+        );
+    }
+}
+
+fn dependency_line(stack: &Stack, dep: &str) -> Option<usize> {
+    stack.dependency_lines.get(dep).copied()
+}
+
+fn check_dependencies(root: &Root, diags: &mut Diagnostics) {
+    for stack in root.stacks.values() {
+        for dep in stack.requires.iter().chain(&stack.wants) {
+            if dep != &stack.name && !root.stacks.contains_key(dep) {
+                diags.push(
+                    Diagnostic::error(
+                        stack.compose_file.clone(),
+                        format!("stack {} depends on unknown stack {dep:?}", stack.name),
+                    )
+                    .at_line(dependency_line(stack, dep))
+                    .hint(root.known_stacks_hint()),
+                );
+            }
+        }
+    }
+    for cycle in root.graph().cycles() {
+        let first = &root.stacks[&cycle[0]];
+        diags.push(
+            Diagnostic::error(
+                first.compose_file.clone(),
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+            )
+            .at_line(dependency_line(first, &cycle[1]))
+            .hint("remove one of these requires/wants so the stacks can start in order"),
+        );
+    }
+}
+
+fn check_networks(root: &Root, networks_path: &Path, diags: &mut Diagnostics) {
+    for stack in root.stacks.values() {
+        let file = &stack.compose_file;
+        for decl in &stack.networks {
+            let in_spec = root.networks.contains_key(&decl.name);
+            if decl.external && !in_spec {
+                diags.push(
+                    Diagnostic::error(
+                        file.clone(),
+                        format!("network {:?} is external but not defined in {}", decl.name, networks::FILE),
+                    )
+                    .at_line(Some(decl.line))
+                    .hint(format!(
+                        "add [networks.{}] with its subnet to {}",
+                        decl.name,
+                        networks_path.display()
+                    )),
+                );
+            } else if !decl.external && in_spec {
+                diags.push(
+                    Diagnostic::error(
+                        file.clone(),
+                        format!("network {:?} is defined in {} but not declared external", decl.name, networks::FILE),
+                    )
+                    .at_line(Some(decl.line))
+                    .hint(format!("declare it as `{}: {{external: true}}` so compose joins the shared network instead of creating its own", decl.key)),
+                );
+            }
+        }
+        for service in &stack.services {
+            for net in &service.networks {
+                if net.value != "default" && !stack.networks.iter().any(|d| d.key == net.value) {
+                    let hint = if root.networks.contains_key(&net.value) {
+                        format!("add `{0}: {{external: true}}` under the top-level networks:", net.value)
+                    } else {
+                        format!("declare {} under the top-level networks:", net.value)
+                    };
+                    diags.push(
+                        Diagnostic::error(
+                            file.clone(),
+                            format!("service {} uses network {:?}, which the file does not declare", service.name, net.value),
+                        )
+                        .at_line(Some(net.line))
+                        .hint(hint),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// container_name is global on an engine: two stacks claiming one name fight over it.
+fn check_container_names(root: &Root, diags: &mut Diagnostics) {
+    let mut owners: BTreeMap<&str, (&Stack, &Service)> = BTreeMap::new();
+    for stack in root.stacks.values() {
+        for service in &stack.services {
+            let Some(container) = &service.container_name else { continue };
+            if let Some((other_stack, other_service)) = owners.get(container.value.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        stack.compose_file.clone(),
+                        format!(
+                            "container_name {:?} of service {} is also used by service {} of stack {}",
+                            container.value, service.name, other_service.name, other_stack.name
+                        ),
+                    )
+                    .at_line(Some(container.line))
+                    .hint("container names are unique per engine: rename one, or drop container_name"),
+                );
+            } else {
+                owners.insert(&container.value, (stack, service));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_names_refuse_what_systemd_or_paths_would_misread() {
+        for good in ["genai", "db-2", "a_b", "0"] {
+            assert_eq!(validate_stack_name(good), Ok(()), "{good}");
+        }
+        for bad in ["", "-x", "_x", "a/b", "..", "a@b", "a b", "a\nb", "Genai", "a.b", &"x".repeat(65)] {
+            assert!(validate_stack_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The one place that knows how values are written into unit files (systemd.syntax(7),
+//! systemd.service(5) "Command lines", systemd.unit(5) "Specifiers"). Templates never insert a
+//! user-controlled value without one of these filters.
+
+use std::fmt::Write;
+
+/// A value for a free-text setting such as `Description=`: specifiers escaped, one line.
+pub fn unit_value(value: &str) -> String {
+    let one_line: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    // A trailing backslash would continue the setting onto the next line.
+    one_line.trim_end_matches('\\').trim().replace('%', "%%")
+}
+
+/// One argument of an `Exec*=` command line: quoted when needed, with C escapes, `%` specifiers
+/// and `$` variable expansion neutralised, so the process receives exactly `arg`.
+pub fn exec_arg(arg: &str) -> String {
+    let needs_quotes = arg.is_empty()
+        || arg
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | ';'));
+    let mut out = String::with_capacity(arg.len() + 2);
+    for c in arg.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '%' => out.push_str("%%"),
+            '$' => out.push_str("$$"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    if needs_quotes {
+        format!("\"{out}\"")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_args_are_quoted_and_escaped() {
+        assert_eq!(exec_arg("/etc/composectl"), "/etc/composectl");
+        assert_eq!(exec_arg("/srv/my stacks"), "\"/srv/my stacks\"");
+        assert_eq!(exec_arg("/srv/100%"), "/srv/100%%");
+        assert_eq!(exec_arg("/srv/$HOME"), "/srv/$$HOME");
+        assert_eq!(exec_arg("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(exec_arg("semi;colon"), "\"semi;colon\"");
+        assert_eq!(exec_arg(""), "\"\"");
+    }
+
+    #[test]
+    fn unit_values_stay_on_one_line() {
+        assert_eq!(unit_value("GenAI 100% local\nsecond"), "GenAI 100%% local second");
+        assert_eq!(unit_value("ends with \\"), "ends with");
+    }
+}
