@@ -34,7 +34,11 @@ impl Context {
         } else {
             Mode::from_euid()
         };
-        let root_dir = cli.global.root.clone().unwrap_or_else(|| mode.default_root());
+        let root_dir = cli
+            .global
+            .root
+            .clone()
+            .unwrap_or_else(|| mode.default_root());
         // Units name the root in ExecStart=, so it must not depend on the working directory.
         let root_dir = std::path::absolute(&root_dir)
             .with_context(|| format!("cannot resolve the root path {}", root_dir.display()))?;
@@ -81,12 +85,13 @@ fn check(ctx: &Context, args: &StackArgs) -> Result<()> {
         model::validate_stack_name(name)
             .map_err(|reason| Error::usage(format!("invalid stack name {name:?}: {reason}")))?;
     }
-    let (diags, stacks) = match model::load(&ctx.root_dir) {
-        Ok(loaded) => {
-            let stacks = selection(&loaded.root, args)?;
-            (loaded.warnings, stacks)
+    let (root, diags) = model::load_partial(&ctx.root_dir);
+    let stacks = match &root {
+        Some(root) if args.names.iter().all(|n| root.stacks.contains_key(n)) => {
+            selection(root, args)?
         }
-        Err(diags) => (diags, args.names.iter().cloned().collect()),
+        Some(root) if args.names.is_empty() => root.stacks.keys().cloned().collect(),
+        _ => args.names.iter().cloned().collect(),
     };
     let diags = if args.names.is_empty() {
         diags
@@ -120,7 +125,11 @@ fn check(ctx: &Context, args: &StackArgs) -> Result<()> {
 fn only_about(diags: Diagnostics, stacks_dir: &Path, stacks: &BTreeSet<String>) -> Diagnostics {
     let mut kept = Diagnostics::default();
     for diag in diags.into_vec() {
-        let relevant = match diag.file.as_deref().and_then(|f| f.strip_prefix(stacks_dir).ok()) {
+        let relevant = match diag
+            .file
+            .as_deref()
+            .and_then(|f| f.strip_prefix(stacks_dir).ok())
+        {
             Some(inside) => inside
                 .components()
                 .next()
@@ -136,7 +145,11 @@ fn only_about(diags: Diagnostics, stacks_dir: &Path, stacks: &BTreeSet<String>) 
 }
 
 /// The unit files for the selected stacks, as `enable` would write them.
-pub fn rendered_units(ctx: &Context, root: &Root, stacks: &BTreeSet<String>) -> Result<Vec<UnitFile>> {
+pub fn rendered_units(
+    ctx: &Context,
+    root: &Root,
+    stacks: &BTreeSet<String>,
+) -> Result<Vec<UnitFile>> {
     let exec = units::exec_path()?;
     Ok(units::render(root, stacks, ctx.mode, &exec)?)
 }
@@ -149,7 +162,8 @@ fn render(ctx: &Context, args: &StackArgs, out: Option<&Path>) -> Result<()> {
         for file in &files {
             write_file(&dir.join(&file.path), &file.contents)?;
         }
-        ctx.ui.say(format!("wrote {} files to {}", files.len(), dir.display()));
+        ctx.ui
+            .say(format!("wrote {} files to {}", files.len(), dir.display()));
         return Ok(());
     }
     if ctx.ui.json() {
@@ -226,7 +240,8 @@ fn diff(ctx: &Context, args: &StackArgs, unit_dir: Option<PathBuf>) -> Result<()
         ctx.ui.say(format!("{}: up to date", unit_dir.display()));
     } else {
         for change in &changes {
-            ctx.ui.say(format!("{} {}", change.change, change.path.display()));
+            ctx.ui
+                .say(format!("{} {}", change.change, change.path.display()));
             ctx.ui.say(change.diff.trim_end());
         }
     }
@@ -243,7 +258,11 @@ pub fn installed_stacks(unit_dir: &Path) -> BTreeSet<String> {
         .filter_map(|entry| {
             let relative = PathBuf::from(entry.file_name()).join(units::DROPIN_NAME);
             let stack = units::stack_of_dropin(&relative)?.to_string();
-            entry.path().join(units::DROPIN_NAME).exists().then_some(stack)
+            entry
+                .path()
+                .join(units::DROPIN_NAME)
+                .exists()
+                .then_some(stack)
         })
         .collect()
 }
@@ -253,7 +272,8 @@ fn graph(ctx: &Context, args: &StackArgs, format: GraphFormat) -> Result<()> {
     let stacks = selection(&root, args)?;
     let graph = root.graph().subgraph(&stacks);
     if ctx.ui.json() {
-        ctx.ui.print_json(&json!({"layers": graph.layers(), "edges": graph.edges()}));
+        ctx.ui
+            .print_json(&json!({"layers": graph.layers(), "edges": graph.edges()}));
         return Ok(());
     }
     let text = match format {

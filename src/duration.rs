@@ -18,7 +18,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     }
     let mut total_ms: u64 = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("{text:?} is not a duration"));
         }
@@ -66,7 +68,14 @@ mod tests {
 
     #[test]
     fn parses_systemd_spans() {
-        for (text, secs) in [("90", 90), ("5s", 5), ("15min", 900), ("1h 30min", 5400), ("2m", 120), ("1d", 86400)] {
+        for (text, secs) in [
+            ("90", 90),
+            ("5s", 5),
+            ("15min", 900),
+            ("1h 30min", 5400),
+            ("2m", 120),
+            ("1d", 86400),
+        ] {
             assert_eq!(parse(text), Ok(Duration::from_secs(secs)), "{text}");
         }
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));

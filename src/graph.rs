@@ -85,7 +85,8 @@ impl Graph {
                     Mark::New => visit(graph, dep, marks, path, found),
                     Mark::Active => {
                         let start = path.iter().position(|n| n == dep).unwrap_or(0);
-                        let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
+                        let mut cycle: Vec<String> =
+                            path[start..].iter().map(|n| n.to_string()).collect();
                         cycle.push(dep.clone());
                         found.push(cycle);
                     }
@@ -108,7 +109,12 @@ impl Graph {
     /// Start layers: layer 0 depends on nothing, layer n on stacks of earlier layers only.
     /// Only meaningful for an acyclic graph (validation guarantees one).
     pub fn layers(&self) -> Vec<Vec<String>> {
-        fn depth<'g>(graph: &'g Graph, node: &'g str, memo: &mut BTreeMap<&'g str, usize>, guard: usize) -> usize {
+        fn depth<'g>(
+            graph: &'g Graph,
+            node: &'g str,
+            memo: &mut BTreeMap<&'g str, usize>,
+            guard: usize,
+        ) -> usize {
             if let Some(d) = memo.get(node) {
                 return *d;
             }
@@ -173,7 +179,10 @@ impl Graph {
                 .map(|(name, out)| {
                     (
                         name.clone(),
-                        out.iter().filter(|(to, _)| keep.contains(to)).cloned().collect(),
+                        out.iter()
+                            .filter(|(to, _)| keep.contains(to))
+                            .cloned()
+                            .collect(),
                     )
                 })
                 .collect(),
@@ -260,26 +269,47 @@ mod tests {
             ("panel", &[], &[]),
             ("metrics", &["panel"], &[]),
         ]);
-        assert_eq!(g.layers(), vec![vec!["database", "panel"], vec!["metrics"], vec!["genai"]]);
+        assert_eq!(
+            g.layers(),
+            vec![vec!["database", "panel"], vec!["metrics"], vec!["genai"]]
+        );
         assert!(g.cycles().is_empty());
         assert_eq!(
             g.closure(["metrics"]).into_iter().collect::<Vec<_>>(),
             ["metrics", "panel"]
         );
-        assert_eq!(g.dependents("panel", EdgeKind::Requires), ["genai", "metrics"]);
+        assert_eq!(
+            g.dependents("panel", EdgeKind::Requires),
+            ["genai", "metrics"]
+        );
     }
 
     #[test]
     fn cycles_are_reported_as_paths() {
-        let g = graph(&[("a", &["b"], &[]), ("b", &[], &["c"]), ("c", &["a"], &[]), ("d", &[], &[])]);
+        let g = graph(&[
+            ("a", &["b"], &[]),
+            ("b", &[], &["c"]),
+            ("c", &["a"], &[]),
+            ("d", &[], &[]),
+        ]);
         assert_eq!(g.cycles(), vec![vec!["a", "b", "c", "a"]]);
     }
 
     #[test]
     fn views_name_every_edge() {
-        let g = graph(&[("genai", &["database"], &["metrics"]), ("database", &[], &[]), ("metrics", &[], &[])]);
-        assert!(g.to_dot().contains("\"genai\" -> \"database\" [label=\"requires\"];"));
+        let g = graph(&[
+            ("genai", &["database"], &["metrics"]),
+            ("database", &[], &[]),
+            ("metrics", &[], &[]),
+        ]);
+        assert!(
+            g.to_dot()
+                .contains("\"genai\" -> \"database\" [label=\"requires\"];")
+        );
         assert!(g.to_mermaid().contains("genai -.->|wants| metrics"));
-        assert_eq!(g.to_text(), "layer 0:\n  database\n  metrics\nlayer 1:\n  genai  requires: database  wants: metrics\n");
+        assert_eq!(
+            g.to_text(),
+            "layer 0:\n  database\n  metrics\nlayer 1:\n  genai  requires: database  wants: metrics\n"
+        );
     }
 }

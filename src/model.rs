@@ -72,7 +72,10 @@ impl Root {
     /// The stack, or a usage error that lists the stacks there are.
     pub fn stack(&self, name: &str) -> Result<&Stack, Diagnostic> {
         if let Err(reason) = validate_stack_name(name) {
-            return Err(Diagnostic::error(None, format!("invalid stack name {name:?}: {reason}")));
+            return Err(Diagnostic::error(
+                None,
+                format!("invalid stack name {name:?}: {reason}"),
+            ));
         }
         self.stacks.get(name).ok_or_else(|| {
             Diagnostic::error(
@@ -124,6 +127,19 @@ pub fn validate_stack_name(name: &str) -> Result<(), String> {
 }
 
 pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
+    let (root, diags) = load_partial(dir);
+    match root {
+        Some(root) if !diags.has_errors() => Ok(Loaded {
+            root,
+            warnings: diags,
+        }),
+        _ => Err(diags),
+    }
+}
+
+/// Loads what can be loaded: the root holds every stack that parsed (None when the directory is
+/// not a root at all), the diagnostics everything found, sorted.
+pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let stacks_dir = dir.join(STACKS_DIR);
     if !stacks_dir.is_dir() {
@@ -132,9 +148,9 @@ pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
         } else {
             "the root directory does not exist".to_string()
         };
-        return Err(Diagnostic::error(dir.to_path_buf(), message)
-            .hint("point --root (or COMPOSECTL_ROOT) at a directory holding networks.toml and stacks/<name>/compose.yaml")
-            .into());
+        diags.push(Diagnostic::error(dir.to_path_buf(), message)
+            .hint("point --root (or COMPOSECTL_ROOT) at a directory holding networks.toml and stacks/<name>/compose.yaml"));
+        return (None, diags);
     }
 
     let settings_path = dir.join(settings::FILE);
@@ -166,13 +182,7 @@ pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
     check_networks(&root, &networks_path, &mut diags);
     check_container_names(&root, &mut diags);
 
-    if diags.has_errors() {
-        return Err(diags.sorted());
-    }
-    Ok(Loaded {
-        root,
-        warnings: diags.sorted(),
-    })
+    (Some(root), diags.sorted())
 }
 
 /// The stack directories under stacks/, with their names validated; hidden entries are skipped.
@@ -230,8 +240,15 @@ fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<
         [one] => Some(one.clone()),
         [] => {
             diags.push(
-                Diagnostic::error(dir.to_path_buf(), format!("stack {name} has no compose file"))
-                    .hint(format!("create {}/compose.yaml (or one of: {})", dir.display(), compose::FILE_NAMES.join(", "))),
+                Diagnostic::error(
+                    dir.to_path_buf(),
+                    format!("stack {name} has no compose file"),
+                )
+                .hint(format!(
+                    "create {}/compose.yaml (or one of: {})",
+                    dir.display(),
+                    compose::FILE_NAMES.join(", ")
+                )),
             );
             None
         }
@@ -240,7 +257,10 @@ fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<
             diags.push(
                 Diagnostic::error(
                     first.clone(),
-                    format!("stack {name} has more than one compose file (also {})", names.join(", ")),
+                    format!(
+                        "stack {name} has more than one compose file (also {})",
+                        names.join(", ")
+                    ),
                 )
                 .hint("keep exactly one; compose would silently pick one of them"),
             );
@@ -270,8 +290,11 @@ fn load_stack(
     }
     if parsed.services.is_empty() {
         diags.push(
-            Diagnostic::error(compose_file.clone(), format!("stack {name} has no services"))
-                .hint("add at least one service under services:"),
+            Diagnostic::error(
+                compose_file.clone(),
+                format!("stack {name} has no services"),
+            )
+            .hint("add at least one service under services:"),
         );
     }
     let meta = parsed.meta;
@@ -280,7 +303,10 @@ fn load_stack(
         let problem = if dep.value == name {
             Some(format!("stack {name} depends on itself"))
         } else if !seen.insert(dep.value.as_str()) {
-            Some(format!("{} is listed more than once in requires/wants", dep.value))
+            Some(format!(
+                "{} is listed more than once in requires/wants",
+                dep.value
+            ))
         } else {
             None
         };
@@ -378,7 +404,11 @@ fn check_networks(root: &Root, networks_path: &Path, diags: &mut Diagnostics) {
                 diags.push(
                     Diagnostic::error(
                         file.clone(),
-                        format!("network {:?} is external but not defined in {}", decl.name, networks::FILE),
+                        format!(
+                            "network {:?} is external but not defined in {}",
+                            decl.name,
+                            networks::FILE
+                        ),
                     )
                     .at_line(Some(decl.line))
                     .hint(format!(
@@ -402,14 +432,20 @@ fn check_networks(root: &Root, networks_path: &Path, diags: &mut Diagnostics) {
             for net in &service.networks {
                 if net.value != "default" && !stack.networks.iter().any(|d| d.key == net.value) {
                     let hint = if root.networks.contains_key(&net.value) {
-                        format!("add `{0}: {{external: true}}` under the top-level networks:", net.value)
+                        format!(
+                            "add `{0}: {{external: true}}` under the top-level networks:",
+                            net.value
+                        )
                     } else {
                         format!("declare {} under the top-level networks:", net.value)
                     };
                     diags.push(
                         Diagnostic::error(
                             file.clone(),
-                            format!("service {} uses network {:?}, which the file does not declare", service.name, net.value),
+                            format!(
+                                "service {} uses network {:?}, which the file does not declare",
+                                service.name, net.value
+                            ),
                         )
                         .at_line(Some(net.line))
                         .hint(hint),
@@ -425,7 +461,9 @@ fn check_container_names(root: &Root, diags: &mut Diagnostics) {
     let mut owners: BTreeMap<&str, (&Stack, &Service)> = BTreeMap::new();
     for stack in root.stacks.values() {
         for service in &stack.services {
-            let Some(container) = &service.container_name else { continue };
+            let Some(container) = &service.container_name else {
+                continue;
+            };
             if let Some((other_stack, other_service)) = owners.get(container.value.as_str()) {
                 diags.push(
                     Diagnostic::error(
@@ -454,7 +492,19 @@ mod tests {
         for good in ["genai", "db-2", "a_b", "0"] {
             assert_eq!(validate_stack_name(good), Ok(()), "{good}");
         }
-        for bad in ["", "-x", "_x", "a/b", "..", "a@b", "a b", "a\nb", "Genai", "a.b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "-x",
+            "_x",
+            "a/b",
+            "..",
+            "a@b",
+            "a b",
+            "a\nb",
+            "Genai",
+            "a.b",
+            &"x".repeat(65),
+        ] {
             assert!(validate_stack_name(bad).is_err(), "{bad:?}");
         }
     }

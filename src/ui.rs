@@ -31,7 +31,8 @@ impl Ui {
 
     /// Prints a value as pretty JSON on stdout.
     pub fn print_json(&self, value: &impl Serialize) {
-        let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let text = serde_json::to_string_pretty(value)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
 
@@ -67,7 +68,11 @@ impl Ui {
 
     /// An operation's failure, on stderr.
     pub fn fail(&self, message: &str) {
-        let label = if self.color { "\x1b[1;31merror:\x1b[0m" } else { "error:" };
+        let label = if self.color {
+            "\x1b[1;31merror:\x1b[0m"
+        } else {
+            "error:"
+        };
         let _ = writeln!(std::io::stderr().lock(), "{label} {message}");
     }
 }

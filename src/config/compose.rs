@@ -94,7 +94,11 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
     let doc = match yaml::parse(text) {
         Ok(Some(doc)) => doc,
         Ok(None) => {
-            parser.error(None, "the file is empty", "a compose file needs at least a services: mapping");
+            parser.error(
+                None,
+                "the file is empty",
+                "a compose file needs at least a services: mapping",
+            );
             return ComposeFile::default();
         }
         Err(e) => {
@@ -255,7 +259,10 @@ impl Parser<'_> {
         if !yaml::is_mapping(services.value) {
             self.error(
                 Some(services.line),
-                format!("services is {}, expected a mapping", yaml::kind(services.value)),
+                format!(
+                    "services is {}, expected a mapping",
+                    yaml::kind(services.value)
+                ),
                 "write services as a mapping of service name to its settings",
             );
             return Vec::new();
@@ -331,7 +338,10 @@ impl Parser<'_> {
         if !yaml::is_mapping(networks.value) {
             self.error(
                 Some(networks.line),
-                format!("networks is {}, expected a mapping", yaml::kind(networks.value)),
+                format!(
+                    "networks is {}, expected a mapping",
+                    yaml::kind(networks.value)
+                ),
                 "declare networks as a mapping, e.g. networks: {proxy: {external: true}}",
             );
             return Vec::new();
@@ -347,12 +357,16 @@ impl Parser<'_> {
                 } else if yaml::is_mapping(ext.value) {
                     // The legacy `external: {name: x}` form.
                     external = true;
-                    name = yaml::get(ext.value, "name")
-                        .and_then(|n| self.string(n.value, &format!("network {key}: external.name")));
+                    name = yaml::get(ext.value, "name").and_then(|n| {
+                        self.string(n.value, &format!("network {key}: external.name"))
+                    });
                 } else {
                     self.error(
                         Some(ext.line),
-                        format!("network {key}: external is {}, expected true or false", yaml::kind(ext.value)),
+                        format!(
+                            "network {key}: external is {}, expected true or false",
+                            yaml::kind(ext.value)
+                        ),
                         "write external: true",
                     );
                 }
@@ -420,7 +434,12 @@ networks:
         let (file, diags) = parse_text(text);
         assert!(diags.is_empty(), "{diags}");
         assert_eq!(file.meta.description.as_deref(), Some("GenAI"));
-        let requires: Vec<_> = file.meta.requires.iter().map(|r| (r.value.as_str(), r.line)).collect();
+        let requires: Vec<_> = file
+            .meta
+            .requires
+            .iter()
+            .map(|r| (r.value.as_str(), r.line))
+            .collect();
         assert_eq!(requires, [("database", 9), ("panel", 9)]);
         assert_eq!(file.meta.ready, Some(Ready::Running));
         assert_eq!(file.meta.start_timeout, Some(Duration::from_secs(900)));

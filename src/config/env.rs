@@ -127,7 +127,12 @@ pub fn interpolate(input: &str, env: &EnvLayers) -> Result<String, String> {
     Ok(out)
 }
 
-fn expand(chars: &[char], pos: &mut usize, env: &EnvLayers, nested: bool) -> Result<String, String> {
+fn expand(
+    chars: &[char],
+    pos: &mut usize,
+    env: &EnvLayers,
+    nested: bool,
+) -> Result<String, String> {
     let mut out = String::new();
     while *pos < chars.len() {
         let c = chars[*pos];
@@ -236,7 +241,11 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(interpolate(input, &env).unwrap(), want, "{input}");
         }
-        assert!(interpolate("${MISSING:?set it}", &env).unwrap_err().contains("set it"));
+        assert!(
+            interpolate("${MISSING:?set it}", &env)
+                .unwrap_err()
+                .contains("set it")
+        );
         assert!(interpolate("${A", &env).is_err());
         assert!(interpolate("${A!}", &env).is_err());
     }

@@ -32,8 +32,11 @@ pub fn read_required(path: &Path, diags: &mut Diagnostics) -> Option<String> {
         Ok(metadata) => metadata,
         Err(e) if e.kind() == ErrorKind::NotFound && path.is_symlink() => {
             diags.push(
-                Diagnostic::error(path.to_path_buf(), "is a symbolic link to a file that does not exist")
-                    .hint("point the link at an existing file or replace it with the file"),
+                Diagnostic::error(
+                    path.to_path_buf(),
+                    "is a symbolic link to a file that does not exist",
+                )
+                .hint("point the link at an existing file or replace it with the file"),
             );
             return None;
         }
@@ -43,7 +46,11 @@ pub fn read_required(path: &Path, diags: &mut Diagnostics) -> Option<String> {
         }
     };
     if !metadata.is_file() {
-        let what = if metadata.is_dir() { "a directory" } else { "not a regular file" };
+        let what = if metadata.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
         diags.push(
             Diagnostic::error(path.to_path_buf(), format!("is {what}"))
                 .hint("replace it with a regular file, or remove it"),

@@ -73,7 +73,10 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> BTreeMap<Strin
         }
     };
     let mut specs: BTreeMap<String, NetworkSpec> = BTreeMap::new();
-    for (name, entry) in file.networks {
+    // In file order, so an overlap is reported at the later of the two networks.
+    let mut entries: Vec<_> = file.networks.into_iter().collect();
+    entries.sort_by_key(|(name, _)| name.span().start);
+    for (name, entry) in entries {
         let line = line_of(text, name.span().start);
         let name = name.into_inner();
         let entry = entry.into_inner();
@@ -118,8 +121,11 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> BTreeMap<Strin
                 Some(first) => first,
                 None => {
                     diags.push(
-                        error(format!("network {name}: subnet {subnet} has no host addresses"), subnet_at)
-                            .hint("use a prefix of /30 or shorter (IPv4) or /126 (IPv6)"),
+                        error(
+                            format!("network {name}: subnet {subnet} has no host addresses"),
+                            subnet_at,
+                        )
+                        .hint("use a prefix of /30 or shorter (IPv4) or /126 (IPv6)"),
                     );
                     continue;
                 }
@@ -152,8 +158,11 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> BTreeMap<Strin
                     }
                     Err(_) => {
                         diags.push(
-                            error(format!("network {name}: gateway {text:?} is not an IP address"), at)
-                                .hint("write a plain address such as \"172.20.0.1\""),
+                            error(
+                                format!("network {name}: gateway {text:?} is not an IP address"),
+                                at,
+                            )
+                            .hint("write a plain address such as \"172.20.0.1\""),
                         );
                         continue;
                     }
@@ -161,7 +170,8 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> BTreeMap<Strin
             }
         };
         for other in specs.values() {
-            if other.subnet.contains(&subnet.network()) || subnet.contains(&other.subnet.network()) {
+            if other.subnet.contains(&subnet.network()) || subnet.contains(&other.subnet.network())
+            {
                 diags.push(
                     error(
                         format!(
@@ -202,7 +212,8 @@ mod tests {
 
     #[test]
     fn defaults_gateway_to_first_host_and_driver_to_bridge() {
-        let (specs, diags) = parse_text("[networks.db]\nsubnet = \"172.22.0.0/24\"\ninternal = true\n");
+        let (specs, diags) =
+            parse_text("[networks.db]\nsubnet = \"172.22.0.0/24\"\ninternal = true\n");
         assert!(diags.is_empty(), "{diags}");
         let db = &specs["db"];
         assert_eq!(db.gateway.to_string(), "172.22.0.1");
@@ -223,7 +234,10 @@ mod tests {
         let text = "[networks.a]\nsubnet = \"10.1.0.0/16\"\n[networks.b]\nsubnet = \"10.1.2.0/24\"\n\
                     [networks.c]\nsubnet = \"10.2.0.5/24\"\n[networks.d]\nsubnet = \"10.3.0.0/24\"\ngateway = \"10.4.0.1\"\n";
         let (_, diags) = parse_text(text);
-        let messages: Vec<_> = diags.errors().map(|d| (d.line, d.message.clone())).collect();
+        let messages: Vec<_> = diags
+            .errors()
+            .map(|d| (d.line, d.message.clone()))
+            .collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(messages[0].1.contains("overlaps network a"));
         assert_eq!(messages[0].0, Some(4));

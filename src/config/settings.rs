@@ -78,10 +78,26 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
     }
     let defaults = file.defaults;
     for (key, value, slot) in [
-        ("start_timeout", defaults.start_timeout, &mut settings.start_timeout),
-        ("stop_timeout", defaults.stop_timeout, &mut settings.stop_timeout),
-        ("restart_sec", defaults.restart_sec, &mut settings.restart_sec),
-        ("start_limit_interval", defaults.start_limit_interval, &mut settings.start_limit_interval),
+        (
+            "start_timeout",
+            defaults.start_timeout,
+            &mut settings.start_timeout,
+        ),
+        (
+            "stop_timeout",
+            defaults.stop_timeout,
+            &mut settings.stop_timeout,
+        ),
+        (
+            "restart_sec",
+            defaults.restart_sec,
+            &mut settings.restart_sec,
+        ),
+        (
+            "start_limit_interval",
+            defaults.start_limit_interval,
+            &mut settings.start_limit_interval,
+        ),
     ] {
         let Some(value) = value else { continue };
         match crate::duration::parse(&value) {

@@ -106,7 +106,9 @@ pub fn entries<'n, 'a>(node: &'n Node<'a>) -> Vec<Entry<'n, 'a>> {
     let mut merged = Vec::new();
     if let YamlData::Mapping(map) = &untagged(node).data {
         for (key, value) in map {
-            let Some(text) = scalar_text(key) else { continue };
+            let Some(text) = scalar_text(key) else {
+                continue;
+            };
             if text == "<<" {
                 let sources: Vec<&Node<'a>> = match as_sequence(value) {
                     Some(items) => items.iter().collect(),

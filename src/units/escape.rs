@@ -60,7 +60,10 @@ mod tests {
 
     #[test]
     fn unit_values_stay_on_one_line() {
-        assert_eq!(unit_value("GenAI 100% local\nsecond"), "GenAI 100%% local second");
+        assert_eq!(
+            unit_value("GenAI 100% local\nsecond"),
+            "GenAI 100%% local second"
+        );
         assert_eq!(unit_value("ends with \\"), "ends with");
     }
 }

@@ -27,7 +27,10 @@ const TEMPLATES: [(&str, &str); 4] = [
     (TEMPLATE_UNIT, include_str!("../../units/compose@.service")),
     ("stack.conf", include_str!("../../units/stack.conf")),
     (TARGET_UNIT, include_str!("../../units/composectl.target")),
-    (NETWORKS_UNIT, include_str!("../../units/composectl-networks.service")),
+    (
+        NETWORKS_UNIT,
+        include_str!("../../units/composectl-networks.service"),
+    ),
 ];
 
 /// Overrides the binary path written into `ExecStart=` (packagers, tests); otherwise the path of
@@ -95,7 +98,12 @@ fn string_filter(
 }
 
 /// Renders the shared units and one drop-in per stack in `stacks` (which must exist in `root`).
-pub fn render(root: &Root, stacks: &BTreeSet<String>, mode: Mode, exec: &Path) -> Result<Vec<UnitFile>> {
+pub fn render(
+    root: &Root,
+    stacks: &BTreeSet<String>,
+    mode: Mode,
+    exec: &Path,
+) -> Result<Vec<UnitFile>> {
     let tera = engine()?;
     let settings = &root.settings;
     let mut shared = tera::Context::new();
@@ -105,7 +113,10 @@ pub fn render(root: &Root, stacks: &BTreeSet<String>, mode: Mode, exec: &Path) -
     shared.insert("exec", &exec.to_string_lossy());
     shared.insert("root", &root.dir.to_string_lossy());
     shared.insert("wanted_by", mode.default_target());
-    shared.insert("start_limit_interval", &duration::format(settings.start_limit_interval));
+    shared.insert(
+        "start_limit_interval",
+        &duration::format(settings.start_limit_interval),
+    );
     shared.insert("start_limit_burst", &settings.start_limit_burst);
     shared.insert("restart_sec", &duration::format(settings.restart_sec));
     shared.insert("start_timeout", &duration::format(settings.start_timeout));
@@ -149,7 +160,13 @@ mod tests {
     #[test]
     fn dropin_paths_round_trip() {
         assert_eq!(stack_of_dropin(&dropin_path("genai")), Some("genai"));
-        assert_eq!(stack_of_dropin(Path::new("compose@x.service.d/override.conf")), None);
-        assert_eq!(stack_of_dropin(Path::new("other.service.d/10-composectl.conf")), None);
+        assert_eq!(
+            stack_of_dropin(Path::new("compose@x.service.d/override.conf")),
+            None
+        );
+        assert_eq!(
+            stack_of_dropin(Path::new("other.service.d/10-composectl.conf")),
+            None
+        );
     }
 }

@@ -51,6 +51,8 @@ const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 const JOURNAL_STDOUT: &str = "/run/systemd/journal/stdout";
 /// Prefix of the per-manager cgroup; `composectl-e2e-<test pid>-<id>.slice`.
 const SLICE_PREFIX: &str = "composectl-e2e-";
+/// Prefix of the per-manager temp dir; `/tmp/composectl-e2e.<id>`.
+const TEMP_PREFIX: &str = "composectl-e2e.";
 
 /// True when `COMPOSECTL_E2E=1`: a missing environment is then a failure, not a skip.
 pub fn e2e_required() -> bool {
@@ -120,14 +122,20 @@ fn check_environment() -> Result<Env, String> {
         Duration::from_secs(20),
     )?;
     if !info.status.success() {
-        return Err(format!("docker engine not answering: {}", stderr_of(&info).trim()));
+        return Err(format!(
+            "docker engine not answering: {}",
+            stderr_of(&info).trim()
+        ));
     }
     let docker_version = stdout_of(&info).trim().to_string();
     let compose = try_run(
         Command::new("docker").args(["compose", "version", "--short"]),
         Duration::from_secs(20),
     )?;
-    let compose_version = stdout_of(&compose).trim().trim_start_matches('v').to_string();
+    let compose_version = stdout_of(&compose)
+        .trim()
+        .trim_start_matches('v')
+        .to_string();
     if !compose.status.success() || !compose_version.starts_with("2.") {
         return Err(format!(
             "`docker compose` is not Compose v2 (got {:?}: {})",
@@ -142,9 +150,18 @@ fn check_environment() -> Result<Env, String> {
     if !image.status.success() {
         return Err(format!("test image {TEST_IMAGE} is missing"));
     }
-    let version = try_run(Command::new("systemctl").arg("--version"), Duration::from_secs(10))?;
+    let version = try_run(
+        Command::new("systemctl").arg("--version"),
+        Duration::from_secs(10),
+    )?;
     let systemd_version = stdout_of(&version).lines().next().unwrap_or("").to_string();
-    Ok(Env { systemd, systemd_version, docker_version, compose_version, test_image: TEST_IMAGE })
+    Ok(Env {
+        systemd,
+        systemd_version,
+        docker_version,
+        compose_version,
+        test_image: TEST_IMAGE,
+    })
 }
 
 /// A private `systemd --user` manager (the one composectl drives over D-Bus),
@@ -179,21 +196,26 @@ impl UserManager {
         let systemd = find_systemd().expect("no systemd binary");
         // In /tmp, not $TMPDIR: unix socket paths must stay under 108 bytes.
         let dir = tempfile::Builder::new()
-            .prefix("composectl-e2e.")
+            .prefix(TEMP_PREFIX)
             .tempdir_in("/tmp")
             .expect("create temp dir for the user manager");
-        let id: String = dir
+        // tempfile's random suffix is alphanumeric, so it is usable in a unit
+        // name and lets the orphan sweep find the directory again.
+        let name = dir
             .path()
             .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect();
+            .expect("temp dir name")
+            .to_string_lossy();
+        let id = name[TEMP_PREFIX.len()..].to_string();
         let slice = format!("{SLICE_PREFIX}{}-{}.slice", std::process::id(), id);
-        fs::create_dir_all(dir.path().join("home")).unwrap();
-        fs::create_dir_all(dir.path().join("config/systemd/user")).unwrap();
-        let mut manager = UserManager { dir, systemd, slice, child: None };
+        fs::create_dir_all(dir.path().join("home")).expect("create T/home");
+        fs::create_dir_all(dir.path().join("config/systemd/user")).expect("create unit dir");
+        let mut manager = UserManager {
+            dir,
+            systemd,
+            slice,
+            child: None,
+        };
         manager.spawn();
         manager
     }
@@ -213,7 +235,7 @@ impl UserManager {
     /// Where user unit files go: `T/config/systemd/user` (created).
     pub fn unit_dir(&self) -> PathBuf {
         let d = self.config_home().join("systemd/user");
-        fs::create_dir_all(&d).unwrap();
+        fs::create_dir_all(&d).expect("create unit dir");
         d
     }
     /// `unix:path=T/run/bus`, the manager's D-Bus (socket-activated dbus-daemon).
@@ -233,7 +255,23 @@ impl UserManager {
     pub fn cgroup(&self) -> String {
         format!("/{}", self.slice)
     }
-    /// What the manager printed (stdout and stderr), across restarts.
+    /// What the manager itself logged to the journal ("Started ...", "Failed
+    /// with result ...", "Failed to connect to system bus" is normal here), for
+    /// one unit (journald field `USER_UNIT=`) or all. These entries are not
+    /// found by `journalctl -u`.
+    pub fn manager_messages(&self, unit: Option<&str>) -> Vec<String> {
+        let mut cmd = Command::new("journalctl");
+        cmd.args(["--no-pager", "-q", "-o", "cat"])
+            .arg(format!("_SYSTEMD_CGROUP=/{}/init.scope", self.slice));
+        if let Some(unit) = unit {
+            cmd.arg(format!("USER_UNIT={unit}"));
+        }
+        let out = run_with_timeout(&mut cmd, CMD_TIMEOUT);
+        stdout_of(&out).lines().map(str::to_string).collect()
+    }
+
+    /// What the manager printed on stdout/stderr (usually nothing: it logs
+    /// to the journal, see [`manager_messages`](Self::manager_messages)).
     pub fn manager_log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -242,9 +280,15 @@ impl UserManager {
     /// needs to talk to this manager and to find the same config/home.
     pub fn envs(&self) -> Vec<(String, OsString)> {
         vec![
-            ("XDG_RUNTIME_DIR".into(), self.runtime_dir().into_os_string()),
+            (
+                "XDG_RUNTIME_DIR".into(),
+                self.runtime_dir().into_os_string(),
+            ),
             ("DBUS_SESSION_BUS_ADDRESS".into(), self.bus_address().into()),
-            ("XDG_CONFIG_HOME".into(), self.config_home().into_os_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                self.config_home().into_os_string(),
+            ),
             ("HOME".into(), self.home().into_os_string()),
         ]
     }
@@ -271,7 +315,11 @@ impl UserManager {
     /// `SubState`, `Result`, `NRestarts`, `StatusText`, `MainPID`).
     pub fn property(&self, unit: &str, property: &str) -> String {
         let out = self.systemctl(&["show", "-P", property, unit]);
-        assert!(out.status.success(), "systemctl show {unit}: {}", stderr_of(&out));
+        assert!(
+            out.status.success(),
+            "systemctl show {unit}: {}",
+            stderr_of(&out)
+        );
         stdout_of(&out).trim().to_string()
     }
 
@@ -280,7 +328,9 @@ impl UserManager {
     pub fn wait_startup_finished(&self, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            let state = stdout_of(&self.systemctl(&["is-system-running"])).trim().to_string();
+            let state = stdout_of(&self.systemctl(&["is-system-running"]))
+                .trim()
+                .to_string();
             if state == "running" || state == "degraded" || Instant::now() >= deadline {
                 return state;
             }
@@ -300,11 +350,18 @@ impl UserManager {
     }
 
     /// Full journal entries (all fields) of `unit` from this manager.
-    pub fn journal_entries(&self, unit: &str, extra_matches: &[&str]) -> Vec<BTreeMap<String, String>> {
+    pub fn journal_entries(
+        &self,
+        unit: &str,
+        extra_matches: &[&str],
+    ) -> Vec<BTreeMap<String, String>> {
         let prefix = format!("/{}/", self.slice);
         journal_entries(unit, extra_matches)
             .into_iter()
-            .filter(|e| e.get("_SYSTEMD_CGROUP").is_some_and(|cg| cg.starts_with(&prefix)))
+            .filter(|e| {
+                e.get("_SYSTEMD_CGROUP")
+                    .is_some_and(|cg| cg.starts_with(&prefix))
+            })
             .collect()
     }
 
@@ -328,23 +385,30 @@ impl UserManager {
             fs::remove_dir_all(&run).expect("clear XDG_RUNTIME_DIR");
         }
         fs::create_dir(&run).expect("create XDG_RUNTIME_DIR");
-        fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(&run, fs::Permissions::from_mode(0o700))
+            .expect("chmod 0700 XDG_RUNTIME_DIR");
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("open manager.log");
         let roots = cgroup_roots();
-        assert!(!roots.is_empty(), "no cgroup hierarchy to put the manager in");
+        assert!(
+            !roots.is_empty(),
+            "no cgroup hierarchy to put the manager in"
+        );
         // The shell moves itself into the slice in each systemd-relevant
         // hierarchy, then execs the manager (same pid), so the manager starts
         // there. Doing this in pre_exec would not be async-signal-safe.
+        // --log-target=journal: by default a manager that is neither PID 1
+        // nor started with its stderr on the journal logs to /dev/console
+        // (the VM's serial console), not to its stderr.
         let script = r#"slice=$1; systemd=$2; shift 2
 for root in "$@"; do
     mkdir -p "$root/$slice" && echo $$ >"$root/$slice/cgroup.procs" ||
         { echo "composectl-e2e: cannot enter cgroup $root/$slice" >&2; exit 97; }
 done
-exec "$systemd" --user"#;
+exec "$systemd" --user --log-target=journal"#;
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(script)
@@ -353,13 +417,16 @@ exec "$systemd" --user"#;
             .arg(&self.systemd)
             .args(&roots)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
             .env("HOME", self.home())
             .env("XDG_RUNTIME_DIR", &run)
             .env("XDG_CONFIG_HOME", self.config_home())
             .current_dir("/")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(log.try_clone().expect("dup manager.log"))
             .stderr(log)
             // Own process group: a Ctrl-C meant for the test runner does
             // not reach the manager before Drop can stop it in order.
@@ -374,14 +441,26 @@ exec "$systemd" --user"#;
             if unix_listening(&bus) && unix_listening(&private) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            let child = self.child.as_mut().expect("manager child");
+            if let Some(status) = child.try_wait().expect("wait for systemd --user") {
                 self.child = None;
-                panic!("systemd --user exited ({status}) before its bus came up; log:\n{}", self.manager_log());
+                panic!(
+                    "systemd --user exited ({status}) before its bus came up; output:\n{}\njournal:\n{}",
+                    self.manager_log(),
+                    self.manager_messages(None).join("\n")
+                );
             }
             if Instant::now() >= deadline {
-                let log = self.manager_log();
+                let log = format!(
+                    "{}\n{}",
+                    self.manager_log(),
+                    self.manager_messages(None).join("\n")
+                );
                 self.stop(DROP_GRACE);
-                panic!("systemd --user: no {} after {BUS_TIMEOUT:?}; log:\n{log}", bus.display());
+                panic!(
+                    "systemd --user: no {} after {BUS_TIMEOUT:?}; log:\n{log}",
+                    bus.display()
+                );
             }
             thread::sleep(POLL);
         }
@@ -439,7 +518,11 @@ pub fn journal_lines(unit: &str, extra_matches: &[&str]) -> Vec<String> {
             .args(extra_matches),
         CMD_TIMEOUT,
     );
-    assert!(out.status.success(), "journalctl -u {unit}: {}", stderr_of(&out));
+    assert!(
+        out.status.success(),
+        "journalctl -u {unit}: {}",
+        stderr_of(&out)
+    );
     stdout_of(&out).lines().map(str::to_string).collect()
 }
 
@@ -451,7 +534,11 @@ pub fn journal_entries(unit: &str, extra_matches: &[&str]) -> Vec<BTreeMap<Strin
             .args(extra_matches),
         CMD_TIMEOUT,
     );
-    assert!(out.status.success(), "journalctl -u {unit}: {}", stderr_of(&out));
+    assert!(
+        out.status.success(),
+        "journalctl -u {unit}: {}",
+        stderr_of(&out)
+    );
     parse_journal_export(&out.stdout)
 }
 
@@ -482,8 +569,10 @@ fn parse_journal_export(mut data: &[u8]) -> Vec<BTreeMap<String, String>> {
             if rest.len() < 8 {
                 break;
             }
-            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
-            let end = (8 + len).min(rest.len());
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&rest[..8]);
+            let len = usize::try_from(u64::from_le_bytes(size)).unwrap_or(usize::MAX);
+            let end = len.saturating_add(8).min(rest.len());
             entry.insert(key, String::from_utf8_lossy(&rest[8..end]).into_owned());
             data = &rest[(end + 1).min(rest.len())..];
         }
@@ -518,10 +607,15 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 }
 
 fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(format!("{cmd:?}: no pipes"));
+    };
     let out_reader = thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = out.read_to_end(&mut buf);
@@ -545,7 +639,11 @@ fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
             Err(e) => return Err(format!("waiting for {cmd:?}: {e}")),
         }
     };
-    Ok(Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() })
+    Ok(Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
 }
 
 /// Lossy stdout of an `Output`.
@@ -562,7 +660,11 @@ pub fn stderr_of(out: &Output) -> String {
 pub fn unix_listening(path: impl AsRef<Path>) -> bool {
     let path = path.as_ref().to_string_lossy();
     fs::read_to_string("/proc/net/unix")
-        .map(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(7) == Some(path.as_ref())))
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(7) == Some(path.as_ref()))
+        })
         .unwrap_or(false)
 }
 
@@ -578,7 +680,11 @@ fn is_root() -> bool {
     // Effective uid is the second number of the "Uid:" line.
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(str::to_string)
+        })
         .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
         .unwrap_or(false)
 }
@@ -601,11 +707,15 @@ fn find_systemd() -> Option<PathBuf> {
 /// `name=systemd` one and the unified (v2) one on a hybrid host like these
 /// VMs, or just /sys/fs/cgroup on a pure v2 host.
 fn cgroup_roots() -> Vec<PathBuf> {
-    ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect()
+    [
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.join("cgroup.procs").exists())
+    .collect()
 }
 
 /// Pids in `root/slice` and all its sub-cgroups.
@@ -666,22 +776,34 @@ fn remove_slice(slice: &str) {
 }
 
 /// Cleans up after test binaries that died without running Drop (SIGKILL,
-/// abort): slices named `composectl-e2e-<pid>-*.slice` whose <pid> no longer
-/// exists. Live runs are left alone.
+/// abort): for each slice `composectl-e2e-<pid>-<id>.slice` whose <pid> no
+/// longer exists, SIGKILL its processes by pid (manager, dbus-daemon, units),
+/// remove its cgroups and `/tmp/composectl-e2e.<id>`. Live runs are left alone.
 fn sweep_orphaned_slices() {
     for root in cgroup_roots() {
-        let Ok(rd) = fs::read_dir(&root) else { continue };
+        let Ok(rd) = fs::read_dir(&root) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(SLICE_PREFIX) else { continue };
-            let Some(owner) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            let Some(rest) = name.strip_prefix(SLICE_PREFIX) else {
                 continue;
             };
-            if !name.ends_with(".slice") || Path::new(&format!("/proc/{owner}")).exists() {
+            let Some((owner, id)) = rest.strip_suffix(".slice").and_then(|r| r.split_once('-'))
+            else {
+                continue;
+            };
+            let Ok(owner) = owner.parse::<u32>() else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{owner}")).exists() {
                 continue;
             }
             kill_slice(&name);
             remove_slice(&name);
+            if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                let _ = fs::remove_dir_all(format!("/tmp/{TEMP_PREFIX}{id}"));
+            }
         }
     }
 }

@@ -43,21 +43,23 @@ export XDG_RUNTIME_DIR="$T/run" DBUS_SESSION_BUS_ADDRESS="unix:path=$T/run/bus"
 # "/" moves EVERY process of the root cgroup (PID 1, dockerd, other test
 # runs...) into /init.scope, and all managers would share /app.slice/<unit>
 # cgroups. So: a sh moves itself into <slice> in the name=systemd (v1) and
-# unified hierarchies, then execs the manager.
+# unified hierarchies, then execs the manager. --log-target=journal, because
+# by default such a manager logs to /dev/console, not to its stderr.
 cd /
+# shellcheck disable=SC2016 # $SLICE and $$ are for the inner sh
 env -i PATH="$PATH" HOME="$T/home" XDG_RUNTIME_DIR="$T/run" \
-    XDG_CONFIG_HOME="$T/config" SLICE="$slice" SYSTEMD_LOG_TARGET=console \
+    XDG_CONFIG_HOME="$T/config" SLICE="$slice" \
     setsid sh -c '
         for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
             [ -e "$h/cgroup.procs" ] || continue
             mkdir -p "$h/$SLICE" && echo $$ >"$h/$SLICE/cgroup.procs"
         done
-        exec systemd --user' >"$T/manager.log" 2>&1 </dev/null &
+        exec systemd --user --log-target=journal' >"$T/manager.log" 2>&1 </dev/null &
 mgr=$!
 
 cleanup() {
     # SIGTERM (= `systemctl --user exit`, but that can hang), ~2 s, SIGKILL.
-    local t0=$SECONDS i
+    local i procs p
     kill -TERM "$mgr" 2>/dev/null || true
     for i in $(seq 1 60); do kill -0 "$mgr" 2>/dev/null || break; sleep 0.05; done
     if kill -0 "$mgr" 2>/dev/null; then
@@ -69,9 +71,9 @@ cleanup() {
     wait "$mgr" 2>/dev/null || true
     for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
         [ -d "$h/$slice" ] || continue
-        for procs in $(find "$h/$slice" -name cgroup.procs); do
-            for p in $(cat "$procs"); do kill -KILL "$p" 2>/dev/null || true; done
-        done
+        while read -r procs; do
+            while read -r p; do kill -KILL "$p" 2>/dev/null || true; done <"$procs"
+        done < <(find "$h/$slice" -name cgroup.procs)
         for i in $(seq 1 20); do
             find "$h/$slice" -depth -type d -exec rmdir {} + 2>/dev/null || true
             [ -d "$h/$slice" ] || break
@@ -86,7 +88,13 @@ for _ in $(seq 1 500); do
     [ -S "$T/run/bus" ] && [ -S "$T/run/systemd/private" ] && break
     sleep 0.02
 done
-[ -S "$T/run/bus" ] && ok "manager up, bus at $T/run/bus" || { bad "no bus"; cat "$T/manager.log"; exit 1; }
+if [ -S "$T/run/bus" ]; then
+    ok "manager up, bus at $T/run/bus"
+else
+    bad "no bus"
+    cat "$T/manager.log"
+    exit 1
+fi
 
 cat >"$T/child-notify.sh" <<EOF
 #!/bin/sh

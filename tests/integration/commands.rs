@@ -1,0 +1,192 @@
+//! check, render, diff and graph on valid roots.
+
+use crate::harness::{Test, example_root};
+
+#[test]
+fn check_accepts_the_example_root() {
+    Test::new()
+        .at(&example_root())
+        .args(["check"])
+        .stdout_has("ok (5 stacks: auth, database, genai, metrics, panel)")
+        .run();
+}
+
+#[test]
+fn check_of_named_stacks_ignores_unrelated_broken_ones() {
+    Test::valid()
+        .file("stacks/broken/compose.yaml", "services: [\n")
+        .args(["check", "app"])
+        .stdout_has("ok (2 stacks: app, db)")
+        .run();
+    Test::valid()
+        .file("stacks/broken/compose.yaml", "services: [\n")
+        .args(["check", "broken"])
+        .code(2)
+        .stderr_has("stacks/broken/compose.yaml")
+        .run();
+}
+
+#[test]
+fn check_json_lists_diagnostics() {
+    let output = Test::valid()
+        .file(
+            "stacks/db/compose.yaml",
+            "x-composectl:\n  requires: [nosuch]\nservices: {db: {image: x}}\n",
+        )
+        .args(["-o", "json", "check"])
+        .code(2)
+        .run();
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(value["valid"], false);
+    assert_eq!(value["diagnostics"][0]["line"], 2);
+    assert_eq!(value["diagnostics"][0]["severity"], "error");
+}
+
+#[test]
+fn readable_secrets_are_a_warning_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = Test::valid()
+        .file("stacks/db/.env.local", "POSTGRES_PASSWORD=x\n")
+        .with(|root| {
+            let path = root.join("stacks/db/.env.local");
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        });
+    let fix = format!(
+        "chmod 600 {}",
+        test.root().join("stacks/db/.env.local").display()
+    );
+    test.args(["check"])
+        .stderr_has("warning: holds secrets but is readable by others (mode 644)")
+        .stderr_has(&fix)
+        .run();
+}
+
+#[test]
+fn render_of_a_stack_includes_what_it_requires() {
+    let output = Test::new()
+        .at(&example_root())
+        .args(["--system", "render", "genai"])
+        .run();
+    let text = String::from_utf8_lossy(&output.stdout);
+    for stack in ["genai", "database", "panel", "metrics"] {
+        assert!(
+            text.contains(&format!("compose@{stack}.service.d/10-composectl.conf")),
+            "{stack}"
+        );
+    }
+    assert!(!text.contains("compose@auth.service.d"));
+}
+
+#[test]
+fn render_quotes_and_escapes_hostile_root_paths() {
+    let test = Test::valid();
+    let odd = test.dir.path().join("my 100% $HOME root");
+    std::fs::rename(test.root(), &odd).expect("rename");
+    let output = Test::new().at(&odd).args(["--system", "render"]).run();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let expected = format!(
+        "--root \"{}\" run %i",
+        odd.display()
+            .to_string()
+            .replace('%', "%%")
+            .replace('$', "$$")
+    );
+    assert!(text.contains(&expected), "{text}");
+}
+
+#[test]
+fn graph_prints_text_dot_mermaid_and_json() {
+    let root = example_root();
+    Test::new()
+        .at(&root)
+        .args(["graph"])
+        .stdout_has("layer 2:\n  genai  requires: database, panel  wants: metrics\n")
+        .run();
+    Test::new()
+        .at(&root)
+        .args(["graph", "--format", "dot"])
+        .stdout_has("\"genai\" -> \"metrics\" [label=\"wants\", style=dashed];")
+        .run();
+    Test::new()
+        .at(&root)
+        .args(["graph", "--format", "mermaid"])
+        .stdout_has("genai -->|requires| database")
+        .run();
+    let output = Test::new()
+        .at(&root)
+        .args(["-o", "json", "graph", "metrics"])
+        .run();
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(value["layers"], serde_json::json!([["panel"], ["metrics"]]));
+}
+
+#[test]
+fn diff_shows_new_changed_and_removed_units() {
+    let test = Test::valid();
+    let units = test.dir.path().join("units");
+    let units_arg = units.to_str().expect("utf-8").to_string();
+    Test::new()
+        .at(test.root())
+        .args(["--system", "render", "--out", &units_arg])
+        .run();
+    Test::new()
+        .at(test.root())
+        .args(["--system", "diff", "--unit-dir", &units_arg])
+        .stdout_has("up to date")
+        .run();
+
+    std::fs::create_dir_all(units.join("compose@gone.service.d")).expect("mkdir");
+    std::fs::write(
+        units.join("compose@gone.service.d/10-composectl.conf"),
+        "[Unit]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        units.join("compose@app.service.d/10-composectl.conf"),
+        "[Unit]\n",
+    )
+    .expect("write");
+    std::fs::remove_file(units.join("composectl.target")).expect("rm");
+    Test::new()
+        .at(test.root())
+        .args(["--system", "diff", "--unit-dir", &units_arg])
+        .stdout_has("changed ")
+        .stdout_has("+Requires=compose@db.service")
+        .stdout_has("new ")
+        .stdout_has("removed ")
+        .stdout_has("stack gone is no longer in the root")
+        .run();
+}
+
+#[test]
+fn quiet_hides_warnings_but_not_errors() {
+    Test::valid()
+        .file("stacks/notes.txt", "x")
+        .args(["-q", "check"])
+        .stdout("")
+        .run();
+    Test::valid()
+        .file("stacks/db/compose.yaml", "oops: [")
+        .args(["-q", "check"])
+        .code(2)
+        .stderr_has("error:")
+        .run();
+}
+
+#[test]
+fn version_and_usage_errors() {
+    Test::new()
+        .args(["--version"])
+        .stdout_has("composectl ")
+        .run();
+    Test::new()
+        .args(["frobnicate"])
+        .code(2)
+        .stderr_has("unrecognized subcommand")
+        .run();
+    Test::new()
+        .args(["--user", "--system", "check"])
+        .code(2)
+        .stderr_has("cannot be used with")
+        .run();
+}

@@ -1,0 +1,98 @@
+//! The units rendered for the repository's example root, in both modes: golden files, and
+//! `systemd-analyze verify` with no complaint at all.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::{BIN, Test, example_root};
+
+fn render(mode: &str) -> String {
+    let output = Test::new()
+        .at(&example_root())
+        .args([mode, "render"])
+        .env("HOME", "/home/alice")
+        .env("XDG_CONFIG_HOME", "/home/alice/.config")
+        .run();
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn system_units_match_golden_file() {
+    let text =
+        render("--system").replace(example_root().to_str().expect("utf-8"), "/etc/composectl");
+    insta::assert_snapshot!("system_units", text);
+}
+
+#[test]
+fn user_units_match_golden_file() {
+    let text = render("--user").replace(
+        example_root().to_str().expect("utf-8"),
+        "/home/alice/.config/composectl",
+    );
+    insta::assert_snapshot!("user_units", text);
+}
+
+/// Runs `systemd-analyze verify` over every rendered unit, with ExecStart naming the real binary,
+/// and fails on any output: systemd reports unknown keys and bad values as warnings, not errors.
+fn verify(mode: &str) {
+    let Some(analyze) = crate::environment::tool("systemd-analyze") else {
+        return;
+    };
+    let test = Test::new().at(&example_root());
+    let out = test.dir.path().join("units");
+    let mut render = test.command();
+    render
+        .args([mode, "render", "--out"])
+        .arg(&out)
+        .env("COMPOSECTL_EXEC", BIN);
+    assert!(render.status().expect("render").success());
+
+    let runtime = test.dir.path().join("runtime");
+    std::fs::create_dir_all(&runtime).expect("runtime dir");
+    let mut units: Vec<String> = [
+        "compose@.service",
+        "composectl.target",
+        "composectl-networks.service",
+    ]
+    .map(String::from)
+    .to_vec();
+    for stack in std::fs::read_dir(example_root().join("stacks")).expect("stacks") {
+        let name = stack
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8");
+        units.push(format!("compose@{name}.service"));
+    }
+    let mut command = Command::new(analyze);
+    if mode == "--user" {
+        command.arg("--user");
+    }
+    let output = command
+        .args(["verify", "--man=no"])
+        .args(units.iter().map(|u| out.join(u)))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .current_dir(&out)
+        .output()
+        .expect("systemd-analyze");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify {mode}:\n{text}"
+    );
+    assert!(Path::new(&out.join("compose@genai.service.d/10-composectl.conf")).exists());
+}
+
+#[test]
+fn system_units_pass_systemd_analyze_verify() {
+    verify("--system");
+}
+
+#[test]
+fn user_units_pass_systemd_analyze_verify() {
+    verify("--user");
+}

@@ -1,0 +1,169 @@
+//! A builder for running the composectl binary against a root, in the style of casey/just's
+//! integration tests: describe the files, the arguments and what must come out.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_fs::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_composectl");
+
+/// The repository's own example root.
+pub fn example_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Test {
+    pub dir: TempDir,
+    root: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    code: i32,
+    stdout: Option<String>,
+    stdout_has: Vec<String>,
+    stderr_has: Vec<String>,
+}
+
+impl Test {
+    /// An empty temporary root (stacks/ exists, nothing else).
+    pub fn new() -> Test {
+        let dir = TempDir::new().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("root/stacks")).expect("stacks dir");
+        let root = dir.path().join("root");
+        Test {
+            dir,
+            root,
+            args: Vec::new(),
+            env: Vec::new(),
+            code: 0,
+            stdout: None,
+            stdout_has: Vec::new(),
+            stderr_has: Vec::new(),
+        }
+    }
+
+    /// A small valid root: two networks, `db` and `app` (which requires db).
+    pub fn valid() -> Test {
+        Test::new()
+            .file(
+                "networks.toml",
+                "[networks.front]\nsubnet = \"10.10.0.0/24\"\n\n[networks.back]\nsubnet = \"10.20.0.0/24\"\ninternal = true\n",
+            )
+            .file(
+                "stacks/db/compose.yaml",
+                "services:\n  db:\n    image: postgres:16\n    networks: [back]\nnetworks:\n  back:\n    external: true\n",
+            )
+            .file(
+                "stacks/app/compose.yaml",
+                "x-composectl:\n  requires: [db]\nservices:\n  web:\n    image: nginx\n    networks: [front, back]\nnetworks:\n  front:\n    external: true\n  back:\n    external: true\n",
+            )
+    }
+
+    /// Runs against an existing directory instead of the temporary one.
+    pub fn at(mut self, root: &Path) -> Test {
+        self.root = root.to_path_buf();
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn file(self, path: &str, contents: &str) -> Test {
+        let path = self.root.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, contents).expect("write fixture");
+        self
+    }
+
+    /// Arbitrary changes to the root that `file` cannot express (modes, links, FIFOs).
+    pub fn with(self, setup: impl FnOnce(&Path)) -> Test {
+        setup(&self.root);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Test {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn code(mut self, code: i32) -> Test {
+        self.code = code;
+        self
+    }
+
+    pub fn stdout(mut self, expected: &str) -> Test {
+        self.stdout = Some(expected.into());
+        self
+    }
+
+    pub fn stdout_has(mut self, needle: &str) -> Test {
+        self.stdout_has.push(needle.into());
+        self
+    }
+
+    pub fn stderr_has(mut self, needle: &str) -> Test {
+        self.stderr_has.push(needle.into());
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(&self.args)
+            .env_remove("COMPOSECTL_ROOT")
+            .env("NO_COLOR", "1")
+            .env("COMPOSECTL_EXEC", "/usr/bin/composectl");
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// Runs and checks everything that was asked for; returns the output for further checks.
+    pub fn run(self) -> Output {
+        let output = self.command().output().expect("run composectl");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let context = format!(
+            "args: {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            self.args
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "composectl panicked\n{context}"
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(self.code),
+            "exit code\n{context}"
+        );
+        if let Some(expected) = &self.stdout {
+            assert_eq!(&stdout, expected, "stdout\n{context}");
+        }
+        for needle in &self.stdout_has {
+            assert!(
+                stdout.contains(needle.as_str()),
+                "stdout lacks {needle:?}\n{context}"
+            );
+        }
+        for needle in &self.stderr_has {
+            assert!(
+                stderr.contains(needle.as_str()),
+                "stderr lacks {needle:?}\n{context}"
+            );
+        }
+        output
+    }
+}

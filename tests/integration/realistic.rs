@@ -1,0 +1,45 @@
+//! Compose files as users bring them (upstream immich, authentik, LibreChat, a media server with
+//! GPU deploy blocks, devices, profiles, configs, secrets, anchors and merge keys): check and
+//! render accept them and read the parts composectl needs.
+
+use std::path::PathBuf;
+
+use crate::harness::Test;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/realistic")
+}
+
+#[test]
+fn check_accepts_real_world_compose_files() {
+    Test::new()
+        .at(&root())
+        .args(["check"])
+        .stdout_has("ok (5 stacks: authentik, immich, librechat, media, observability)")
+        .run();
+}
+
+#[test]
+fn render_orders_them_by_their_metadata() {
+    let output = Test::new()
+        .at(&root())
+        .args(["--system", "render", "immich", "librechat", "media"])
+        .run();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("Description=authentik SSO: 100%% of logins"),
+        "{text}"
+    );
+    assert!(text.contains("Requires=compose@authentik.service\nAfter=compose@authentik.service\nWants=compose@observability.service"));
+    assert!(text.contains("TimeoutStartSec=20min"));
+    assert!(text.contains("RestartSec=30s"));
+}
+
+#[test]
+fn graph_layers_real_world_stacks() {
+    Test::new()
+        .at(&root())
+        .args(["graph"])
+        .stdout("layer 0:\n  authentik\n  observability\nlayer 1:\n  immich  requires: authentik  wants: observability\n  librechat  requires: authentik, observability\n  media  requires: authentik\n")
+        .run();
+}
