@@ -256,11 +256,11 @@ pub fn installed_stacks(unit_dir: &Path) -> BTreeSet<String> {
     entries
         .flatten()
         .filter_map(|entry| {
-            let relative = PathBuf::from(entry.file_name()).join(units::DROPIN_NAME);
+            let relative = PathBuf::from(entry.file_name()).join(units::STACK_DROPIN_NAME);
             let stack = units::stack_of_dropin(&relative)?.to_string();
             entry
                 .path()
-                .join(units::DROPIN_NAME)
+                .join(units::STACK_DROPIN_NAME)
                 .exists()
                 .then_some(stack)
         })

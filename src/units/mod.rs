@@ -1,9 +1,16 @@
 //! Rendering the unit files for a set of stacks from the templates in `units/`.
 //!
-//! The layout: one template `compose@.service` for every stack, one drop-in per stack with its
-//! ordering and timeouts, `composectl.target` grouping the stacks for boot, and
-//! `composectl-networks.service` creating the shared networks. `render`, `diff` and `enable` all
-//! use exactly this output.
+//! The layout splits what is the same everywhere from what belongs to one installation:
+//! - shared units, identical for every root of a mode (packages ship them too): the template
+//!   `compose@.service`, `composectl.target` grouping the stacks for boot, and
+//!   `composectl-networks.service` creating the shared networks;
+//! - composectl's drop-ins: `10-composectl.conf` for the template (command line with the root,
+//!   timeouts, restart policy) and the networks unit (command line), and `20-composectl.conf`
+//!   per stack (description, Requires/Wants/After). systemd lets an instance's drop-in replace
+//!   a template drop-in of the same name, so the two must differ; the stack's sorts later and
+//!   wins where both set a value.
+//!
+//! `render`, `diff` and `enable` all use exactly this output.
 
 pub mod escape;
 
@@ -22,14 +29,30 @@ pub const TEMPLATE_UNIT: &str = "compose@.service";
 pub const TARGET_UNIT: &str = "composectl.target";
 pub const NETWORKS_UNIT: &str = "composectl-networks.service";
 pub const DROPIN_NAME: &str = "10-composectl.conf";
+pub const STACK_DROPIN_NAME: &str = "20-composectl.conf";
 
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATE_DROPIN: &str = "compose@.service.d.conf";
+const STACK_DROPIN: &str = "compose@stack.service.d.conf";
+const NETWORKS_DROPIN: &str = "composectl-networks.service.d.conf";
+
+const TEMPLATES: [(&str, &str); 6] = [
     (TEMPLATE_UNIT, include_str!("../../units/compose@.service")),
-    ("stack.conf", include_str!("../../units/stack.conf")),
+    (
+        TEMPLATE_DROPIN,
+        include_str!("../../units/compose@.service.d.conf"),
+    ),
+    (
+        STACK_DROPIN,
+        include_str!("../../units/compose@stack.service.d.conf"),
+    ),
     (TARGET_UNIT, include_str!("../../units/composectl.target")),
     (
         NETWORKS_UNIT,
         include_str!("../../units/composectl-networks.service"),
+    ),
+    (
+        NETWORKS_DROPIN,
+        include_str!("../../units/composectl-networks.service.d.conf"),
     ),
 ];
 
@@ -41,20 +64,26 @@ pub fn stack_unit(stack: &str) -> String {
     format!("compose@{stack}.service")
 }
 
+/// composectl's drop-in for a unit, relative to the unit directory.
+pub fn unit_dropin(unit: &str) -> PathBuf {
+    PathBuf::from(format!("{unit}.d")).join(DROPIN_NAME)
+}
+
 /// A stack's drop-in, relative to the unit directory.
 pub fn dropin_path(stack: &str) -> PathBuf {
-    PathBuf::from(format!("{}.d", stack_unit(stack))).join(DROPIN_NAME)
+    PathBuf::from(format!("{}.d", stack_unit(stack))).join(STACK_DROPIN_NAME)
 }
 
 /// The stack a composectl-owned drop-in path belongs to, if it is one.
 pub fn stack_of_dropin(path: &Path) -> Option<&str> {
-    if path.file_name()? != DROPIN_NAME {
+    if path.file_name()? != STACK_DROPIN_NAME {
         return None;
     }
     path.parent()?
         .to_str()?
         .strip_prefix("compose@")?
         .strip_suffix(".service.d")
+        .filter(|stack| !stack.is_empty())
 }
 
 /// A unit file to install, relative to the unit directory.
@@ -62,6 +91,15 @@ pub fn stack_of_dropin(path: &Path) -> Option<&str> {
 pub struct UnitFile {
     pub path: PathBuf,
     pub contents: String,
+}
+
+impl UnitFile {
+    /// Drop-ins belong to one installation; the other files are shared.
+    pub fn is_dropin(&self) -> bool {
+        self.path
+            .parent()
+            .is_some_and(|dir| !dir.as_os_str().is_empty())
+    }
 }
 
 /// The composectl binary units should run.
@@ -123,10 +161,16 @@ pub fn render(
     shared.insert("stop_timeout", &duration::format(settings.stop_timeout));
 
     let mut files = Vec::new();
-    for name in [TEMPLATE_UNIT, TARGET_UNIT, NETWORKS_UNIT] {
+    for (template, path) in [
+        (TEMPLATE_UNIT, PathBuf::from(TEMPLATE_UNIT)),
+        (TEMPLATE_DROPIN, unit_dropin(TEMPLATE_UNIT)),
+        (TARGET_UNIT, PathBuf::from(TARGET_UNIT)),
+        (NETWORKS_UNIT, PathBuf::from(NETWORKS_UNIT)),
+        (NETWORKS_DROPIN, unit_dropin(NETWORKS_UNIT)),
+    ] {
         files.push(UnitFile {
-            path: PathBuf::from(name),
-            contents: tera.render(name, &shared)?,
+            path,
+            contents: tera.render(template, &shared)?,
         });
     }
     for name in stacks {
@@ -147,7 +191,7 @@ pub fn render(
         context.insert("restart_sec", &duration::format(stack.restart_sec));
         files.push(UnitFile {
             path: dropin_path(name),
-            contents: tera.render("stack.conf", &context)?,
+            contents: tera.render(STACK_DROPIN, &context)?,
         });
     }
     Ok(files)
@@ -160,12 +204,13 @@ mod tests {
     #[test]
     fn dropin_paths_round_trip() {
         assert_eq!(stack_of_dropin(&dropin_path("genai")), Some("genai"));
+        assert_eq!(stack_of_dropin(&unit_dropin(TEMPLATE_UNIT)), None);
         assert_eq!(
             stack_of_dropin(Path::new("compose@x.service.d/override.conf")),
             None
         );
         assert_eq!(
-            stack_of_dropin(Path::new("other.service.d/10-composectl.conf")),
+            stack_of_dropin(Path::new("other.service.d/20-composectl.conf")),
             None
         );
     }

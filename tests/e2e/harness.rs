@@ -341,7 +341,8 @@ impl UserManager {
     /// Journal messages of `unit` from *this* manager only: like
     /// [`journal_lines`] but keeps entries whose `_SYSTEMD_CGROUP` is below
     /// this manager's cgroup, so concurrent tests (or earlier runs on the
-    /// machine) using the same unit name do not mix in.
+    /// machine) using the same unit name do not mix in. One item per entry
+    /// (a multi-line MESSAGE stays one item), oldest first.
     pub fn journal_lines(&self, unit: &str, extra_matches: &[&str]) -> Vec<String> {
         self.journal_entries(unit, extra_matches)
             .into_iter()
@@ -496,8 +497,9 @@ impl Drop for UserManager {
     }
 }
 
-/// Journal messages (`-o cat`) of `unit`, from every manager on the machine:
-/// `journalctl -u UNIT --no-pager -q -o cat [MATCHES]`.
+/// Journal messages (`-o cat`) of `unit`, from every manager on the machine
+/// and every earlier run: `journalctl -u UNIT --no-pager -q -o cat [MATCHES]`,
+/// one item per output line (a multi-line MESSAGE gives several).
 ///
 /// `-u` is right, not `--user-unit`: a manager not running under
 /// `user@.service` gets its units logged with `_SYSTEMD_UNIT=<unit>` (journald

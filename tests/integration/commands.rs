@@ -70,7 +70,7 @@ fn render_of_a_stack_includes_what_it_requires() {
     let text = String::from_utf8_lossy(&output.stdout);
     for stack in ["genai", "database", "panel", "metrics"] {
         assert!(
-            text.contains(&format!("compose@{stack}.service.d/10-composectl.conf")),
+            text.contains(&format!("compose@{stack}.service.d/20-composectl.conf")),
             "{stack}"
         );
     }
@@ -137,12 +137,12 @@ fn diff_shows_new_changed_and_removed_units() {
 
     std::fs::create_dir_all(units.join("compose@gone.service.d")).expect("mkdir");
     std::fs::write(
-        units.join("compose@gone.service.d/10-composectl.conf"),
+        units.join("compose@gone.service.d/20-composectl.conf"),
         "[Unit]\n",
     )
     .expect("write");
     std::fs::write(
-        units.join("compose@app.service.d/10-composectl.conf"),
+        units.join("compose@app.service.d/20-composectl.conf"),
         "[Unit]\n",
     )
     .expect("write");

@@ -84,7 +84,7 @@ fn verify(mode: &str) {
         output.status.success() && text.trim().is_empty(),
         "systemd-analyze verify {mode}:\n{text}"
     );
-    assert!(Path::new(&out.join("compose@genai.service.d/10-composectl.conf")).exists());
+    assert!(Path::new(&out.join("compose@genai.service.d/20-composectl.conf")).exists());
 }
 
 #[test]

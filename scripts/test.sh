@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The full test suite, as CI runs it: provision the real environment (Docker engine, Compose v2,
+# journald, the test image; needs root), then lint and run every test with COMPOSECTL_E2E=1, so a
+# missing piece of the environment fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/provision-e2e.sh
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+COMPOSECTL_E2E=1 cargo test --locked
