@@ -11,10 +11,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::{Cli, Command, GraphFormat, StackArgs};
+use crate::control;
 use crate::diag::Diagnostics;
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::model::{self, Root, STACKS_DIR};
+use crate::systemd::JobKind;
 use crate::ui::Ui;
 use crate::units::{self, UnitFile};
 
@@ -60,6 +62,27 @@ pub fn execute(cli: Cli, ui: Ui) -> Result<()> {
         Command::Render { stacks, out } => render(&ctx, &stacks, out.as_deref()),
         Command::Diff { stacks, unit_dir } => diff(&ctx, &stacks, unit_dir),
         Command::Graph { stacks, format } => graph(&ctx, &stacks, format),
+        Command::Enable { stacks, now } => control::enable(&ctx, &stacks, now),
+        Command::Disable { stacks, now } => control::disable(&ctx, &stacks, now),
+        Command::Start(stacks) => control::job(&ctx, &stacks, JobKind::Start),
+        Command::Stop(stacks) => control::job(&ctx, &stacks, JobKind::Stop),
+        Command::Restart(stacks) => control::job(&ctx, &stacks, JobKind::Restart),
+        Command::Status(stacks) => control::status(&ctx, &stacks.names),
+        Command::List => control::list(&ctx),
+        Command::Logs {
+            stack,
+            service,
+            follow,
+            lines,
+            since,
+        } => control::logs(
+            &ctx,
+            &stack,
+            service.as_deref(),
+            follow,
+            lines,
+            since.as_deref(),
+        ),
     }
 }
 
@@ -223,7 +246,7 @@ fn diff(ctx: &Context, args: &StackArgs, unit_dir: Option<PathBuf>) -> Result<()
         changes.push(FileChange { path, change, diff });
     }
     if args.names.is_empty() {
-        for stack in installed_stacks(&unit_dir) {
+        for stack in crate::unitdir::UnitDir::new(&unit_dir).installed_stacks() {
             if !root.stacks.contains_key(&stack) {
                 let path = unit_dir.join(units::dropin_path(&stack));
                 changes.push(FileChange {
@@ -246,25 +269,6 @@ fn diff(ctx: &Context, args: &StackArgs, unit_dir: Option<PathBuf>) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Stacks with a composectl drop-in in `unit_dir`.
-pub fn installed_stacks(unit_dir: &Path) -> BTreeSet<String> {
-    let Ok(entries) = fs::read_dir(unit_dir) else {
-        return BTreeSet::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let relative = PathBuf::from(entry.file_name()).join(units::STACK_DROPIN_NAME);
-            let stack = units::stack_of_dropin(&relative)?.to_string();
-            entry
-                .path()
-                .join(units::STACK_DROPIN_NAME)
-                .exists()
-                .then_some(stack)
-        })
-        .collect()
 }
 
 fn graph(ctx: &Context, args: &StackArgs, format: GraphFormat) -> Result<()> {

@@ -86,6 +86,55 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Install the stacks' units (with what they require or want), reload, enable
+    Enable {
+        #[command(flatten)]
+        stacks: RequiredStacks,
+        /// Also start them and wait until they are ready
+        #[arg(long)]
+        now: bool,
+    },
+    /// Disable stacks and remove their units
+    Disable {
+        #[command(flatten)]
+        stacks: RequiredStacks,
+        /// Also stop them first
+        #[arg(long)]
+        now: bool,
+    },
+    /// Start stacks and wait until they are ready
+    Start(RequiredStacks),
+    /// Stop stacks
+    Stop(RequiredStacks),
+    /// Restart stacks and wait until they are ready
+    Restart(RequiredStacks),
+    /// Show the units' state; exit code 3 when not all are active
+    Status(StackArgs),
+    /// List every stack in the root, and installed units whose stack is gone
+    List,
+    /// Show a stack's logs from the journal
+    Logs {
+        /// The stack
+        stack: String,
+        /// Only this compose service's lines
+        service: Option<String>,
+        /// Keep printing new lines
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines to show
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<u32>,
+        /// Only lines since this time (journalctl syntax: "1h ago", "2026-11-22 10:00", "today")
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RequiredStacks {
+    /// Stacks to act on
+    #[arg(value_name = "STACK", required = true)]
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

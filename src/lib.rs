@@ -7,13 +7,16 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod diag;
 pub mod duration;
 pub mod error;
 pub mod graph;
 pub mod mode;
 pub mod model;
+pub mod systemd;
 pub mod ui;
+pub mod unitdir;
 pub mod units;
 
 use std::process::ExitCode;

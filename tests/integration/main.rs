@@ -3,7 +3,10 @@
 
 mod bad_input;
 mod commands;
+#[path = "../e2e/harness.rs"]
+mod e2e;
 mod environment;
 mod golden;
 mod harness;
 mod realistic;
+mod systemd;
