@@ -45,11 +45,16 @@ fn installed(unit_dir: &Path) -> Vec<(String, String)> {
         }
         if path.is_dir() {
             for inner in fs::read_dir(&path).expect("drop-in dir").flatten() {
+                let inner_name = inner.file_name().to_string_lossy().to_string();
                 let contents = fs::read_to_string(inner.path()).expect("drop-in");
-                files.push((
-                    format!("{name}/{}", inner.file_name().to_string_lossy()),
-                    contents,
-                ));
+                // Staged links and placeholders are composectl's bookkeeping: systemd skips
+                // hidden files, and a placeholder holds no settings.
+                if inner_name.starts_with('.')
+                    || contents.starts_with("# composectl: not installed")
+                {
+                    continue;
+                }
+                files.push((format!("{name}/{inner_name}"), contents));
             }
         } else {
             files.push((name, fs::read_to_string(&path).expect("unit")));
@@ -187,4 +192,97 @@ fn not_enabled_and_unknown_stacks_are_usage_errors() {
         !manager.unit_dir().join("compose@.service").exists(),
         "a refused enable wrote units"
     );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+}
+
+/// SIGKILL at every rename, symlink, unlink and mkdir `enable` makes (strace injects the signal)
+/// leaves the unit directory exactly as before or exactly as after.
+#[test]
+fn killing_enable_midway_leaves_old_or_new_units() {
+    let Some(_env) = environment() else { return };
+    let Some(strace) = crate::environment::tool("strace") else {
+        return;
+    };
+    let manager = UserManager::start();
+    let test = layered_root().file("composectl.toml", "[defaults]\nrestart_sec = \"10s\"\n");
+    let root = test.root().to_path_buf();
+    let units = manager.unit_dir();
+    let saved = test.dir.path().join("saved");
+
+    let first = composectl(&manager, &root, &["enable", "db"]);
+    assert!(first.status.success(), "{}", text(&first));
+    copy_tree(&units, &saved.join("old"));
+    let old = installed(&units);
+
+    // The new state changes shared drop-ins, an installed stack's drop-in, and adds a stack.
+    fs::write(
+        root.join("composectl.toml"),
+        "[defaults]\nrestart_sec = \"20s\"\n",
+    )
+    .expect("write");
+    fs::write(root.join("stacks/db/compose.yaml"), "x-composectl:\n  description: the database\nservices:\n  db:\n    image: postgres\n    networks: [back]\nnetworks:\n  back:\n    external: true\n").expect("write");
+    let second = composectl(&manager, &root, &["enable", "app"]);
+    assert!(second.status.success(), "{}", text(&second));
+    let new = installed(&units);
+    assert_ne!(old, new);
+
+    let mut kills = 0;
+    for syscall in [
+        "rename",
+        "renameat",
+        "renameat2",
+        "symlink",
+        "symlinkat",
+        "unlink",
+        "unlinkat",
+        "mkdir",
+        "mkdirat",
+    ] {
+        for when in 1.. {
+            copy_tree(&saved.join("old"), &units);
+            let mut command = manager.command(&strace);
+            command
+                .args(["-f", "-o", "/dev/null", "-e"])
+                .arg(format!("inject={syscall}:signal=KILL:when={when}"))
+                .arg(BIN)
+                .args(["--user", "--root"])
+                .arg(&root)
+                .args(["enable", "app"])
+                .env("COMPOSECTL_EXEC", standin());
+            let output = command.output().expect("strace");
+            let state = installed(&units);
+            assert!(
+                state == old || state == new,
+                "{syscall} #{when} left a mix: {state:#?}\n{}",
+                text(&output)
+            );
+            if output.status.success() {
+                assert_eq!(state, new, "{syscall} #{when}");
+                break;
+            }
+            kills += 1;
+            // The next composectl finishes the job from whatever was left.
+            let again = composectl(&manager, &root, &["enable", "app"]);
+            assert!(again.status.success(), "{}", text(&again));
+            assert_eq!(installed(&units), new);
+            let leftovers: Vec<_> = fs::read_dir(units.join(".composectl"))
+                .expect("state")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("gen-"))
+                .collect();
+            assert_eq!(leftovers.len(), 1, "old generations left behind");
+        }
+    }
+    assert!(kills >= 5, "only {kills} kill points were exercised");
 }
