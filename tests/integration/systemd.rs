@@ -138,6 +138,29 @@ fn enable_start_status_stop_disable_on_a_real_manager() {
     assert_eq!(value[0]["unit"]["active_state"], "active");
     assert_eq!(value[0]["unit"]["status_text"], "stand-in ready");
 
+    let list = composectl(&manager, &root, &["list"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("app") && l.contains("enabled") && l.contains("active")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("broken") && l.contains("not installed")),
+        "{listed}"
+    );
+    let logs = composectl(&manager, &root, &["logs", "db", "-n", "50"]);
+    assert!(logs.status.success(), "{}", text(&logs));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("stand-in: db ready"),
+        "{}",
+        text(&logs)
+    );
+
     // A stack that cannot start: exit 1, with its own log lines quoted.
     let failed = composectl(&manager, &root, &["enable", "--now", "broken"]);
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
