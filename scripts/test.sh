@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: provision the real environment (Docker engine, Compose v2,
-# journald, the test image; needs root), then lint and run every test with COMPOSECTL_E2E=1, so a
+# journald, the test image; needs root), then lint, check the distro packages and run every test with COMPOSECTL_E2E=1, so a
 # missing piece of the environment fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/provision-e2e.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# Builds, lints (lintian) and test-installs the .deb and .rpm; it installs and removes the package,
+# so it runs before, not during, the end-to-end tests.
+packaging/check.sh
 COMPOSECTL_E2E=1 cargo test --locked
