@@ -69,6 +69,10 @@ pub fn execute(cli: Cli, ui: Ui) -> Result<()> {
         Command::Restart(stacks) => control::job(&ctx, &stacks, JobKind::Restart),
         Command::Status(stacks) => control::status(&ctx, &stacks.names),
         Command::List => control::list(&ctx),
+        Command::Networks => control::networks(&ctx),
+        Command::Update(stacks) => control::update(&ctx, &stacks),
+        Command::Doctor => crate::doctor::doctor(&ctx),
+        Command::Run { stack } => run_stack(&ctx, &stack),
         Command::Logs {
             stack,
             service,
@@ -84,6 +88,13 @@ pub fn execute(cli: Cli, ui: Ui) -> Result<()> {
             since.as_deref(),
         ),
     }
+}
+
+fn run_stack(ctx: &Context, name: &str) -> Result<()> {
+    crate::supervisor::init_logging(name);
+    let root = ctx.load()?;
+    let stack = root.stack(name)?;
+    Ok(crate::supervisor::run(&root, stack)?)
 }
 
 /// The named stacks and everything they require or want; all stacks when none are named.

@@ -112,6 +112,17 @@ pub enum Command {
     Status(StackArgs),
     /// List every stack in the root, and installed units whose stack is gone
     List,
+    /// Check the networks of networks.toml on the engine and create the missing ones
+    Networks,
+    /// Pull the stacks' images, then restart their units
+    Update(RequiredStacks),
+    /// What this host lacks for composectl, and how to fix it
+    Doctor,
+    /// The supervisor: the main process of compose@STACK.service (not for interactive use)
+    Run {
+        /// The stack to run
+        stack: String,
+    },
     /// Show a stack's logs from the journal
     Logs {
         /// The stack

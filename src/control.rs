@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::app::{Context, rendered_units};
 use crate::cli::RequiredStacks;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::model::{self, STACKS_DIR};
@@ -243,16 +244,57 @@ fn since(usec: u64) -> String {
     }
 }
 
-async fn statuses(
-    systemd: &Systemd,
-    stacks: &BTreeSet<String>,
-) -> Result<Vec<(String, UnitStatus)>> {
+/// A stack's containers, summarised: running of total, healthy of those with a healthcheck.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ContainerSummary {
+    pub running: usize,
+    pub total: usize,
+    pub healthy: usize,
+    pub with_healthcheck: usize,
+}
+
+impl std::fmt::Display for ContainerSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} running", self.running, self.total)?;
+        if self.with_healthcheck > 0 {
+            write!(f, ", {}/{} healthy", self.healthy, self.with_healthcheck)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every compose project's containers from one engine query; None when the engine is away.
+async fn container_summaries() -> Option<BTreeMap<String, ContainerSummary>> {
+    let engine = Engine::connect().ok()?;
+    let containers = engine.containers(None).await.ok()?;
+    let mut summaries: BTreeMap<String, ContainerSummary> = BTreeMap::new();
+    for container in containers {
+        let summary = summaries.entry(container.project.clone()).or_default();
+        summary.total += 1;
+        summary.running += usize::from(container.running);
+        summary.with_healthcheck += usize::from(container.health.is_some());
+        summary.healthy += usize::from(container.healthy());
+    }
+    Some(summaries)
+}
+
+struct StackState {
+    stack: String,
+    unit: UnitStatus,
+    containers: Option<ContainerSummary>,
+}
+
+async fn statuses(systemd: &Systemd, stacks: &BTreeSet<String>) -> Result<Vec<StackState>> {
+    let summaries = container_summaries().await;
     let mut out = Vec::new();
     for stack in stacks {
-        out.push((
-            stack.clone(),
-            systemd.status(&units::stack_unit(stack)).await?,
-        ));
+        out.push(StackState {
+            stack: stack.clone(),
+            unit: systemd.status(&units::stack_unit(stack)).await?,
+            containers: summaries
+                .as_ref()
+                .map(|s| s.get(stack).cloned().unwrap_or_default()),
+        });
     }
     Ok(out)
 }
@@ -269,22 +311,30 @@ pub fn status(ctx: &Context, names: &[String]) -> Result<()> {
         let systemd = Systemd::connect(ctx.mode).await?;
         statuses(&systemd, &stacks).await
     })?;
+    let containers = |row: &StackState| {
+        row.containers
+            .as_ref()
+            .map_or("engine unreachable".to_string(), ToString::to_string)
+    };
     if ctx.ui.json() {
         let list: Vec<_> = rows
             .iter()
-            .map(|(stack, s)| json!({"stack": stack, "unit": s}))
+            .map(|row| json!({"stack": row.stack, "unit": row.unit, "containers": row.containers}))
             .collect();
         ctx.ui.print_json(&list);
     } else if rows.len() == 1 && !names.is_empty() {
-        let (stack, s) = &rows[0];
+        let row = &rows[0];
+        let s = &row.unit;
         ctx.ui.say(format!(
-            "{stack} ({})\n  enabled:  {}\n  state:    {}/{} since {}\n  status:   {}\n  restarts: {}\n  main pid: {}",
+            "{} ({})\n  enabled:    {}\n  state:      {}/{} since {}\n  status:     {}\n  containers: {}\n  restarts:   {}\n  main pid:   {}",
+            row.stack,
             s.unit,
             s.unit_file_state,
             s.active_state,
             s.sub_state,
             since(s.since_usec),
             if s.status_text.is_empty() { "-" } else { &s.status_text },
+            containers(row),
             s.n_restarts,
             s.main_pid
         ));
@@ -292,22 +342,24 @@ pub fn status(ctx: &Context, names: &[String]) -> Result<()> {
         ctx.ui.say("no stacks are enabled");
     } else {
         ctx.ui.say(format!(
-            "{:<16} {:<9} {:<22} {:<12} {:>8}  STATUS",
-            "STACK", "ENABLED", "STATE", "SINCE", "RESTARTS"
+            "{:<16} {:<9} {:<20} {:<10} {:>8}  {:<28} STATUS",
+            "STACK", "ENABLED", "STATE", "SINCE", "RESTARTS", "CONTAINERS"
         ));
-        for (stack, s) in &rows {
+        for row in &rows {
+            let s = &row.unit;
             ctx.ui.say(format!(
-                "{:<16} {:<9} {:<22} {:<12} {:>8}  {}",
-                stack,
+                "{:<16} {:<9} {:<20} {:<10} {:>8}  {:<28} {}",
+                row.stack,
                 s.unit_file_state,
                 format!("{}/{}", s.active_state, s.sub_state),
                 since(s.since_usec),
                 s.n_restarts,
+                containers(row),
                 s.status_text
             ));
         }
     }
-    if rows.is_empty() || rows.iter().any(|(_, s)| s.active_state != "active") {
+    if rows.is_empty() || rows.iter().any(|row| row.unit.active_state != "active") {
         return Err(Error::NotActive);
     }
     Ok(())
@@ -333,9 +385,10 @@ pub fn list(ctx: &Context) -> Result<()> {
     if ctx.ui.json() {
         let list: Vec<_> = rows
             .iter()
-            .map(|(stack, s)| {
+            .map(|row| {
+                let stack = &row.stack;
                 json!({"stack": stack, "in_root": in_root.contains(stack), "installed": installed.contains(stack),
-                       "enabled": s.unit_file_state, "active": s.active_state, "sub": s.sub_state})
+                       "enabled": row.unit.unit_file_state, "active": row.unit.active_state, "sub": row.unit.sub_state})
             })
             .collect();
         ctx.ui.print_json(&list);
@@ -345,7 +398,7 @@ pub fn list(ctx: &Context) -> Result<()> {
         "{:<16} {:<9} {:<10} NOTE",
         "STACK", "ENABLED", "ACTIVE"
     ));
-    for (stack, s) in &rows {
+    for StackState { stack, unit: s, .. } in &rows {
         let enabled = if installed.contains(stack) {
             s.unit_file_state.as_str()
         } else {
@@ -401,4 +454,61 @@ pub fn logs(
         return Err(Error::Failed(anyhow!("journalctl failed ({status})")));
     }
     Ok(())
+}
+
+pub fn networks(ctx: &Context) -> Result<()> {
+    let root = ctx.load()?;
+    let names: Vec<&str> = root.networks.keys().map(String::as_str).collect();
+    let report = block_on(async {
+        let engine = Engine::connect()?;
+        engine.version().await?;
+        Ok(crate::supervisor::ensure_networks(&engine, &root, &names, true).await?)
+    })?;
+    if ctx.ui.json() {
+        ctx.ui.print_json(&report);
+    } else {
+        for line in report {
+            ctx.ui.say(line);
+        }
+    }
+    Ok(())
+}
+
+pub fn update(ctx: &Context, args: &RequiredStacks) -> Result<()> {
+    validate_names(&args.names)?;
+    require_privileges(ctx)?;
+    let root = ctx.load()?;
+    for name in &args.names {
+        root.stack(name)?;
+    }
+    let installed = UnitDir::new(ctx.mode.unit_dir()).installed_stacks();
+    block_on(async {
+        for name in &args.names {
+            ctx.ui.say(format!("pulling the images of {name}"));
+            crate::supervisor::pull(&root, root.stack(name)?).await?;
+        }
+        let enabled: Vec<String> = args
+            .names
+            .iter()
+            .filter(|n| installed.contains(*n))
+            .cloned()
+            .collect();
+        if enabled.is_empty() {
+            return Ok(());
+        }
+        let systemd = Systemd::connect(ctx.mode).await?;
+        let stack_units = unit_names(&enabled);
+        let results = systemd
+            .run_jobs(
+                JobKind::Restart,
+                &stack_units,
+                &unit_names(&installed),
+                &mut progress_printer(ctx),
+            )
+            .await?;
+        systemd::check_outcome(&systemd, JobKind::Restart, &results, &stack_units).await?;
+        ctx.ui
+            .say(format!("updated and restarted: {}", enabled.join(", ")));
+        Ok(())
+    })
 }

@@ -20,6 +20,9 @@ pub struct Settings {
     /// systemd's StartLimitIntervalSec / StartLimitBurst: a crash loop ends in `failed`.
     pub start_limit_interval: Duration,
     pub start_limit_burst: u32,
+    /// How long a container that died or turned unhealthy may take to come back on its own
+    /// (restart policy, healthcheck retries) before the supervisor gives up on the stack.
+    pub failure_grace: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +34,7 @@ impl Default for Settings {
             restart_sec: Duration::from_secs(10),
             start_limit_interval: Duration::from_secs(10 * 60),
             start_limit_burst: 5,
+            failure_grace: Duration::from_secs(10),
         }
     }
 }
@@ -51,6 +55,7 @@ struct DefaultsTable {
     restart_sec: Option<String>,
     start_limit_interval: Option<String>,
     start_limit_burst: Option<u32>,
+    failure_grace: Option<String>,
 }
 
 pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
@@ -61,7 +66,7 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             diags.push(
                 Diagnostic::error(path.to_path_buf(), e.message().trim().to_string())
                     .at_line(e.span().map(|span| line_of(text, span.start)))
-                    .hint("known settings: compose = [\"docker\", \"compose\"] and a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst"),
+                    .hint("known settings: compose = [\"docker\", \"compose\"] and a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst, failure_grace"),
             );
             return settings;
         }
@@ -97,6 +102,11 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             "start_limit_interval",
             defaults.start_limit_interval,
             &mut settings.start_limit_interval,
+        ),
+        (
+            "failure_grace",
+            defaults.failure_grace,
+            &mut settings.failure_grace,
         ),
     ] {
         let Some(value) = value else { continue };

@@ -9,4 +9,5 @@ mod environment;
 mod golden;
 mod harness;
 mod realistic;
+mod stacks;
 mod systemd;

@@ -1,0 +1,441 @@
+#!/usr/bin/env bash
+# Startup benchmark (issue 4): time to all-healthy, ordering violations and the
+# supervisor's memory, for the same three layered stacks started by
+#
+#   composectl  `composectl --user --root ROOT enable --now <genai>` against a private
+#               systemd --user manager (units: Type=notify, ExecStart=composectl run STACK)
+#   ideal       an orchestrator that runs `docker compose up -d` of each stack the moment
+#               every stack it requires is healthy, polling the engine every 20 ms
+#   oneshot     systemd Type=oneshot units running `docker compose up -d --wait`, with
+#               Requires=/After= between them, `systemctl --user start` of the top one
+#   naive       `docker compose up -d` of all three at once, no ordering (a reference that
+#               shows the violation counter works: genai starts before its dependencies)
+#
+# The stacks (stacks/ and networks.toml of a temporary composectl root) are busybox
+# containers whose healthcheck passes after a delay: panel ~2 s, database ~3 s (two
+# services), genai ~2 s (two services) requiring panel and database. Each stack has its own
+# internal network (10.231.x.0/24, free /24s are picked), created before the first run and
+# removed at the end. Rounds are interleaved (round 1: every strategy, round 2: ...), after
+# one unmeasured warm-up; every run is followed by a full teardown (`docker compose down`).
+#
+# Metrics, from the engine's event stream (timeNano), never from the strategy itself:
+#   all-healthy         last container's `health_status: healthy` minus the strategy's start
+#   ordering violations containers of a dependent stack whose `start` event precedes the
+#                       moment every stack it requires was healthy
+#   RSS/stack           composectl only: VmRSS of each compose@STACK.service MainPID right
+#                       after READY (and of all processes in the unit's cgroup, as a note)
+# Targets (composectl): <= 1.03 x ideal, 0 violations, <= 5 MiB RSS per stack. Missing a
+# target is a result, not an error: the exit code is 0 unless a run failed (1) or the
+# arguments/environment are wrong (2).
+#
+# Usage (as root, after scripts/provision-e2e.sh):
+#   bench/startup.sh [--runs N] [--skip S[,S]] [--only S[,S]] [--results FILE]
+#                    [--composectl-exec PATH] [--no-warmup]
+#   COMPOSECTL=path/to/composectl   the binary (default target/release/composectl, built with
+#                                   `cargo build --release` when missing)
+#   --composectl-exec PATH          ExecStart program of the units instead of the composectl
+#                                   binary (COMPOSECTL_EXEC); bench/standin_supervisor.py checks
+#                                   the strategy's plumbing before `composectl run` exists
+#   --results FILE                  also write the raw per-run results (JSON lines) there
+#
+# Cleans up on exit and on INT/TERM: its containers, networks, the manager (SIGTERM, 2 s,
+# SIGKILL, by pid) and its cgroup, the temp dir. Never touches other projects or managers.
+set -euo pipefail
+
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+helper="$here/startup_helper.py"
+image="composectl-test/busybox:latest"
+python="${PYTHON:-python3}"
+all_strategies=(ideal composectl oneshot naive)
+cmd_timeout=180
+
+runs=3
+warmup=1
+results_copy=""
+composectl_exec=""
+declare -A selected=()
+for s in "${all_strategies[@]}"; do selected[$s]=1; done
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf 'bench/startup.sh: %s\n' "$*" >&2; exit "${2:-1}"; }
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+strategy_list() { # comma/space separated -> checked words
+    local s
+    for s in ${1//,/ }; do
+        [[ " ${all_strategies[*]} " == *" $s "* ]] ||
+            die "unknown strategy '$s' (one of: ${all_strategies[*]})" 2
+        printf '%s\n' "$s"
+    done
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --runs) [ $# -ge 2 ] || die "--runs needs a value" 2; runs="$2"; shift 2 ;;
+    --runs=*) runs="${1#*=}"; shift ;;
+    --skip) [ $# -ge 2 ] || die "--skip needs a value" 2
+        for s in $(strategy_list "$2"); do unset "selected[$s]"; done; shift 2 ;;
+    --skip=*) for s in $(strategy_list "${1#*=}"); do unset "selected[$s]"; done; shift ;;
+    --only) [ $# -ge 2 ] || die "--only needs a value" 2
+        selected=(); for s in $(strategy_list "$2"); do selected[$s]=1; done; shift 2 ;;
+    --only=*) selected=(); for s in $(strategy_list "${1#*=}"); do selected[$s]=1; done; shift ;;
+    --results) [ $# -ge 2 ] || die "--results needs a value" 2; results_copy="$2"; shift 2 ;;
+    --results=*) results_copy="${1#*=}"; shift ;;
+    --composectl-exec) [ $# -ge 2 ] || die "--composectl-exec needs a value" 2; composectl_exec="$2"; shift 2 ;;
+    --composectl-exec=*) composectl_exec="${1#*=}"; shift ;;
+    --no-warmup) warmup=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" 2 ;;
+    esac
+done
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer" 2
+strategies=()
+for s in "${all_strategies[@]}"; do [ -n "${selected[$s]:-}" ] && strategies+=("$s"); done
+[ "${#strategies[@]}" -gt 0 ] || die "no strategy left to run" 2
+want() { [ -n "${selected[$1]:-}" ]; }
+needs_manager() { want composectl || want oneshot; }
+
+# ------------------------------------------------------------------ preflight ----
+[ "$(id -u)" -eq 0 ] || die "run as root (the manager gets its own cgroup; dockerd's socket is root's)" 2
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 8))' 2>/dev/null || die "python3 >= 3.8 needed" 2
+docker_bin="$(command -v docker)" || die "no docker CLI (run scripts/provision-e2e.sh)" 2
+docker info >/dev/null 2>&1 || die "the docker engine does not answer (run scripts/provision-e2e.sh)" 2
+docker compose version --short 2>/dev/null | grep -q '^v\?2\.' || die "docker compose is not Compose v2" 2
+docker image inspect "$image" >/dev/null 2>&1 || die "image $image missing (run scripts/provision-e2e.sh)" 2
+if needs_manager; then
+    [ -d /run/systemd/system ] || die "/run/systemd/system missing (run scripts/provision-e2e.sh)" 2
+    command -v systemd >/dev/null || [ -x /lib/systemd/systemd ] || die "no systemd binary" 2
+fi
+systemd_bin="$(command -v systemd || echo /lib/systemd/systemd)"
+
+ctl=""
+if want composectl; then
+    ctl="${COMPOSECTL:-$repo/target/release/composectl}"
+    if [ ! -x "$ctl" ]; then
+        [ -z "${COMPOSECTL:-}" ] || die "COMPOSECTL=$ctl is not executable" 2
+        log "building $ctl (cargo build --release)"
+        (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+    fi
+    ctl="$(realpath "$ctl")"
+    if [ -n "$composectl_exec" ]; then
+        composectl_exec="$(realpath "$composectl_exec")"
+        [ -x "$composectl_exec" ] || die "--composectl-exec $composectl_exec is not executable" 2
+    elif ! "$ctl" run --help >/dev/null 2>&1; then
+        die "$ctl has no \`run\` subcommand (the supervisor) yet: use --skip composectl, or --composectl-exec bench/standin_supervisor.py to check the plumbing" 2
+    fi
+fi
+
+# -------------------------------------------------------- state and cleanup ----
+T="$(mktemp -d /tmp/composectl-bench.XXXXXX)"
+id="$(basename "$T" | sed 's/^composectl-bench\.//' | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9')"
+prefix="bench-$id"           # stack = compose project = unit instance names start with it
+bench_label="org.composectl.bench=$prefix"
+root="$T/root"               # the composectl root
+stacks_json="$T/stacks.json"
+results="$T/results.jsonl"
+units="$T/config/systemd/user"
+slice="composectl-e2e-$$-bench$id.slice"   # harness.rs sweeps it should this script be SIGKILLed
+mgr=""
+networks=()                  # created by us, removed at the end
+stack_names=()               # panel database genai (layer names)
+declare -A stack_of=() file_of=()
+run_failed=0
+
+user_env() {
+    env XDG_RUNTIME_DIR="$T/run" DBUS_SESSION_BUS_ADDRESS="unix:path=$T/run/bus" \
+        XDG_CONFIG_HOME="$T/config" HOME="$T/home" "$@"
+}
+sctl() { user_env timeout "$cmd_timeout" systemctl --user "$@"; }
+ctl_cmd() {
+    if [ -n "$composectl_exec" ]; then
+        user_env COMPOSECTL_EXEC="$composectl_exec" timeout "$cmd_timeout" "$ctl" --user --root "$root" "$@"
+    else
+        user_env timeout "$cmd_timeout" "$ctl" --user --root "$root" "$@"
+    fi
+}
+compose() { # layer args...
+    timeout "$cmd_timeout" docker compose -p "${stack_of[$1]}" -f "${file_of[$1]}" "${@:2}"
+}
+
+remove_containers() { # every container of this benchmark, whoever started it
+    local n pids=() ids
+    for n in "${stack_names[@]}"; do
+        compose "$n" down -t 2 --remove-orphans >>"$T/teardown.log" 2>&1 &
+        pids+=($!)
+    done
+    for n in "${pids[@]}"; do wait "$n" || true; done
+    ids="$(docker ps -aq --filter "label=$bench_label" 2>/dev/null || true)"
+    if [ -n "$ids" ]; then
+        # shellcheck disable=SC2086 # a list of ids
+        docker rm -f $ids >>"$T/teardown.log" 2>&1 || true
+    fi
+}
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+stop_manager() {
+    local h procs p
+    if [ -n "$mgr" ]; then
+        kill -TERM "$mgr" 2>/dev/null || true
+        for _ in $(seq 1 40); do kill -0 "$mgr" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$mgr" 2>/dev/null || true
+        wait "$mgr" 2>/dev/null || true
+        mgr=""
+    fi
+    for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+        [ -d "$h/$slice" ] || continue
+        while read -r procs; do
+            while read -r p; do kill -KILL "$p" 2>/dev/null || true; done <"$procs"
+        done < <(find "$h/$slice" -name cgroup.procs)
+        for _ in $(seq 1 40); do
+            find "$h/$slice" -depth -type d -exec rmdir {} + 2>/dev/null || true
+            [ -d "$h/$slice" ] || break
+            sleep 0.05
+        done
+    done
+}
+
+# shellcheck disable=SC2317 # the EXIT trap
+cleanup() {
+    local rc=$? n
+    trap - EXIT INT TERM
+    set +e
+    if [ -n "$mgr" ] && [ -S "$T/run/bus" ]; then
+        # Stop what the manager runs while the units can still bring their projects down.
+        if want composectl && [ -d "$units" ] && compgen -G "$units/compose@*.service.d" >/dev/null; then
+            ctl_cmd -q disable --now "${stack_of[@]}" >>"$T/teardown.log" 2>&1
+        fi
+        want oneshot && sctl stop "${stack_names[@]/%/-oneshot.service}" >>"$T/teardown.log" 2>&1
+    fi
+    [ "${#stack_names[@]}" -gt 0 ] && remove_containers
+    stop_manager
+    for n in "${networks[@]}"; do docker network rm "$n" >/dev/null 2>&1; done
+    rm -rf "$T"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+
+# ------------------------------------------------- stacks, root, networks ----
+# Pick three free /24s in 10.231.0.0/16: the engine refuses a subnet overlapping another.
+created=0
+for k in $(seq 0 83); do
+    b=$((k * 3 + 1))
+    mapfile -t lines < <("$python" "$helper" write-stacks --root "$root" --out "$stacks_json" \
+        --prefix "$prefix" --bench-id "$prefix" --image "$image" \
+        --subnet "10.231.$b.0/24" --subnet "10.231.$((b + 1)).0/24" --subnet "10.231.$((b + 2)).0/24")
+    networks=() stack_names=() ok=1
+    for line in "${lines[@]}"; do
+        read -r kind a1 a2 a3 <<<"$line"
+        case "$kind" in
+        stack) stack_names+=("$a1"); stack_of[$a1]="$a2"; file_of[$a1]="$a3" ;;
+        network)
+            if docker network create --driver bridge --subnet "$a2" --internal "$a1" >/dev/null 2>"$T/net.err"; then
+                networks+=("$a1")
+            else
+                ok=0
+                break
+            fi ;;
+        esac
+    done
+    if [ "$ok" -eq 1 ]; then created=1; break; fi
+    for n in "${networks[@]}"; do docker network rm "$n" >/dev/null 2>&1 || true; done
+    networks=()
+    grep -qi 'overlap' "$T/net.err" || die "docker network create: $(cat "$T/net.err")"
+done
+[ "$created" -eq 1 ] || die "no three free /24 subnets in 10.231.0.0/16"
+log "stacks $(for n in "${stack_names[@]}"; do printf '%s ' "${stack_of[$n]}"; done)in $root; networks: $(for n in "${networks[@]}"; do printf '%s ' "$n"; done)"
+if want composectl; then
+    "$ctl" --root "$root" check >"$T/check.log" 2>&1 || { cat "$T/check.log" >&2; die "composectl check refused the benchmark root"; }
+fi
+
+# ---------------------------------------------------------------- manager ----
+start_manager() {
+    mkdir -m 0700 "$T/run"
+    mkdir -p "$T/home" "$units"
+    # Never in the root cgroup (it would move PID 1, dockerd... into /init.scope): the sh
+    # moves itself into its own slice in each hierarchy, then execs the manager.
+    # shellcheck disable=SC2016 # $SLICE and $$ are for the inner sh
+    (cd / && exec env -i PATH="$PATH" HOME="$T/home" XDG_RUNTIME_DIR="$T/run" \
+        XDG_CONFIG_HOME="$T/config" SLICE="$slice" SYSTEMD="$systemd_bin" \
+        setsid sh -c '
+            for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+                [ -e "$h/cgroup.procs" ] || continue
+                mkdir -p "$h/$SLICE" && echo $$ >"$h/$SLICE/cgroup.procs" || exit 97
+            done
+            exec "$SYSTEMD" --user --log-target=journal') >"$T/manager.log" 2>&1 </dev/null &
+    mgr=$!
+    for _ in $(seq 1 500); do
+        [ -S "$T/run/bus" ] && [ -S "$T/run/systemd/private" ] && return 0
+        kill -0 "$mgr" 2>/dev/null || break
+        sleep 0.02
+    done
+    cat "$T/manager.log" >&2
+    die "the private systemd --user manager did not come up"
+}
+
+write_oneshot_units() {
+    local n dep unit
+    for n in "${stack_names[@]}"; do
+        unit="$units/$n-oneshot.service"
+        {
+            printf '[Unit]\nDescription=bench: %s (oneshot up -d --wait)\n' "${stack_of[$n]}"
+            for dep in $(STACK="$n" "$python" -c '
+import json, os, sys
+cfg = json.load(open(sys.argv[1]))
+print(" ".join(next(s for s in cfg["stacks"] if s["name"] == os.environ["STACK"])["requires"]))' "$stacks_json"); do
+                printf 'Requires=%s-oneshot.service\nAfter=%s-oneshot.service\n' "$dep" "$dep"
+            done
+            printf '\n[Service]\nType=oneshot\nRemainAfterExit=yes\nTimeoutSec=%s\n' "$cmd_timeout"
+            printf 'ExecStart=%s compose -p %s -f %s up -d --wait\n' "$docker_bin" "${stack_of[$n]}" "${file_of[$n]}"
+            printf 'ExecStop=%s compose -p %s -f %s down -t 2\n' "$docker_bin" "${stack_of[$n]}" "${file_of[$n]}"
+        } >"$unit"
+    done
+    sctl daemon-reload
+}
+
+if needs_manager; then
+    start_manager
+    log "private systemd --user manager pid $mgr in /$slice"
+    want oneshot && write_oneshot_units
+fi
+
+# -------------------------------------------------------------- strategies ----
+now() { printf '%s' "$EPOCHREALTIME"; }
+top="${stack_names[-1]}"       # genai: requires the others, starting it starts everything
+
+measure() { # strategy run t0 [extra measure args...]
+    local out
+    out="$("$python" "$helper" measure --stacks "$stacks_json" --out "$results" \
+        --strategy "$1" --run "$2" --t0 "$3" "${@:4}")" || out="FAILED: measure crashed"
+    log "$1 #$2: $out"
+    [[ "$out" != FAILED* ]] || run_failed=1
+}
+
+wait_healthy() { "$python" "$helper" wait-healthy --stacks "$stacks_json" --timeout "${1:-120}" 2>>"$T/err.log"; }
+
+teardown() { # strategy
+    case "$1" in
+    composectl) ctl_cmd -q disable --now "${stack_of[@]}" >>"$T/teardown.log" 2>&1 ||
+        log "composectl disable failed (see below); removing the containers directly" ;;
+    oneshot) sctl stop "${stack_names[@]/%/-oneshot.service}" >>"$T/teardown.log" 2>&1 || true ;;
+    esac
+    remove_containers
+    [ -z "$(docker ps -aq --filter "label=$bench_label")" ] || die "containers left after teardown"
+    sleep 1 # let the engine settle (network endpoints, exec cleanup) before the next start
+}
+
+run_ideal() { # run
+    local out t0 detected
+    if out="$("$python" "$helper" ideal --stacks "$stacks_json" --docker "$docker_bin" --timeout 120 2>>"$T/err.log")"; then
+        read -r t0 detected <<<"$out"
+        measure ideal "$1" "$t0" --detected "$detected"
+    else
+        measure ideal "$1" "$(now)" --error "ideal orchestrator failed: $(tail -n 1 "$T/err.log")"
+    fi
+}
+
+run_naive() {
+    local t0 t_ret n pids=() rc=0
+    t0="$(now)"
+    for n in "${stack_names[@]}"; do
+        compose "$n" up -d >>"$T/compose.log" 2>&1 &
+        pids+=($!)
+    done
+    for n in "${pids[@]}"; do wait "$n" || rc=1; done
+    t_ret="$(now)"
+    if [ "$rc" -ne 0 ]; then
+        measure naive "$1" "$t0" --error "docker compose up -d failed (see $T/compose.log)"
+    elif ! wait_healthy 120; then
+        measure naive "$1" "$t0" --error "not all healthy: $(tail -n 1 "$T/err.log")"
+    else
+        measure naive "$1" "$t0" --returned "$t_ret"
+    fi
+}
+
+run_oneshot() {
+    local t0 t_ret
+    t0="$(now)"
+    if ! sctl start "$top-oneshot.service" >>"$T/oneshot.log" 2>&1; then
+        measure oneshot "$1" "$t0" --error "systemctl start $top-oneshot.service failed: $(tail -n 1 "$T/oneshot.log")"
+        return
+    fi
+    t_ret="$(now)"
+    if wait_healthy 30; then
+        measure oneshot "$1" "$t0" --returned "$t_ret"
+    else
+        measure oneshot "$1" "$t0" --error "active but not all healthy: $(tail -n 1 "$T/err.log")"
+    fi
+}
+
+run_composectl() {
+    local t0 t_ret n unit pid cg pids rss=() h
+    t0="$(now)"
+    if ! ctl_cmd -q enable --now "${stack_of[$top]}" >>"$T/composectl.log" 2>&1; then
+        measure composectl "$1" "$t0" --error "composectl enable --now failed: $(tail -n 3 "$T/composectl.log" | tr '\n' ' ')"
+        return
+    fi
+    t_ret="$(now)"
+    # Resident memory right after READY (every unit is active once enable --now returned).
+    for n in "${stack_names[@]}"; do
+        unit="compose@${stack_of[$n]}.service"
+        pid="$(sctl show -P MainPID "$unit" 2>/dev/null || echo 0)"
+        cg="$(sctl show -P ControlGroup "$unit" 2>/dev/null || true)"
+        pids=""
+        for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
+            if [ -n "$cg" ] && [ -d "$h$cg" ]; then
+                pids="$(find "$h$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -un | paste -sd, -)"
+                break
+            fi
+        done
+        rss+=(--rss "${stack_of[$n]}:${pid:-0}:$pids")
+    done
+    if wait_healthy 30; then
+        measure composectl "$1" "$t0" --returned "$t_ret" "${rss[@]}"
+    else
+        measure composectl "$1" "$t0" --error "enable --now returned but not all healthy: $(tail -n 1 "$T/err.log")"
+    fi
+}
+
+if [ "$warmup" -eq 1 ]; then
+    log "warm-up (not measured): docker compose up -d of every stack"
+    for n in "${stack_names[@]}"; do compose "$n" up -d >>"$T/compose.log" 2>&1 || die "warm-up: compose up -d $n failed: $(tail -n 3 "$T/compose.log")"; done
+    wait_healthy 120 || die "warm-up: the stacks did not become healthy: $(tail -n 1 "$T/err.log")"
+    teardown naive
+fi
+
+log "strategies: ${strategies[*]}; $runs run(s) each, interleaved"
+for r in $(seq 1 "$runs"); do
+    for s in "${strategies[@]}"; do
+        log "$s #$r/$runs"
+        case "$s" in
+        ideal) run_ideal "$r" ;;
+        composectl) run_composectl "$r" ;;
+        oneshot) run_oneshot "$r" ;;
+        naive) run_naive "$r" ;;
+        esac
+        teardown "$s"
+    done
+done
+
+[ -z "$results_copy" ] || cp "$results" "$results_copy"
+echo
+echo "Startup benchmark: $runs run(s) per strategy; stacks: panel (healthy after ~2 s), database (~3 s),"
+echo "genai (~2 s, requires both); $(docker version -f 'engine {{.Server.Version}}' 2>/dev/null), compose $(docker compose version --short), $(systemctl --version | head -n1 | cut -d' ' -f1-2), $(nproc) CPUs."
+if want composectl; then
+    if [ -n "$composectl_exec" ]; then
+        echo "composectl: $ctl, but the units run $composectl_exec instead of \`composectl run\`: NOT composectl's numbers"
+    else
+        echo "composectl: $ctl"
+    fi
+fi
+echo
+"$python" "$helper" report --results "$results" --strategies "$(IFS=,; echo "${strategies[*]}")"
+if [ "$run_failed" -ne 0 ]; then
+    log "some runs failed (see above); $T is removed on exit, logs:"
+    for f in "$T"/*.log; do [ -s "$f" ] && { echo "== $f" >&2; tail -n 20 "$f" >&2; }; done
+    exit 1
+fi
+exit 0
