@@ -138,6 +138,7 @@ results="$T/results.jsonl"
 units="$T/config/systemd/user"
 slice="composectl-e2e-$$-bench$id.slice"   # harness.rs sweeps it should this script be SIGKILLed
 mgr=""
+recorder=""                  # pid of the engine event recorder while a run is measured
 networks=()                  # created by us, removed at the end
 stack_names=()               # panel database genai (layer names)
 declare -A stack_of=() file_of=()
@@ -201,6 +202,7 @@ cleanup() {
     local rc=$? n
     trap - EXIT INT TERM
     set +e
+    [ -z "$recorder" ] || { kill -TERM "$recorder"; wait "$recorder"; } 2>/dev/null
     if [ -n "$mgr" ] && [ -S "$T/run/bus" ]; then
         # Stop what the manager runs while the units can still bring their projects down.
         if want composectl && [ -d "$units" ] && compgen -G "$units/compose@*.service.d" >/dev/null; then
@@ -306,10 +308,35 @@ fi
 now() { printf '%s' "$EPOCHREALTIME"; }
 top="${stack_names[-1]}"       # genai: requires the others, starting it starts everything
 
-measure() { # strategy run t0 [extra measure args...]
+# Each run_* sets t0 (the strategy's start, epoch seconds) and margs (measure's arguments:
+# --returned, --error, --rss...); the main loop records the engine's events around it.
+t0="" margs=() events=""
+
+start_recorder() { # strategy run
+    events="$T/events.$1.$2.jsonl"
+    rm -f "$T/recorder.ready"
+    "$python" "$helper" record-events --stacks "$stacks_json" --out "$events" \
+        --ready "$T/recorder.ready" 2>>"$T/err.log" &
+    recorder=$!
+    for _ in $(seq 1 250); do
+        [ -e "$T/recorder.ready" ] && return 0
+        kill -0 "$recorder" 2>/dev/null || break
+        sleep 0.02
+    done
+    die "the engine event recorder did not start: $(tail -n 1 "$T/err.log")"
+}
+
+stop_recorder() {
+    sleep 0.3 # events of the last moment
+    kill -TERM "$recorder" 2>/dev/null || true
+    wait "$recorder" 2>/dev/null || true
+    recorder=""
+}
+
+measure() { # strategy run
     local out
-    out="$("$python" "$helper" measure --stacks "$stacks_json" --out "$results" \
-        --strategy "$1" --run "$2" --t0 "$3" "${@:4}")" || out="FAILED: measure crashed"
+    out="$("$python" "$helper" measure --stacks "$stacks_json" --out "$results" --events "$events" \
+        --strategy "$1" --run "$2" --t0 "$t0" "${margs[@]}")" || out="FAILED: measure crashed"
     log "$1 #$2: $out"
     [[ "$out" != FAILED* ]] || run_failed=1
 }
@@ -327,18 +354,20 @@ teardown() { # strategy
     sleep 1 # let the engine settle (network endpoints, exec cleanup) before the next start
 }
 
-run_ideal() { # run
-    local out t0 detected
+run_ideal() {
+    local out detected
+    t0="$(now)"
     if out="$("$python" "$helper" ideal --stacks "$stacks_json" --docker "$docker_bin" --timeout 120 2>>"$T/err.log")"; then
+        # The orchestrator's own clock: it is a running process, its start-up is not counted.
         read -r t0 detected <<<"$out"
-        measure ideal "$1" "$t0" --detected "$detected"
+        margs=(--detected "$detected")
     else
-        measure ideal "$1" "$(now)" --error "ideal orchestrator failed: $(tail -n 1 "$T/err.log")"
+        margs=(--error "ideal orchestrator failed: $(tail -n 1 "$T/err.log")")
     fi
 }
 
 run_naive() {
-    local t0 t_ret n pids=() rc=0
+    local t_ret n pids=() rc=0
     t0="$(now)"
     for n in "${stack_names[@]}"; do
         compose "$n" up -d >>"$T/compose.log" 2>&1 &
@@ -347,56 +376,68 @@ run_naive() {
     for n in "${pids[@]}"; do wait "$n" || rc=1; done
     t_ret="$(now)"
     if [ "$rc" -ne 0 ]; then
-        measure naive "$1" "$t0" --error "docker compose up -d failed (see $T/compose.log)"
+        margs=(--error "docker compose up -d failed (see $T/compose.log)")
     elif ! wait_healthy 120; then
-        measure naive "$1" "$t0" --error "not all healthy: $(tail -n 1 "$T/err.log")"
+        margs=(--error "not all healthy: $(tail -n 1 "$T/err.log")")
     else
-        measure naive "$1" "$t0" --returned "$t_ret"
+        margs=(--returned "$t_ret")
     fi
 }
 
 run_oneshot() {
-    local t0 t_ret
+    local t_ret
     t0="$(now)"
     if ! sctl start "$top-oneshot.service" >>"$T/oneshot.log" 2>&1; then
-        measure oneshot "$1" "$t0" --error "systemctl start $top-oneshot.service failed: $(tail -n 1 "$T/oneshot.log")"
+        margs=(--error "systemctl start $top-oneshot.service failed: $(tail -n 1 "$T/oneshot.log")")
         return
     fi
     t_ret="$(now)"
     if wait_healthy 30; then
-        measure oneshot "$1" "$t0" --returned "$t_ret"
+        margs=(--returned "$t_ret")
     else
-        measure oneshot "$1" "$t0" --error "active but not all healthy: $(tail -n 1 "$T/err.log")"
+        margs=(--error "active but not all healthy: $(tail -n 1 "$T/err.log")")
     fi
 }
 
-run_composectl() {
-    local t0 t_ret n unit pid cg pids rss=() h
-    t0="$(now)"
-    if ! ctl_cmd -q enable --now "${stack_of[$top]}" >>"$T/composectl.log" 2>&1; then
-        measure composectl "$1" "$t0" --error "composectl enable --now failed: $(tail -n 3 "$T/composectl.log" | tr '\n' ' ')"
-        return
-    fi
-    t_ret="$(now)"
-    # Resident memory right after READY (every unit is active once enable --now returned).
+vmrss_kib() { awk '$1 == "VmRSS:" { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+rss_sample() { # appends --rss STACK:MAIN_KIB:CGROUP_KIB for every stack to margs
+    local n unit pid cg h p main total
     for n in "${stack_names[@]}"; do
         unit="compose@${stack_of[$n]}.service"
         pid="$(sctl show -P MainPID "$unit" 2>/dev/null || echo 0)"
         cg="$(sctl show -P ControlGroup "$unit" 2>/dev/null || true)"
-        pids=""
+        main=0 total=0
+        [ "${pid:-0}" -gt 0 ] && main="$(vmrss_kib "$pid")"
         for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified /sys/fs/cgroup; do
-            if [ -n "$cg" ] && [ -d "$h$cg" ]; then
-                pids="$(find "$h$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -un | paste -sd, -)"
-                break
-            fi
+            if [ -z "$cg" ] || [ ! -d "$h$cg" ]; then continue; fi
+            for p in $(find "$h$cg" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -un); do
+                total=$((total + $(vmrss_kib "$p")))
+            done
+            break
         done
-        rss+=(--rss "${stack_of[$n]}:${pid:-0}:$pids")
+        margs+=(--rss "${stack_of[$n]}:$main:$total")
     done
-    if wait_healthy 30; then
-        measure composectl "$1" "$t0" --returned "$t_ret" "${rss[@]}"
-    else
-        measure composectl "$1" "$t0" --error "enable --now returned but not all healthy: $(tail -n 1 "$T/err.log")"
+}
+
+run_composectl() {
+    local t_ret
+    t0="$(now)"
+    if ! ctl_cmd -q enable --now "${stack_of[$top]}" >>"$T/composectl.log" 2>&1; then
+        margs=(--error "composectl enable --now failed: $(tail -n 3 "$T/composectl.log" | tr '\n' ' ')")
+        return
     fi
+    t_ret="$(now)"
+    # Resident memory after READY (every unit is active once enable --now returned): right
+    # away and 2 s later (log forwarding, event watching are running by then); the max counts.
+    margs=(--returned "$t_ret")
+    rss_sample
+    if ! wait_healthy 30; then
+        margs=(--error "enable --now returned but not all healthy: $(tail -n 1 "$T/err.log")")
+        return
+    fi
+    sleep 2
+    rss_sample
 }
 
 if [ "$warmup" -eq 1 ]; then
@@ -410,12 +451,16 @@ log "strategies: ${strategies[*]}; $runs run(s) each, interleaved"
 for r in $(seq 1 "$runs"); do
     for s in "${strategies[@]}"; do
         log "$s #$r/$runs"
+        t0="" margs=()
+        start_recorder "$s" "$r"
         case "$s" in
-        ideal) run_ideal "$r" ;;
-        composectl) run_composectl "$r" ;;
-        oneshot) run_oneshot "$r" ;;
-        naive) run_naive "$r" ;;
+        ideal) run_ideal ;;
+        composectl) run_composectl ;;
+        oneshot) run_oneshot ;;
+        naive) run_naive ;;
         esac
+        stop_recorder
+        measure "$s" "$r"
         teardown "$s"
     done
 done

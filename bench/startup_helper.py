@@ -7,7 +7,10 @@ Subcommands (all talk to the engine over /var/run/docker.sock, never to containe
   ideal         the ideal orchestrator: `docker compose up -d` of each stack the moment
                 every stack it requires is healthy, polling the engine every 20 ms
   wait-healthy  wait until every container of every stack is running and healthy
-  measure       read the engine's events since T0 and append one result line (JSON):
+  record-events stream the engine's container events of the benchmark into a file until
+                SIGTERM (the engine keeps only its last 256 events, and healthchecks make
+                dozens per second, so they cannot be read back after the run)
+  measure       read the recorded events and append one result line (JSON):
                 time to all-healthy, ordering violations, RSS of the units' main processes
   report        print the Markdown table of all result lines
 """
@@ -16,6 +19,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -83,13 +87,6 @@ class Engine:
         url = "/containers/json?all=1&filters=" + urllib.parse.quote(filters)
         return json.loads(self.get(url))
 
-    def events(self, bench_id, since, until):
-        filters = json.dumps({"type": ["container"], "label": [f"{LABEL}={bench_id}"]})
-        query = urllib.parse.urlencode(
-            {"since": f"{since:.9f}", "until": f"{until:.9f}", "filters": filters}
-        )
-        body = self.get("/events?" + query, timeout=60)
-        return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
 
 def load_stacks(path):
@@ -264,6 +261,44 @@ def cmd_wait_healthy(a):
         time.sleep(POLL)
 
 
+# --------------------------------------------------------------- record-events ----
+def cmd_record_events(a):
+    cfg = load_stacks(a.stacks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    filters = json.dumps(
+        {
+            "type": ["container"],
+            "label": [f"{LABEL}={cfg['bench_id']}"],
+            # not exec_*: a healthcheck every 200 ms makes three of those per container
+            "event": ["create", "start", "health_status", "die", "kill", "stop", "destroy"],
+        }
+    )
+    conn = UnixHTTPConnection(DOCKER_SOCKET, timeout=None)
+    conn.request("GET", API + "/events?filters=" + urllib.parse.quote(filters))
+    resp = conn.getresponse()
+    if resp.status != 200:
+        sys.exit(f"record-events: {resp.status} {resp.read()[:200]!r}")
+    with open(a.out, "ab", buffering=0) as out:
+        # The engine sends the headers once the subscription is active.
+        with open(a.ready, "w", encoding="utf-8"):
+            pass
+        while True:
+            line = resp.readline()
+            if not line:
+                sys.exit("record-events: the engine closed the event stream")
+            out.write(line)
+
+
+def read_events(path):
+    events = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                events.append(json.loads(line))
+    return events
+
+
 # --------------------------------------------------------------------- measure ----
 def analyse(cfg, events, containers, t0):
     """All-healthy time and ordering violations from the engine's events.
@@ -322,17 +357,6 @@ def analyse(cfg, events, containers, t0):
     }
 
 
-def read_rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def cmd_measure(a):
     cfg = load_stacks(a.stacks)
     engine = Engine()
@@ -341,10 +365,9 @@ def cmd_measure(a):
         result["error"] = a.error
     if a.returned is not None:
         result["returned"] = round(a.returned - a.t0, 4)
-    now = time.time()
     try:
         containers = engine.containers(cfg["bench_id"])
-        events = engine.events(cfg["bench_id"], a.t0 - 0.5, now)
+        events = [e for e in read_events(a.events) if e["timeNano"] / 1e9 >= a.t0 - 0.5]
         result.update(analyse(cfg, events, containers, a.t0))
         if result["ok"] and result["all_healthy"] is None:
             result["ok"] = False
@@ -362,18 +385,14 @@ def cmd_measure(a):
     except Exception as e:  # noqa: BLE001 - report, do not crash the benchmark
         result["ok"] = False
         result["error"] = f"measure: {e}"
-    # RSS: "stack pid cgroup-pids..." triples given by the shell (composectl only).
+    # RSS samples "STACK:MAIN_KIB:CGROUP_KIB" (composectl only); per stack the largest counts.
     if a.rss:
         main, cgroup = {}, {}
         for item in a.rss:
-            stack, pid, *others = item.split(":")
-            if pid.isdigit() and pid != "0":
-                main[stack] = read_rss_kib(int(pid))
-            total = 0
-            for p in others[0].split(",") if others and others[0] else []:
-                total += read_rss_kib(int(p)) or 0
-            cgroup[stack] = total
-        result["rss_main_kib"] = main
+            stack, main_kib, cgroup_kib = item.rsplit(":", 2)
+            main[stack] = max(main.get(stack, 0), int(main_kib))
+            cgroup[stack] = max(cgroup.get(stack, 0), int(cgroup_kib))
+        result["rss_main_kib"] = {k: (v or None) for k, v in main.items()}
         result["rss_cgroup_kib"] = cgroup
     if a.detected is not None:
         result["detected"] = round(a.detected, 4)
@@ -526,11 +545,18 @@ def main():
     m.add_argument("--strategy", required=True)
     m.add_argument("--run", type=int, required=True)
     m.add_argument("--t0", type=float, required=True)
+    m.add_argument("--events", required=True, help="the file record-events wrote")
     m.add_argument("--returned", type=float)
     m.add_argument("--detected", type=float)
     m.add_argument("--error")
-    m.add_argument("--rss", action="append", default=[], help="STACK:MAINPID:PID,PID,...")
+    m.add_argument("--rss", action="append", default=[], help="STACK:MAIN_KIB:CGROUP_KIB (repeatable)")
     m.set_defaults(func=cmd_measure)
+
+    e = sub.add_parser("record-events")
+    e.add_argument("--stacks", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--ready", required=True, help="created once the subscription is active")
+    e.set_defaults(func=cmd_record_events)
 
     r = sub.add_parser("report")
     r.add_argument("--results", required=True)

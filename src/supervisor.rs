@@ -419,7 +419,7 @@ async fn supervise(root: &Root, stack: &Stack) -> Result<()> {
         if let Some(reason) = failure {
             notifier.status(&format!("failed: {reason}"));
             tracing::error!("{reason}; bringing the stack down so systemd can restart it");
-            let _ = run_compose(root, stack, &["down", "--remove-orphans"]).await;
+            let _ = compose_down(root, stack).await;
             bail!("stack {}: {reason}", stack.name);
         }
     }
@@ -432,11 +432,28 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// Stops and removes the project's containers and networks, never its volumes. By project name
+/// alone, so it works even when the compose file changed or its directory is gone.
+async fn compose_down(root: &Root, stack: &Stack) -> Result<()> {
+    let settings = &root.settings;
+    let status = Command::new(&settings.compose[0])
+        .args(&settings.compose[1..])
+        .args(["--project-name", &stack.name, "down", "--remove-orphans"])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .with_context(|| format!("cannot run `{}`", settings.compose.join(" ")))?;
+    if !status.success() {
+        bail!("`{} down` failed ({status})", settings.compose.join(" "));
+    }
+    Ok(())
+}
+
 /// SIGTERM: stop and remove the containers (never the volumes), then exit 0.
 async fn shut_down(root: &Root, stack: &Stack, notifier: &mut Notifier) -> Result<()> {
     notifier.send(&[sd_notify::NotifyState::Stopping]);
     notifier.status("stopping (compose down)");
-    run_compose(root, stack, &["down", "--remove-orphans"]).await
+    compose_down(root, stack).await
 }
 
 /// Sets up composectl's own logging for `run`: to the journal with the stack as a field when

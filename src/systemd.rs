@@ -350,12 +350,13 @@ pub async fn check_outcome(
             .find(|(u, _)| u == unit)
             .map(|(_, r)| r.as_str());
         let bad_job = job_result.is_some_and(|r| r != "done");
+        // A stop is done when its job is: a unit that failed on the way down is still stopped.
         let bad_state = match kind {
             JobKind::Start | JobKind::Restart => {
                 status.active_state == "failed"
                     || (job_result.is_some() && status.active_state != "active")
             }
-            JobKind::Stop => status.active_state == "failed",
+            JobKind::Stop => false,
         };
         if bad_job || bad_state {
             let mut message = format!(

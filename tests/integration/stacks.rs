@@ -14,37 +14,43 @@ use crate::harness::{BIN, Test};
 static NEXT: AtomicU8 = AtomicU8::new(0);
 
 /// A root of busybox stacks whose engine objects are removed when it is dropped.
-struct Stacks {
+pub struct Stacks {
     test: Test,
     prefix: String,
     networks: Vec<String>,
 }
 
 impl Stacks {
-    fn new() -> Stacks {
+    pub fn new() -> Stacks {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("e{}x{n}", std::process::id() % 100_000);
         let test = Test::new().file(
             "composectl.toml",
             "[defaults]\nrestart_sec = \"300ms\"\nfailure_grace = \"2s\"\nstart_limit_burst = 3\nstart_timeout = \"90s\"\nstop_timeout = \"30s\"\n",
         );
-        Stacks { test, prefix, networks: Vec::new() }
+        Stacks {
+            test,
+            prefix,
+            networks: Vec::new(),
+        }
     }
 
-    fn root(&self) -> &Path {
+    pub fn root(&self) -> &Path {
         self.test.root()
     }
 
-    fn name(&self, stack: &str) -> String {
+    pub fn name(&self, stack: &str) -> String {
         format!("{}-{stack}", self.prefix)
     }
 
     /// A network in networks.toml with a subnet no other test uses.
-    fn network(&mut self, net: &str) -> String {
+    pub fn network(&mut self, net: &str) -> String {
         let name = self.name(net);
-        let octet = 100 + self.networks.len() + 8 * usize::from(NEXT.fetch_add(1, Ordering::SeqCst) % 16);
+        let octet =
+            100 + self.networks.len() + 8 * usize::from(NEXT.fetch_add(1, Ordering::SeqCst) % 16);
         let second = 200 + (std::process::id() % 50);
-        let spec = format!("[networks.{name}]\nsubnet = \"10.{second}.{octet}.0/24\"\ninternal = true\n");
+        let spec =
+            format!("[networks.{name}]\nsubnet = \"10.{second}.{octet}.0/24\"\ninternal = true\n");
         let path = self.root().join("networks.toml");
         let mut text = fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&spec);
@@ -54,7 +60,14 @@ impl Stacks {
     }
 
     /// A one-service stack that turns healthy `delay` seconds after it starts.
-    fn stack(&self, stack: &str, delay: &str, requires: &[&str], network: &str, extra: &str) -> String {
+    pub fn stack(
+        &self,
+        stack: &str,
+        delay: &str,
+        requires: &[&str],
+        network: &str,
+        extra: &str,
+    ) -> String {
         let name = self.name(stack);
         let requires: Vec<String> = requires.iter().map(|r| self.name(r)).collect();
         let compose = format!(
@@ -74,22 +87,35 @@ impl Drop for Stacks {
             .args(["ps", "-aq", "--filter"])
             .arg(format!("name={}-", self.prefix))
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
         }
         for network in &self.networks {
-            let _ = Command::new("docker").args(["network", "rm", network]).output();
+            let _ = Command::new("docker")
+                .args(["network", "rm", network])
+                .output();
         }
         let _ = Command::new("sh")
             .arg("-c")
-            .arg(format!("docker network ls -q --filter name={}- | xargs -r docker network rm", self.prefix))
+            .arg(format!(
+                "docker network ls -q --filter name={}- | xargs -r docker network rm",
+                self.prefix
+            ))
             .output();
     }
 }
 
-fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {
+pub fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {
     manager
         .command(BIN)
         .arg("--user")
@@ -102,7 +128,7 @@ fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {
         .expect("run composectl")
 }
 
-fn text(output: &Output) -> String {
+pub fn text(output: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}--- stderr\n{}",
         output.status.code(),
@@ -112,9 +138,19 @@ fn text(output: &Output) -> String {
 }
 
 /// (action, project, time in ns) of the engine's container events between two times.
-fn engine_events(since: &str) -> Vec<(String, String, i64)> {
+pub fn engine_events(since: &str) -> Vec<(String, String, i64)> {
     let output = Command::new("docker")
-        .args(["events", "--since", since, "--until", &format!("{}", now_secs() + 1), "--filter", "type=container", "--format", "{{json .}}"])
+        .args([
+            "events",
+            "--since",
+            since,
+            "--until",
+            &format!("{}", now_secs() + 1),
+            "--filter",
+            "type=container",
+            "--format",
+            "{{json .}}",
+        ])
         .output()
         .expect("docker events");
     String::from_utf8_lossy(&output.stdout)
@@ -123,19 +159,25 @@ fn engine_events(since: &str) -> Vec<(String, String, i64)> {
         .map(|event| {
             (
                 event["Action"].as_str().unwrap_or_default().to_string(),
-                event["Actor"]["Attributes"]["com.docker.compose.project"].as_str().unwrap_or_default().to_string(),
+                event["Actor"]["Attributes"]["com.docker.compose.project"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 event["timeNano"].as_i64().unwrap_or_default(),
             )
         })
         .collect()
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }
 
 /// No container of `dependent` started before every stack it requires was healthy.
-fn assert_ordered(events: &[(String, String, i64)], dependent: &str, required: &[&str]) {
+pub fn assert_ordered(events: &[(String, String, i64)], dependent: &str, required: &[&str]) {
     let start = events
         .iter()
         .filter(|(action, project, _)| action == "start" && project == dependent)
@@ -145,21 +187,37 @@ fn assert_ordered(events: &[(String, String, i64)], dependent: &str, required: &
     for required in required {
         let healthy = events
             .iter()
-            .filter(|(action, project, _)| action == "health_status: healthy" && project == required)
+            .filter(|(action, project, _)| {
+                action == "health_status: healthy" && project == required
+            })
             .map(|(_, _, t)| *t)
             .min()
             .unwrap_or_else(|| panic!("{required} never turned healthy: {events:?}"));
-        assert!(start > healthy, "{dependent} started {} ms before {required} was healthy", (healthy - start) / 1_000_000);
+        assert!(
+            start > healthy,
+            "{dependent} started {} ms before {required} was healthy",
+            (healthy - start) / 1_000_000
+        );
     }
 }
 
-fn wait_for(manager: &UserManager, unit: &str, property: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+fn wait_for(
+    manager: &UserManager,
+    unit: &str,
+    property: &str,
+    timeout: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let mut last = String::new();
     let found = wait_until(timeout, || {
         last = manager.property(unit, property);
         ok(&last)
     });
-    assert!(found, "{unit} {property} stayed {last:?}\n{}", manager.journal_lines(unit, &[]).join("\n"));
+    assert!(
+        found,
+        "{unit} {property} stayed {last:?}\n{}",
+        manager.journal_lines(unit, &[]).join("\n")
+    );
     last
 }
 
@@ -178,7 +236,11 @@ fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot
     let enabled = composectl(&manager, &root, &["enable", "--now", &genai]);
     assert!(enabled.status.success(), "{}", text(&enabled));
     for stack in [&panel, &database, &genai] {
-        assert_eq!(manager.property(&format!("compose@{stack}.service"), "ActiveState"), "active", "{stack}");
+        assert_eq!(
+            manager.property(&format!("compose@{stack}.service"), "ActiveState"),
+            "active",
+            "{stack}"
+        );
     }
     assert_ordered(&engine_events(&since), &genai, &[&panel, &database]);
 
@@ -186,7 +248,10 @@ fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot
     let status = composectl(&manager, &root, &["status", &genai]);
     assert!(status.status.success(), "{}", text(&status));
     let shown = String::from_utf8_lossy(&status.stdout);
-    assert!(shown.contains("1/1 running, 1 healthy") && shown.contains("1/1 running, 1/1 healthy"), "{shown}");
+    assert!(
+        shown.contains("1/1 running, 1 healthy") && shown.contains("1/1 running, 1/1 healthy"),
+        "{shown}"
+    );
 
     // The container's own lines, filterable by service.
     let unit = format!("compose@{genai}.service");
@@ -200,23 +265,57 @@ fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot
     );
 
     // A container without a restart policy dies: systemd restarts the stack.
-    let killed = Command::new("docker").args(["kill", &format!("{genai}-app-1")]).output().expect("docker kill");
+    let killed = Command::new("docker")
+        .args(["kill", &format!("{genai}-app-1")])
+        .output()
+        .expect("docker kill");
     assert!(killed.status.success(), "{}", text(&killed));
-    wait_for(&manager, &unit, "NRestarts", Duration::from_secs(30), |n| n != "0");
-    wait_for(&manager, &unit, "ActiveState", Duration::from_secs(30), |s| s == "active");
-    assert!(manager.journal_lines(&unit, &[]).iter().any(|l| l.contains("exited with code 137")));
+    wait_for(&manager, &unit, "NRestarts", Duration::from_secs(30), |n| {
+        n != "0"
+    });
+    wait_for(
+        &manager,
+        &unit,
+        "ActiveState",
+        Duration::from_secs(30),
+        |s| s == "active",
+    );
+    assert!(
+        manager
+            .journal_lines(&unit, &[])
+            .iter()
+            .any(|l| l.contains("exited with code 137"))
+    );
 
     // A reboot: a new manager on the same directories brings every enabled stack back, in order.
     let since = format!("{}", now_secs());
     manager.restart();
     for stack in [&panel, &database, &genai] {
-        wait_for(&manager, &format!("compose@{stack}.service"), "ActiveState", Duration::from_secs(60), |s| s == "active");
+        wait_for(
+            &manager,
+            &format!("compose@{stack}.service"),
+            "ActiveState",
+            Duration::from_secs(60),
+            |s| s == "active",
+        );
     }
     assert_ordered(&engine_events(&since), &genai, &[&panel, &database]);
 
-    let disabled = composectl(&manager, &root, &["disable", "--now", &genai, &database, &panel]);
+    let disabled = composectl(
+        &manager,
+        &root,
+        &["disable", "--now", &genai, &database, &panel],
+    );
     assert!(disabled.status.success(), "{}", text(&disabled));
-    let left = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={genai}")]).output().expect("docker ps");
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={genai}"),
+        ])
+        .output()
+        .expect("docker ps");
     assert!(left.stdout.is_empty(), "stop left containers behind");
 }
 
@@ -238,11 +337,24 @@ fn a_stack_that_always_fails_ends_failed_with_the_reason() {
     // Without a healthcheck the container counts as ready while it runs, so the first start may
     // still be reported as done; either way systemd must give up after the start limit.
     let enabled = composectl(&manager, &root, &["enable", "--now", &name]);
-    assert!(matches!(enabled.status.code(), Some(0 | 1)), "{}", text(&enabled));
+    assert!(
+        matches!(enabled.status.code(), Some(0 | 1)),
+        "{}",
+        text(&enabled)
+    );
     let unit = format!("compose@{name}.service");
-    wait_for(&manager, &unit, "ActiveState", Duration::from_secs(60), |s| s == "failed");
+    wait_for(
+        &manager,
+        &unit,
+        "ActiveState",
+        Duration::from_secs(60),
+        |s| s == "failed",
+    );
     // StartLimitBurst=3: three starts, two of them automatic restarts, then systemd gives up.
-    let restarts: u32 = manager.property(&unit, "NRestarts").parse().expect("NRestarts");
+    let restarts: u32 = manager
+        .property(&unit, "NRestarts")
+        .parse()
+        .expect("NRestarts");
     assert!(restarts >= 2, "NRestarts={restarts}");
     let status = composectl(&manager, &root, &["status", &name]);
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
@@ -269,15 +381,35 @@ fn a_network_that_drifted_stops_the_stack_with_the_difference() {
     let enabled = composectl(&manager, &root, &["enable", "--now", &name]);
     assert_eq!(enabled.status.code(), Some(1), "{}", text(&enabled));
     let shown = text(&enabled);
-    assert!(shown.contains(&format!("network {net} differs from networks.toml")) && shown.contains("subnet is 10.199.250.0/24"), "{shown}");
+    assert!(
+        shown.contains(&format!("network {net} differs from networks.toml"))
+            && shown.contains("subnet is 10.199.250.0/24"),
+        "{shown}"
+    );
     assert!(shown.contains("internal is false"), "{shown}");
 
     // Once it is removed, `composectl networks` creates it as specified.
-    let removed = Command::new("docker").args(["network", "rm", &net]).output().expect("docker network rm");
+    let removed = Command::new("docker")
+        .args(["network", "rm", &net])
+        .output()
+        .expect("docker network rm");
     assert!(removed.status.success());
     let networks = composectl(&manager, &root, &["networks"]);
     assert!(networks.status.success(), "{}", text(&networks));
     assert!(String::from_utf8_lossy(&networks.stdout).contains(&format!("{net}: created")));
-    let inspect = Command::new("docker").args(["network", "inspect", "-f", "{{.Internal}} {{range .IPAM.Config}}{{.Subnet}}{{end}}", &net]).output().expect("inspect");
-    assert!(String::from_utf8_lossy(&inspect.stdout).starts_with("true 10."), "{}", text(&inspect));
+    let inspect = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "-f",
+            "{{.Internal}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            &net,
+        ])
+        .output()
+        .expect("inspect");
+    assert!(
+        String::from_utf8_lossy(&inspect.stdout).starts_with("true 10."),
+        "{}",
+        text(&inspect)
+    );
 }

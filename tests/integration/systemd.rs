@@ -1,38 +1,12 @@
-//! enable, start, status, stop and disable against a real private `systemd --user` manager.
-//! The units run a stand-in for `composectl run` (tests/e2e/standin-run.sh) until the supervisor
-//! exists: these tests are about units, ordering and D-Bus, not containers.
+//! enable, start, status, stop, disable, list and logs against a real private `systemd --user`
+//! manager, with units running the real supervisor on the engine.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
-use crate::e2e::{UserManager, environment};
-use crate::harness::{BIN, Test};
-
-fn standin() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/standin-run.sh")
-}
-
-fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {
-    let mut command = manager.command(BIN);
-    command
-        .arg("--user")
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env("COMPOSECTL_EXEC", standin())
-        .env("NO_COLOR", "1");
-    command.output().expect("run composectl")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use crate::e2e::{TEST_IMAGE, UserManager, environment};
+use crate::harness::BIN;
+use crate::stacks::{Stacks, assert_ordered, composectl, engine_events, now_secs, text};
 
 /// Every file composectl installed, read through its links, by relative path.
 fn installed(unit_dir: &Path) -> Vec<(String, String)> {
@@ -64,79 +38,71 @@ fn installed(unit_dir: &Path) -> Vec<(String, String)> {
     files
 }
 
-fn layered_root() -> Test {
-    Test::valid()
-        .file("stacks/db/DELAY", "1\n")
-        .file(
-            "stacks/broken/compose.yaml",
-            "services:\n  x:\n    image: busybox\n",
-        )
-        .file("stacks/broken/FAIL", "")
+/// db (healthy after a second), app (requires db) and broken (exits before it is healthy).
+fn layered() -> (Stacks, String, String, String) {
+    let mut stacks = Stacks::new();
+    let net = stacks.network("net");
+    let db = stacks.stack("db", "1", &[], &net, "");
+    let app = stacks.stack("app", "0", &["db"], &net, "");
+    let broken = stacks.name("broken");
+    let dir = stacks.root().join("stacks").join(&broken);
+    fs::create_dir_all(&dir).expect("dir");
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            "services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    command: [\"sh\", \"-c\", \"sleep 0.5; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 200ms\n    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n"
+        ),
+    )
+    .expect("compose");
+    (stacks, db, app, broken)
 }
 
 #[test]
 fn enable_start_status_stop_disable_on_a_real_manager() {
     let Some(_env) = environment() else { return };
     let manager = UserManager::start();
-    let test = layered_root();
-    let root = test.root().to_path_buf();
+    let (stacks, db, app, broken) = layered();
+    let root = stacks.root().to_path_buf();
+    let unit = |stack: &str| format!("compose@{stack}.service");
+    let since = format!("{}", now_secs());
 
-    let enabled = composectl(&manager, &root, &["enable", "--now", "app"]);
+    let enabled = composectl(&manager, &root, &["enable", "--now", &app]);
     assert!(enabled.status.success(), "{}", text(&enabled));
 
     // What enable installed is what render prints.
-    let rendered = test.dir.path().join("rendered");
+    let rendered = stacks.root().join("../rendered");
     let out = composectl(
         &manager,
         &root,
-        &["render", "app", "--out", rendered.to_str().expect("utf-8")],
+        &["render", &app, "--out", rendered.to_str().expect("utf-8")],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(installed(&manager.unit_dir()), installed(&rendered));
 
-    for unit in [
-        "compose@app.service",
-        "compose@db.service",
-        "composectl.target",
-    ] {
-        let state = manager.systemctl(&["is-enabled", unit]);
+    for name in [unit(&app), unit(&db), "composectl.target".to_string()] {
+        let state = manager.systemctl(&["is-enabled", &name]);
         assert_eq!(
             String::from_utf8_lossy(&state.stdout).trim(),
             "enabled",
-            "{unit}"
+            "{name}"
         );
     }
     assert!(
         manager
-            .property("compose@app.service", "Requires")
-            .contains("compose@db.service")
+            .property(&unit(&app), "Requires")
+            .contains(&unit(&db))
     );
-    assert!(
-        manager
-            .property("compose@app.service", "After")
-            .contains("compose@db.service")
-    );
-    assert_eq!(
-        manager.property("compose@app.service", "ActiveState"),
-        "active"
-    );
-
-    // app began only after db was ready (db takes a second).
-    let log = fs::read_to_string(root.join("starts.log")).expect("starts.log");
-    let time = |what: &str| -> f64 {
-        log.lines()
-            .find(|l| l.starts_with(what))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(|| panic!("{what} missing from\n{log}"))
-    };
-    assert!(time("app begin") >= time("db ready"), "{log}");
+    assert!(manager.property(&unit(&app), "After").contains(&unit(&db)));
+    assert_eq!(manager.property(&unit(&app), "ActiveState"), "active");
+    // app's container started only after db's was healthy (db takes a second).
+    assert_ordered(&engine_events(&since), &app, &[&db]);
 
     let status = composectl(&manager, &root, &["-o", "json", "status"]);
     assert!(status.status.success(), "{}", text(&status));
     let value: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(value[0]["unit"]["active_state"], "active");
-    assert_eq!(value[0]["unit"]["status_text"], "stand-in ready");
+    assert_eq!(value[0]["unit"]["status_text"], "1/1 running, 1 healthy");
+    assert_eq!(value[0]["containers"]["running"], 1);
 
     let list = composectl(&manager, &root, &["list"]);
     assert!(list.status.success(), "{}", text(&list));
@@ -144,72 +110,79 @@ fn enable_start_status_stop_disable_on_a_real_manager() {
     assert!(
         listed
             .lines()
-            .any(|l| l.starts_with("app") && l.contains("enabled") && l.contains("active")),
+            .any(|l| l.starts_with(&app) && l.contains("enabled") && l.contains("active")),
         "{listed}"
     );
     assert!(
         listed
             .lines()
-            .any(|l| l.starts_with("broken") && l.contains("not installed")),
+            .any(|l| l.starts_with(&broken) && l.contains("not installed")),
         "{listed}"
     );
-    let logs = composectl(&manager, &root, &["logs", "db", "-n", "50"]);
+    let logs = composectl(&manager, &root, &["logs", &db, "app", "-n", "50"]);
     assert!(logs.status.success(), "{}", text(&logs));
     assert!(
-        String::from_utf8_lossy(&logs.stdout).contains("stand-in: db ready"),
+        String::from_utf8_lossy(&logs.stdout).contains(&format!("{db} ready")),
         "{}",
         text(&logs)
     );
 
-    // A stack that cannot start: exit 1, with its own log lines quoted.
-    let failed = composectl(&manager, &root, &["enable", "--now", "broken"]);
+    // A stack whose container exits before it is healthy: exit 1, with the reason quoted.
+    let failed = composectl(&manager, &root, &["enable", "--now", &broken]);
     assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
-        stderr.contains("compose@broken.service")
-            && stderr.contains("stand-in: broken cannot start"),
+        stderr.contains(&unit(&broken)) && stderr.contains("exited with code 3"),
         "{stderr}"
     );
     let status = composectl(&manager, &root, &["status"]);
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
 
     // db cannot go while app requires it; together they can.
-    let refused = composectl(&manager, &root, &["disable", "db"]);
+    let refused = composectl(&manager, &root, &["disable", &db]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("enabled stack app requires it"));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains(&format!("enabled stack {app} requires it"))
+    );
 
-    let stopped = composectl(&manager, &root, &["stop", "app"]);
+    let stopped = composectl(&manager, &root, &["stop", &app]);
     assert!(stopped.status.success(), "{}", text(&stopped));
-    assert_eq!(
-        manager.property("compose@app.service", "ActiveState"),
-        "inactive"
+    assert_eq!(manager.property(&unit(&app), "ActiveState"), "inactive");
+
+    // A stack directory removed from the root is listed as an orphan until disabled.
+    fs::rename(
+        root.join("stacks").join(&broken),
+        root.join("../broken-moved"),
+    )
+    .expect("mv");
+    let list = composectl(&manager, &root, &["list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("orphan"),
+        "{}",
+        text(&list)
     );
 
-    let disabled = composectl(
-        &manager,
-        &root,
-        &["disable", "--now", "app", "db", "broken"],
-    );
+    let disabled = composectl(&manager, &root, &["disable", "--now", &app, &db, &broken]);
     assert!(disabled.status.success(), "{}", text(&disabled));
     assert_eq!(
         installed(&manager.unit_dir()),
         Vec::<(String, String)>::new()
     );
-    assert_eq!(
-        manager.property("compose@db.service", "ActiveState"),
-        "inactive"
-    );
+    assert_eq!(manager.property(&unit(&db), "ActiveState"), "inactive");
 }
 
 #[test]
 fn not_enabled_and_unknown_stacks_are_usage_errors() {
     let Some(_env) = environment() else { return };
     let manager = UserManager::start();
-    let test = layered_root();
-    let start = composectl(&manager, test.root(), &["start", "db"]);
+    let (stacks, db, ..) = layered();
+    let start = composectl(&manager, stacks.root(), &["start", &db]);
     assert_eq!(start.status.code(), Some(2), "{}", text(&start));
-    assert!(String::from_utf8_lossy(&start.stderr).contains("run composectl enable db"));
-    let enable = composectl(&manager, test.root(), &["enable", "nosuch"]);
+    assert!(
+        String::from_utf8_lossy(&start.stderr).contains(&format!("run composectl enable {db}"))
+    );
+    let enable = composectl(&manager, stacks.root(), &["enable", "nosuch"]);
     assert_eq!(enable.status.code(), Some(2), "{}", text(&enable));
     assert!(
         !manager.unit_dir().join("compose@.service").exists(),
@@ -238,24 +211,34 @@ fn killing_enable_midway_leaves_old_or_new_units() {
         return;
     };
     let manager = UserManager::start();
-    let test = layered_root().file("composectl.toml", "[defaults]\nrestart_sec = \"10s\"\n");
-    let root = test.root().to_path_buf();
+    let (stacks, db, app, _) = layered();
+    let root = stacks.root().to_path_buf();
     let units = manager.unit_dir();
-    let saved = test.dir.path().join("saved");
+    let saved = root.join("../saved");
 
-    let first = composectl(&manager, &root, &["enable", "db"]);
+    let first = composectl(&manager, &root, &["enable", &db]);
     assert!(first.status.success(), "{}", text(&first));
     copy_tree(&units, &saved.join("old"));
     let old = installed(&units);
 
     // The new state changes shared drop-ins, an installed stack's drop-in, and adds a stack.
+    let settings = fs::read_to_string(root.join("composectl.toml")).expect("settings");
     fs::write(
         root.join("composectl.toml"),
-        "[defaults]\nrestart_sec = \"20s\"\n",
+        settings.replace("300ms", "20s"),
     )
     .expect("write");
-    fs::write(root.join("stacks/db/compose.yaml"), "x-composectl:\n  description: the database\nservices:\n  db:\n    image: postgres\n    networks: [back]\nnetworks:\n  back:\n    external: true\n").expect("write");
-    let second = composectl(&manager, &root, &["enable", "app"]);
+    let db_file = root.join("stacks").join(&db).join("compose.yaml");
+    let compose = fs::read_to_string(&db_file).expect("compose");
+    fs::write(
+        &db_file,
+        format!(
+            "x-composectl:\n  description: the database\n{}",
+            compose.replace("x-composectl:\n", "x-other:\n")
+        ),
+    )
+    .expect("write");
+    let second = composectl(&manager, &root, &["enable", &app]);
     assert!(second.status.success(), "{}", text(&second));
     let new = installed(&units);
     assert_ne!(old, new);
@@ -281,8 +264,8 @@ fn killing_enable_midway_leaves_old_or_new_units() {
                 .arg(BIN)
                 .args(["--user", "--root"])
                 .arg(&root)
-                .args(["enable", "app"])
-                .env("COMPOSECTL_EXEC", standin());
+                .args(["enable", &app])
+                .env("COMPOSECTL_EXEC", BIN);
             let output = command.output().expect("strace");
             let state = installed(&units);
             assert!(
@@ -296,7 +279,7 @@ fn killing_enable_midway_leaves_old_or_new_units() {
             }
             kills += 1;
             // The next composectl finishes the job from whatever was left.
-            let again = composectl(&manager, &root, &["enable", "app"]);
+            let again = composectl(&manager, &root, &["enable", &app]);
             assert!(again.status.success(), "{}", text(&again));
             assert_eq!(installed(&units), new);
             let leftovers: Vec<_> = fs::read_dir(units.join(".composectl"))
