@@ -104,6 +104,17 @@ fn enable_start_status_stop_disable_on_a_real_manager() {
     assert_eq!(value[0]["unit"]["status_text"], "1/1 running, 1 healthy");
     assert_eq!(value[0]["containers"]["running"], 1);
 
+    // update: pull (the test image has pull_policy: never, so nothing is fetched), then restart.
+    let before = manager.property(&unit(&app), "InvocationID");
+    let updated = composectl(&manager, &root, &["update", &app]);
+    assert!(updated.status.success(), "{}", text(&updated));
+    assert_ne!(
+        manager.property(&unit(&app), "InvocationID"),
+        before,
+        "update did not restart the unit"
+    );
+    assert_eq!(manager.property(&unit(&app), "ActiveState"), "active");
+
     let list = composectl(&manager, &root, &["list"]);
     assert!(list.status.success(), "{}", text(&list));
     let listed = String::from_utf8_lossy(&list.stdout);
