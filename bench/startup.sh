@@ -447,7 +447,8 @@ if [ "$warmup" -eq 1 ]; then
     teardown naive
 fi
 
-log "strategies: ${strategies[*]}; $runs run(s) each, interleaved"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+log "strategies: ${strategies[*]}; $runs run(s) each, interleaved (load average $load_before)"
 for r in $(seq 1 "$runs"); do
     for s in "${strategies[@]}"; do
         log "$s #$r/$runs"
@@ -468,7 +469,8 @@ done
 [ -z "$results_copy" ] || cp "$results" "$results_copy"
 echo
 echo "Startup benchmark: $runs run(s) per strategy; stacks: panel (healthy after ~2 s), database (~3 s),"
-echo "genai (~2 s, requires both); $(docker version -f 'engine {{.Server.Version}}' 2>/dev/null), compose $(docker compose version --short), $(systemctl --version | head -n1 | cut -d' ' -f1-2), $(nproc) CPUs."
+echo "genai (~2 s, requires both); $(docker version -f 'engine {{.Server.Version}}' 2>/dev/null), compose $(docker compose version --short), $(systemctl --version | head -n1 | cut -d' ' -f1-2)."
+echo "$(nproc) CPUs; load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes the times noisy)."
 if want composectl; then
     if [ -n "$composectl_exec" ]; then
         echo "composectl: $ctl, but the units run $composectl_exec instead of \`composectl run\`: NOT composectl's numbers"
