@@ -96,3 +96,45 @@ fn system_units_pass_systemd_analyze_verify() {
 fn user_units_pass_systemd_analyze_verify() {
     verify("--user");
 }
+
+/// The system template's sandbox keeps `systemd-analyze security` exposure low (below 3.0, "OK").
+#[test]
+fn system_units_keep_the_security_exposure_low() {
+    let Some(analyze) = crate::environment::tool("systemd-analyze") else {
+        return;
+    };
+    let test = Test::new().at(&example_root());
+    let out = test.dir.path().join("units");
+    let mut render = test.command();
+    render
+        .args(["--system", "render", "--out"])
+        .arg(&out)
+        .env("COMPOSECTL_EXEC", BIN);
+    assert!(render.status().expect("render").success());
+    let output = Command::new(analyze)
+        .args([
+            "security",
+            "--offline=true",
+            "--no-pager",
+            "compose@genai.service",
+        ])
+        .current_dir(&out)
+        .output()
+        .expect("systemd-analyze security");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let exposure: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for compose@genai.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level in:\n{text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    assert!(exposure < 3.0, "exposure {exposure}:\n{text}");
+}
