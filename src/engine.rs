@@ -46,6 +46,11 @@ impl Container {
     pub fn healthy(&self) -> bool {
         self.health.as_deref() == Some("healthy")
     }
+
+    /// Stopped (for a reason other than finishing its job) or failing its healthcheck.
+    pub fn in_trouble(&self) -> bool {
+        (!self.running && self.exit_code != Some(0)) || self.health.as_deref() == Some("unhealthy")
+    }
 }
 
 /// What the engine says about a container that stopped.
@@ -301,12 +306,14 @@ impl Engine {
         })
     }
 
-    /// Container events of a project from now on.
-    pub fn events(&self, project: &str) -> EventStream {
+    /// Container events of a project from `since` (unix seconds) on. The request is only made
+    /// when the stream is first polled; `since` makes the engine replay what happened before.
+    pub fn events(&self, project: &str, since: i64) -> EventStream {
         let mut filters = project_filter(Some(project));
         filters.insert("type".into(), vec!["container".into()]);
         let options = EventsOptions {
             filters: Some(filters),
+            since: Some(since.to_string()),
             ..Default::default()
         };
         Box::pin(self.docker.events(Some(options)).map(|message| {

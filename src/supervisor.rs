@@ -292,7 +292,10 @@ async fn judge(
     let who = format!("container {} (service {})", event.name, event.service);
     match event.action.as_str() {
         "die" | "oom" => {
-            let exit = engine.exit(&event.id).await?;
+            // Gone already: a container of an earlier run, removed by its `compose down`.
+            let Ok(exit) = engine.exit(&event.id).await else {
+                return Ok(None);
+            };
             let what = if exit.oom_killed || event.action == "oom" {
                 format!("{who} was killed for lack of memory (OOM)")
             } else {
@@ -348,8 +351,8 @@ async fn supervise(root: &Root, stack: &Stack) -> Result<()> {
         tracing::info!("network {line}");
     }
 
-    // Listening before `up` means no container event can slip by unseen.
-    let mut events = engine.events(&stack.name);
+    // Replayed from our start: no event of this run can slip by, whenever the stream connects.
+    let mut events = engine.events(&stack.name, i64::from(since));
     notifier.status("starting containers (compose up)");
     tokio::select! {
         result = run_compose(root, stack, &["up", "--detach", "--remove-orphans"]) => {
@@ -377,11 +380,10 @@ async fn supervise(root: &Root, stack: &Stack) -> Result<()> {
     loop {
         let containers = engine.containers(Some(&stack.name)).await?;
         logs.follow(&engine, &containers, since);
-        trouble.deadlines.retain(|id, _| {
-            !containers
-                .iter()
-                .any(|c| &c.id == id && c.running && c.health.as_deref() != Some("unhealthy"))
-        });
+        // Only containers that still exist and are still in trouble keep their grace period.
+        trouble
+            .deadlines
+            .retain(|id, _| containers.iter().any(|c| &c.id == id && c.in_trouble()));
         match readiness(stack, &containers) {
             Readiness::Ready(summary) => {
                 notifier.status(&summary);
@@ -402,10 +404,20 @@ async fn supervise(root: &Root, stack: &Stack) -> Result<()> {
             },
             () = sleep_until(deadline) => {
                 let now = Instant::now();
-                let expired: Vec<String> = trouble.deadlines.values().filter(|(at, _)| *at <= now).map(|(_, why)| why.clone()).collect();
+                let expired: Vec<(String, String)> = trouble
+                    .deadlines
+                    .iter()
+                    .filter(|(_, (at, _))| *at <= now)
+                    .map(|(id, (_, why))| (id.clone(), why.clone()))
+                    .collect();
+                for (id, _) in &expired {
+                    trouble.deadlines.remove(id);
+                }
                 let containers = engine.containers(Some(&stack.name)).await?;
-                let still_bad = expired.into_iter().find(|_| !matches!(readiness(stack, &containers), Readiness::Ready(_)) || containers.iter().any(|c| c.health.as_deref() == Some("unhealthy")));
-                still_bad.map(|why| format!("{why} and did not recover within {}", crate::duration::format(grace)))
+                expired
+                    .into_iter()
+                    .find(|(id, _)| containers.iter().any(|c| &c.id == id && c.in_trouble()))
+                    .map(|(_, why)| format!("{why} and did not recover within {}", crate::duration::format(grace)))
             },
             _ = watchdog_tick.tick() => {
                 if watchdog.is_some() {

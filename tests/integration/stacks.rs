@@ -60,18 +60,11 @@ impl Stacks {
     }
 
     /// A one-service stack that turns healthy `delay` seconds after it starts.
-    pub fn stack(
-        &self,
-        stack: &str,
-        delay: &str,
-        requires: &[&str],
-        network: &str,
-        extra: &str,
-    ) -> String {
+    pub fn stack(&self, stack: &str, delay: &str, requires: &[&str], network: &str) -> String {
         let name = self.name(stack);
         let requires: Vec<String> = requires.iter().map(|r| self.name(r)).collect();
         let compose = format!(
-            "x-composectl:\n  requires: [{}]\nservices:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-e\", \"/tmp/ready\"]\n      interval: 200ms\n      retries: 150\n    networks: [{network}]\n{extra}networks:\n  {network}:\n    external: true\n",
+            "x-composectl:\n  requires: [{}]\nservices:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-e\", \"/tmp/ready\"]\n      interval: 200ms\n      start_period: 60s\n      start_interval: 200ms\n      retries: 3\n    networks: [{network}]\nnetworks:\n  {network}:\n    external: true\n",
             requires.join(", ")
         );
         let dir = self.root().join("stacks").join(&name);
@@ -227,9 +220,9 @@ fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot
     let mut manager = UserManager::start();
     let mut stacks = Stacks::new();
     let net = stacks.network("net");
-    let panel = stacks.stack("panel", "1", &[], &net, "");
-    let database = stacks.stack("database", "2", &[], &net, "");
-    let genai = stacks.stack("genai", "1", &["panel", "database"], &net, "");
+    let panel = stacks.stack("panel", "1", &[], &net);
+    let database = stacks.stack("database", "2", &[], &net);
+    let genai = stacks.stack("genai", "1", &["panel", "database"], &net);
     let root = stacks.root().to_path_buf();
     let since = format!("{}", now_secs());
 
@@ -368,7 +361,7 @@ fn a_network_that_drifted_stops_the_stack_with_the_difference() {
     let manager = UserManager::start();
     let mut stacks = Stacks::new();
     let net = stacks.network("net");
-    let name = stacks.stack("app", "0", &[], &net, "");
+    let name = stacks.stack("app", "0", &[], &net);
     let created = Command::new("docker")
         .args(["network", "create", "--subnet", "10.199.250.0/24", &net])
         .output()
@@ -411,5 +404,74 @@ fn a_network_that_drifted_stops_the_stack_with_the_difference() {
         String::from_utf8_lossy(&inspect.stdout).starts_with("true 10."),
         "{}",
         text(&inspect)
+    );
+}
+
+/// A container its own restart policy brings back does not restart the stack; one that stays
+/// unhealthy past the grace period does.
+#[test]
+fn restart_policies_are_given_a_grace_and_unhealthy_containers_are_not() {
+    let Some(_env) = environment() else { return };
+    let manager = UserManager::start();
+    let mut stacks = Stacks::new();
+    let net = stacks.network("net");
+    let flaky = stacks.name("flaky");
+    let dir = stacks.root().join("stacks").join(&flaky);
+    fs::create_dir_all(&dir).expect("dir");
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            "services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n    restart: always\n    command: [\"sh\", \"-c\", \"if [ -e /crashed ]; then exec sleep 100000; fi; sleep 2; touch /crashed; exit 1\"]\n    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n"
+        ),
+    )
+    .expect("compose");
+    let sick = stacks.stack("sick", "0", &[], &net);
+    let root = stacks.root().to_path_buf();
+
+    let enabled = composectl(&manager, &root, &["enable", "--now", &flaky, &sick]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+
+    // flaky's container exits once after 2 s and its policy restarts it: the stack stays up.
+    let flaky_unit = format!("compose@{flaky}.service");
+    assert!(
+        wait_until(Duration::from_secs(20), || manager
+            .journal_lines(&flaky_unit, &[])
+            .iter()
+            .any(|l| l.contains("its restart policy should bring it back"))),
+        "{:?}",
+        manager.journal_lines(&flaky_unit, &[])
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(manager.property(&flaky_unit, "NRestarts"), "0");
+    assert_eq!(manager.property(&flaky_unit, "ActiveState"), "active");
+
+    // sick's healthcheck starts failing and keeps failing: after the grace, systemd restarts it.
+    let sick_unit = format!("compose@{sick}.service");
+    let broke = Command::new("docker")
+        .args(["exec", &format!("{sick}-app-1"), "rm", "/tmp/ready"])
+        .output()
+        .expect("docker exec");
+    assert!(broke.status.success(), "{}", text(&broke));
+    wait_for(
+        &manager,
+        &sick_unit,
+        "NRestarts",
+        Duration::from_secs(60),
+        |n| n != "0",
+    );
+    wait_for(
+        &manager,
+        &sick_unit,
+        "ActiveState",
+        Duration::from_secs(30),
+        |s| s == "active",
+    );
+    assert!(
+        manager
+            .journal_lines(&sick_unit, &[])
+            .iter()
+            .any(|l| l.contains("is unhealthy and did not recover within 2s")),
+        "{:?}",
+        manager.journal_lines(&sick_unit, &[])
     );
 }

@@ -42,8 +42,8 @@ fn installed(unit_dir: &Path) -> Vec<(String, String)> {
 fn layered() -> (Stacks, String, String, String) {
     let mut stacks = Stacks::new();
     let net = stacks.network("net");
-    let db = stacks.stack("db", "1", &[], &net, "");
-    let app = stacks.stack("app", "0", &["db"], &net, "");
+    let db = stacks.stack("db", "1", &[], &net);
+    let app = stacks.stack("app", "0", &["db"], &net);
     let broken = stacks.name("broken");
     let dir = stacks.root().join("stacks").join(&broken);
     fs::create_dir_all(&dir).expect("dir");
