@@ -205,9 +205,10 @@ def cmd_write_stacks(a):
         cfg["networks"].append({"name": net[name], "subnet": subnet, "internal": True})
     with open(a.out, "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=2)
-    # For the shell: "stack NAME STACK FILE" and "network NAME SUBNET" lines (no spaces inside).
+    # For the shell: "stack NAME STACK FILE REQUIRES" (REQUIRES: layer names joined by ",",
+    # or "-") and "network NAME SUBNET" lines; no spaces inside the fields.
     for s in cfg["stacks"]:
-        print("stack", s["name"], s["stack"], s["file"])
+        print("stack", s["name"], s["stack"], s["file"], ",".join(s["requires"]) or "-")
     for n in cfg["networks"]:
         print("network", n["name"], n["subnet"])
 
@@ -336,11 +337,15 @@ def analyse(cfg, events, containers, t0):
         else:
             stack_healthy[s["name"]] = None
     violations = []
+    lags = []  # per dependent stack: its first container start minus the moment its deps were healthy
     for s in cfg["stacks"]:
         if not s["requires"]:
             continue
         deps = [stack_healthy[r] for r in s["requires"]]
         ready_at = None if any(d is None for d in deps) else max(deps)
+        first = [ts for cid, ts in starts.items() if names[cid][0] == s["project"]]
+        if ready_at is not None and first:
+            lags.append(min(first) - ready_at)
         for cid, ts in starts.items():
             if names[cid][0] != s["project"]:
                 continue
@@ -354,6 +359,7 @@ def analyse(cfg, events, containers, t0):
         "stack_healthy": {k: (None if v is None else round(v - t0, 4)) for k, v in stack_healthy.items()},
         "violations": len(violations),
         "violation_details": violations,
+        "start_lag": round(statistics.fmean(lags), 4) if lags else None,
     }
 
 
@@ -385,15 +391,18 @@ def cmd_measure(a):
     except Exception as e:  # noqa: BLE001 - report, do not crash the benchmark
         result["ok"] = False
         result["error"] = f"measure: {e}"
-    # RSS samples "STACK:MAIN_KIB:CGROUP_KIB" (composectl only); per stack the largest counts.
+    # Samples "STACK:MAIN_RSS_KIB:CGROUP_RSS_KIB:MAIN_PSS_KIB" (composectl only); per stack the
+    # largest counts.
     if a.rss:
-        main, cgroup = {}, {}
+        main, cgroup, pss = {}, {}, {}
         for item in a.rss:
-            stack, main_kib, cgroup_kib = item.rsplit(":", 2)
+            stack, main_kib, cgroup_kib, pss_kib = item.rsplit(":", 3)
             main[stack] = max(main.get(stack, 0), int(main_kib))
             cgroup[stack] = max(cgroup.get(stack, 0), int(cgroup_kib))
+            pss[stack] = max(pss.get(stack, 0), int(pss_kib))
         result["rss_main_kib"] = {k: (v or None) for k, v in main.items()}
         result["rss_cgroup_kib"] = cgroup
+        result["pss_main_kib"] = pss
     if a.detected is not None:
         result["detected"] = round(a.detected, 4)
     with open(a.out, "a", encoding="utf-8") as f:
@@ -443,6 +452,8 @@ def cmd_report(a):
         returned = [r["returned"] for r in ok if r.get("returned") is not None]
         rss = [v for r in ok for v in (r.get("rss_main_kib") or {}).values() if v is not None]
         rss_cg = [v for r in ok for v in (r.get("rss_cgroup_kib") or {}).values() if v]
+        pss = [v for r in ok for v in (r.get("pss_main_kib") or {}).values() if v]
+        lags = [r["start_lag"] for r in ok if r.get("start_lag") is not None]
         stats[s] = {
             "runs": len(mine),
             "ok": len(ok),
@@ -451,10 +462,13 @@ def cmd_report(a):
             "max": max(times) if times else None,
             "returned": statistics.fmean(returned) if returned else None,
             "violations": sum(r["violations"] for r in ok),
+            "lag": statistics.fmean(lags) if lags else None,
             "rss_mean": statistics.fmean(rss) / 1024 if rss else None,
             "rss_max": max(rss) / 1024 if rss else None,
             "rss_cg_mean": statistics.fmean(rss_cg) / 1024 if rss_cg else None,
             "rss_cg_max": max(rss_cg) / 1024 if rss_cg else None,
+            "pss_mean": statistics.fmean(pss) / 1024 if pss else None,
+            "pss_max": max(pss) / 1024 if pss else None,
             "errors": sorted({r.get("error", "") for r in mine if not r["ok"]}),
         }
     ideal = stats.get("ideal", {}).get("mean")
@@ -462,9 +476,9 @@ def cmd_report(a):
     out = []
     out.append(
         "| strategy | runs ok | all-healthy mean (s) | min (s) | max (s) | × ideal | command returned (s) "
-        "| ordering violations | RSS/stack MiB (MainPID mean / max) |"
+        "| dependent start − deps healthy (s) | ordering violations | RSS/stack MiB (MainPID mean / max) |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for s in order:
         st = stats[s]
         ratio = None if (ideal is None or st["mean"] is None) else st["mean"] / ideal
@@ -472,14 +486,16 @@ def cmd_report(a):
         rss = "–" if st["rss_mean"] is None else f"{st['rss_mean']:.2f} / {st['rss_max']:.2f}"
         out.append(
             f"| {LABELS.get(s, s)} | {st['ok']}/{st['runs']} | {fmt(st['mean'])} | {fmt(st['min'])} "
-            f"| {fmt(st['max'])} | {fmt(ratio)} | {fmt(st['returned'])} | {viol} | {rss} |"
+            f"| {fmt(st['max'])} | {fmt(ratio)} | {fmt(st['returned'])} | {fmt(st['lag'])} | {viol} | {rss} |"
         )
     print("\n".join(out))
     print()
     print(
         "all-healthy: engine timestamp of the last `health_status: healthy` event minus the moment the "
-        "strategy was started; ordering violation: a container of a dependent stack whose engine `start` "
-        "event precedes the moment every stack it requires was healthy."
+        "strategy was started; command returned: when `enable --now`, `systemctl start` or `up -d` "
+        "returned; dependent start − deps healthy: first container start of genai minus the moment both "
+        "panel and database were healthy (negative: started too early); ordering violation: a container "
+        "of a dependent stack whose engine `start` event precedes the moment every stack it requires was healthy."
     )
     for s in order:
         for e in stats[s]["errors"]:
@@ -490,6 +506,12 @@ def cmd_report(a):
             f"- composectl: RSS of every process in the unit's cgroup (supervisor and any helpers it "
             f"spawned) after READY: mean {c['rss_cg_mean']:.2f} MiB, max {c['rss_cg_max']:.2f} MiB per stack"
         )
+        if c.get("pss_mean") is not None:
+            print(
+                f"- composectl: PSS of the supervisor (pages shared by all supervisors, such as the "
+                f"composectl binary and libc, split among them): mean {c['pss_mean']:.2f} MiB, "
+                f"max {c['pss_max']:.2f} MiB per stack"
+            )
     print()
     c = stats.get("composectl")
     print("Targets (issue 4), composectl:")

@@ -194,7 +194,7 @@ fn render(ctx: &Context, args: &StackArgs, out: Option<&Path>) -> Result<()> {
     let files = rendered_units(ctx, &root, &stacks)?;
     if let Some(dir) = out {
         for file in &files {
-            write_file(&dir.join(&file.path), &file.contents)?;
+            crate::unitdir::write_atomically(&dir.join(&file.path), &file.contents)?;
         }
         ctx.ui
             .say(format!("wrote {} files to {}", files.len(), dir.display()));
@@ -215,18 +215,6 @@ fn render(ctx: &Context, args: &StackArgs, out: Option<&Path>) -> Result<()> {
         .map(|f| format!("# {}\n{}", unit_dir.join(&f.path).display(), f.contents))
         .collect();
     print!("{}", text.join("\n"));
-    Ok(())
-}
-
-fn write_file(path: &Path, contents: &str) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    std::io::Write::write_all(&mut temp, contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

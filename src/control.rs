@@ -92,7 +92,7 @@ pub fn enable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
     let stack_units = unit_names(&selection);
     block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
-        systemd.reload().await?;
+        // EnableUnitFiles reads the files on disk; one reload afterwards covers both.
         let mut enable = stack_units.clone();
         enable.push(units::TARGET_UNIT.to_string());
         systemd.enable(&enable).await?;
@@ -176,25 +176,12 @@ pub fn disable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
             dropins.remove(&units::dropin_path(name));
         }
         let remaining = dropins.keys().any(|p| units::stack_of_dropin(p).is_some());
-        // The shared files are the same for every root; their contents do not matter here.
-        let shared: Vec<UnitFile> = [
-            units::TEMPLATE_UNIT,
-            units::TARGET_UNIT,
-            units::NETWORKS_UNIT,
-        ]
-        .into_iter()
-        .map(|name| UnitFile {
-            path: name.into(),
-            contents: String::new(),
-        })
-        .collect();
         if remaining {
-            let keep: Vec<UnitFile> = Vec::new();
-            unit_dir.apply(&lock, &keep, &dropins)?;
+            unit_dir.apply(&lock, &[], &dropins)?;
         } else {
             systemd.disable(&[units::TARGET_UNIT.to_string()]).await?;
             unit_dir.apply(&lock, &[], &BTreeMap::new())?;
-            unit_dir.remove_all(&lock, &shared)?;
+            unit_dir.remove_all(&lock)?;
         }
         systemd.reload().await?;
         ctx.ui.say(format!(

@@ -162,9 +162,9 @@ impl UnitDir {
     }
 
     /// Removes every file composectl wrote, when nothing is installed any more.
-    pub fn remove_all(&self, _lock: &Lock, shared: &[UnitFile]) -> Result<()> {
-        for file in shared {
-            remove_if_exists(&self.dir.join(&file.path))?;
+    pub fn remove_all(&self, _lock: &Lock) -> Result<()> {
+        for name in units::SHARED_UNITS {
+            remove_if_exists(&self.dir.join(name))?;
         }
         fs::remove_dir_all(self.state())
             .with_context(|| format!("cannot remove {}", self.state().display()))?;
@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(generations, 1);
 
         dir.apply(&lock, &shared, &BTreeMap::new()).unwrap();
-        dir.remove_all(&lock, &shared).unwrap();
+        dir.remove_all(&lock).unwrap();
         let left: Vec<_> = fs::read_dir(temp.path())
             .unwrap()
             .flatten()

@@ -14,12 +14,12 @@
 
 pub mod escape;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use minijinja::{AutoEscape, Environment, Value};
 use serde::Serialize;
-use tera::Tera;
 
 use crate::duration;
 use crate::mode::Mode;
@@ -28,6 +28,8 @@ use crate::model::Root;
 pub const TEMPLATE_UNIT: &str = "compose@.service";
 pub const TARGET_UNIT: &str = "composectl.target";
 pub const NETWORKS_UNIT: &str = "composectl-networks.service";
+/// The units that are the same for every root of a mode.
+pub const SHARED_UNITS: [&str; 3] = [TEMPLATE_UNIT, TARGET_UNIT, NETWORKS_UNIT];
 pub const DROPIN_NAME: &str = "10-composectl.conf";
 pub const STACK_DROPIN_NAME: &str = "20-composectl.conf";
 
@@ -114,25 +116,32 @@ pub fn exec_path() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn engine() -> Result<Tera> {
-    let mut tera = Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_templates(TEMPLATES)
-        .context("built-in unit templates are invalid")?;
-    tera.register_filter("exec_arg", string_filter(escape::exec_arg));
-    tera.register_filter("unit_value", string_filter(escape::unit_value));
-    Ok(tera)
+fn engine() -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    // Unit files are not HTML; the filters below are the only escaping, and files end in a newline.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .context("template syntax")?,
+    );
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .context("built-in unit templates are invalid")?;
+    }
+    env.add_filter("exec_arg", |value: &str| escape::exec_arg(value));
+    env.add_filter("unit_value", |value: &str| escape::unit_value(value));
+    Ok(env)
 }
 
-fn string_filter(
-    f: fn(&str) -> String,
-) -> impl Fn(&tera::Value, &std::collections::HashMap<String, tera::Value>) -> tera::Result<tera::Value>
-+ Sync
-+ Send {
-    move |value, _| match value.as_str() {
-        Some(s) => Ok(tera::Value::String(f(s))),
-        None => Err(tera::Error::msg("unit filters take strings")),
-    }
+fn render_template(
+    env: &Environment<'_>,
+    name: &str,
+    context: &BTreeMap<&str, Value>,
+) -> Result<String> {
+    Ok(env.get_template(name)?.render(context)?)
 }
 
 /// Renders the shared units and one drop-in per stack in `stacks` (which must exist in `root`).
@@ -142,23 +151,32 @@ pub fn render(
     mode: Mode,
     exec: &Path,
 ) -> Result<Vec<UnitFile>> {
-    let tera = engine()?;
+    let env = engine()?;
     let settings = &root.settings;
-    let mut shared = tera::Context::new();
-    shared.insert("version", env!("CARGO_PKG_VERSION"));
-    shared.insert("system", &(mode == Mode::System));
-    shared.insert("mode", mode.flag());
-    shared.insert("exec", &exec.to_string_lossy());
-    shared.insert("root", &root.dir.to_string_lossy());
-    shared.insert("wanted_by", mode.default_target());
+    let mut shared: BTreeMap<&str, Value> = BTreeMap::new();
+    shared.insert("version", Value::from(env!("CARGO_PKG_VERSION")));
+    shared.insert("system", Value::from(mode == Mode::System));
+    shared.insert("mode", Value::from(mode.flag()));
+    shared.insert("exec", Value::from(exec.to_string_lossy()));
+    shared.insert("root", Value::from(root.dir.to_string_lossy()));
+    shared.insert("wanted_by", Value::from(mode.default_target()));
     shared.insert(
         "start_limit_interval",
-        &duration::format(settings.start_limit_interval),
+        Value::from(duration::format(settings.start_limit_interval)),
     );
-    shared.insert("start_limit_burst", &settings.start_limit_burst);
-    shared.insert("restart_sec", &duration::format(settings.restart_sec));
-    shared.insert("start_timeout", &duration::format(settings.start_timeout));
-    shared.insert("stop_timeout", &duration::format(settings.stop_timeout));
+    shared.insert("start_limit_burst", Value::from(settings.start_limit_burst));
+    shared.insert(
+        "restart_sec",
+        Value::from(duration::format(settings.restart_sec)),
+    );
+    shared.insert(
+        "start_timeout",
+        Value::from(duration::format(settings.start_timeout)),
+    );
+    shared.insert(
+        "stop_timeout",
+        Value::from(duration::format(settings.stop_timeout)),
+    );
 
     let mut files = Vec::new();
     for (template, path) in [
@@ -170,7 +188,7 @@ pub fn render(
     ] {
         files.push(UnitFile {
             path,
-            contents: tera.render(template, &shared)?,
+            contents: render_template(&env, template, &shared)?,
         });
     }
     for name in stacks {
@@ -183,15 +201,21 @@ pub fn render(
             .compose_file
             .strip_prefix(&root.dir)
             .unwrap_or(&stack.compose_file);
-        context.insert("compose_file", &relative.to_string_lossy());
-        context.insert("description", &stack.description);
-        context.insert("requires", &stack.requires);
-        context.insert("wants", &stack.wants);
-        context.insert("start_timeout", &duration::format(stack.start_timeout));
-        context.insert("restart_sec", &duration::format(stack.restart_sec));
+        context.insert("compose_file", Value::from(relative.to_string_lossy()));
+        context.insert("description", Value::from(stack.description.as_str()));
+        context.insert("requires", Value::from(stack.requires.clone()));
+        context.insert("wants", Value::from(stack.wants.clone()));
+        context.insert(
+            "start_timeout",
+            Value::from(duration::format(stack.start_timeout)),
+        );
+        context.insert(
+            "restart_sec",
+            Value::from(duration::format(stack.restart_sec)),
+        );
         files.push(UnitFile {
             path: dropin_path(name),
-            contents: tera.render(STACK_DROPIN, &context)?,
+            contents: render_template(&env, STACK_DROPIN, &context)?,
         });
     }
     Ok(files)
