@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -12,6 +13,53 @@ use crate::e2e::{TEST_IMAGE, UserManager, environment, wait_until};
 use crate::harness::{BIN, Test};
 
 static NEXT: AtomicU8 = AtomicU8::new(0);
+/// Subnets handed out in this run, so concurrent tests never pick the same one.
+static TAKEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn engine_subnets() -> Vec<String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'")
+        .output()
+        .expect("docker network inspect");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn free_subnet() -> String {
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let used = engine_subnets();
+    let subnet = (0..=255)
+        .map(|octet| format!("10.217.{octet}.0/24"))
+        .find(|s| !used.contains(s) && !taken.contains(s))
+        .expect("a free /24 in 10.217.0.0/16");
+    taken.push(subnet.clone());
+    subnet
+}
+
+/// Networks of earlier test runs whose process is gone (a run that was killed cannot clean up).
+fn remove_leftover_networks() {
+    let output = Command::new("docker")
+        .args(["network", "ls", "--format", "{{.Name}}"])
+        .output()
+        .expect("docker network ls");
+    for name in String::from_utf8_lossy(&output.stdout).lines() {
+        let owner = name
+            .strip_prefix('e')
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("docker")
+                .args(["network", "rm", name])
+                .output();
+        }
+    }
+}
 
 /// A root of busybox stacks whose engine objects are removed when it is dropped.
 pub struct Stacks {
@@ -22,8 +70,9 @@ pub struct Stacks {
 
 impl Stacks {
     pub fn new() -> Stacks {
+        remove_leftover_networks();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("e{}x{n}", std::process::id() % 100_000);
+        let prefix = format!("e{}x{n}", std::process::id());
         let test = Test::new().file(
             "composectl.toml",
             "[defaults]\nrestart_sec = \"300ms\"\nfailure_grace = \"2s\"\nstart_limit_burst = 3\nstart_timeout = \"90s\"\nstop_timeout = \"30s\"\n",
@@ -43,14 +92,12 @@ impl Stacks {
         format!("{}-{stack}", self.prefix)
     }
 
-    /// A network in networks.toml with a subnet no other test uses.
+    /// A network in networks.toml with a subnet that no network on the engine and no other test
+    /// of this run uses.
     pub fn network(&mut self, net: &str) -> String {
         let name = self.name(net);
-        let octet =
-            100 + self.networks.len() + 8 * usize::from(NEXT.fetch_add(1, Ordering::SeqCst) % 16);
-        let second = 200 + (std::process::id() % 50);
-        let spec =
-            format!("[networks.{name}]\nsubnet = \"10.{second}.{octet}.0/24\"\ninternal = true\n");
+        let subnet = free_subnet();
+        let spec = format!("[networks.{name}]\nsubnet = \"{subnet}\"\ninternal = true\n");
         let path = self.root().join("networks.toml");
         let mut text = fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&spec);
@@ -217,8 +264,9 @@ fn wait_for(
 #[test]
 fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot() {
     let Some(_env) = environment() else { return };
-    let mut manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let mut stacks = Stacks::new();
+    let mut manager = UserManager::start();
     let net = stacks.network("net");
     let panel = stacks.stack("panel", "1", &[], &net);
     let database = stacks.stack("database", "2", &[], &net);
@@ -315,8 +363,9 @@ fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot
 #[test]
 fn a_stack_that_always_fails_ends_failed_with_the_reason() {
     let Some(_env) = environment() else { return };
-    let manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let mut stacks = Stacks::new();
+    let manager = UserManager::start();
     let net = stacks.network("net");
     let name = stacks.name("broken");
     let dir = stacks.root().join("stacks").join(&name);
@@ -358,8 +407,9 @@ fn a_stack_that_always_fails_ends_failed_with_the_reason() {
 #[test]
 fn a_network_that_drifted_stops_the_stack_with_the_difference() {
     let Some(_env) = environment() else { return };
-    let manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let mut stacks = Stacks::new();
+    let manager = UserManager::start();
     let net = stacks.network("net");
     let name = stacks.stack("app", "0", &[], &net);
     let created = Command::new("docker")
@@ -412,8 +462,9 @@ fn a_network_that_drifted_stops_the_stack_with_the_difference() {
 #[test]
 fn restart_policies_are_given_a_grace_and_unhealthy_containers_are_not() {
     let Some(_env) = environment() else { return };
-    let manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let mut stacks = Stacks::new();
+    let manager = UserManager::start();
     let net = stacks.network("net");
     let flaky = stacks.name("flaky");
     let dir = stacks.root().join("stacks").join(&flaky);

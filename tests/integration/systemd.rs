@@ -60,8 +60,9 @@ fn layered() -> (Stacks, String, String, String) {
 #[test]
 fn enable_start_status_stop_disable_on_a_real_manager() {
     let Some(_env) = environment() else { return };
-    let manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let (stacks, db, app, broken) = layered();
+    let manager = UserManager::start();
     let root = stacks.root().to_path_buf();
     let unit = |stack: &str| format!("compose@{stack}.service");
     let since = format!("{}", now_secs());
@@ -186,8 +187,9 @@ fn enable_start_status_stop_disable_on_a_real_manager() {
 #[test]
 fn not_enabled_and_unknown_stacks_are_usage_errors() {
     let Some(_env) = environment() else { return };
-    let manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let (stacks, db, ..) = layered();
+    let manager = UserManager::start();
     let start = composectl(&manager, stacks.root(), &["start", &db]);
     assert_eq!(start.status.code(), Some(2), "{}", text(&start));
     assert!(
@@ -221,8 +223,9 @@ fn killing_enable_midway_leaves_old_or_new_units() {
     let Some(strace) = crate::environment::tool("strace") else {
         return;
     };
-    let manager = UserManager::start();
+    // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let (stacks, db, app, _) = layered();
+    let manager = UserManager::start();
     let root = stacks.root().to_path_buf();
     let units = manager.unit_dir();
     let saved = root.join("../saved");
