@@ -190,3 +190,19 @@ fn version_and_usage_errors() {
         .stderr_has("cannot be used with")
         .run();
 }
+
+#[test]
+fn doctor_names_what_is_missing_and_how_to_fix_it() {
+    let output = Test::valid()
+        .args(["--user", "doctor"])
+        .env("XDG_RUNTIME_DIR", "/nonexistent")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .code(1)
+        .stdout_has("ok       root")
+        .stdout_has("MISSING  systemd manager")
+        .stdout_has("fix: log in through a session, or `loginctl enable-linger $USER`")
+        .stderr_has("problem(s) found")
+        .run();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("/nonexistent/bus"), "{stdout}");
+}
