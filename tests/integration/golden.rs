@@ -32,12 +32,9 @@ fn user_units_match_golden_file() {
     insta::assert_snapshot!("user_units", text);
 }
 
-/// Runs `systemd-analyze verify` over every rendered unit, with ExecStart naming the real binary,
-/// and fails on any output: systemd reports unknown keys and bad values as warnings, not errors.
-fn verify(mode: &str) {
-    let Some(analyze) = crate::environment::tool("systemd-analyze") else {
-        return;
-    };
+/// The example root's units written into a temporary directory, ExecStart naming the real binary
+/// (systemd-analyze checks that it exists).
+fn render_example(mode: &str) -> (Test, std::path::PathBuf) {
     let test = Test::new().at(&example_root());
     let out = test.dir.path().join("units");
     let mut render = test.command();
@@ -46,6 +43,16 @@ fn verify(mode: &str) {
         .arg(&out)
         .env("COMPOSECTL_EXEC", BIN);
     assert!(render.status().expect("render").success());
+    (test, out)
+}
+
+/// Runs `systemd-analyze verify` over every rendered unit, with ExecStart naming the real binary,
+/// and fails on any output: systemd reports unknown keys and bad values as warnings, not errors.
+fn verify(mode: &str) {
+    let Some(analyze) = crate::environment::tool("systemd-analyze") else {
+        return;
+    };
+    let (test, out) = render_example(mode);
 
     let runtime = test.dir.path().join("runtime");
     std::fs::create_dir_all(&runtime).expect("runtime dir");
@@ -103,14 +110,7 @@ fn system_units_keep_the_security_exposure_low() {
     let Some(analyze) = crate::environment::tool("systemd-analyze") else {
         return;
     };
-    let test = Test::new().at(&example_root());
-    let out = test.dir.path().join("units");
-    let mut render = test.command();
-    render
-        .args(["--system", "render", "--out"])
-        .arg(&out)
-        .env("COMPOSECTL_EXEC", BIN);
-    assert!(render.status().expect("render").success());
+    let (_test, out) = render_example("--system");
     let output = Command::new(analyze)
         .args([
             "security",

@@ -110,9 +110,19 @@ impl Stacks {
     pub fn stack(&self, stack: &str, delay: &str, requires: &[&str], network: &str) -> String {
         let name = self.name(stack);
         let requires: Vec<String> = requires.iter().map(|r| self.name(r)).collect();
+        let meta = format!("x-composectl:\n  requires: [{}]\n", requires.join(", "));
+        let service = format!(
+            "    init: true\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-e\", \"/tmp/ready\"]\n      interval: 200ms\n      start_period: 60s\n      start_interval: 200ms\n      retries: 3\n"
+        );
+        self.custom(stack, &meta, &service, network)
+    }
+
+    /// A stack with one busybox service `app` on `network`: `meta` goes before `services:`,
+    /// `service` holds the service's own settings (indented four spaces).
+    pub fn custom(&self, stack: &str, meta: &str, service: &str, network: &str) -> String {
+        let name = self.name(stack);
         let compose = format!(
-            "x-composectl:\n  requires: [{}]\nservices:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-e\", \"/tmp/ready\"]\n      interval: 200ms\n      start_period: 60s\n      start_interval: 200ms\n      retries: 3\n    networks: [{network}]\nnetworks:\n  {network}:\n    external: true\n",
-            requires.join(", ")
+            "{meta}services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n{service}    networks: [{network}]\nnetworks:\n  {network}:\n    external: true\n"
         );
         let dir = self.root().join("stacks").join(&name);
         fs::create_dir_all(&dir).expect("stack dir");
@@ -367,14 +377,13 @@ fn a_stack_that_always_fails_ends_failed_with_the_reason() {
     let mut stacks = Stacks::new();
     let manager = UserManager::start();
     let net = stacks.network("net");
-    let name = stacks.name("broken");
-    let dir = stacks.root().join("stacks").join(&name);
-    fs::create_dir_all(&dir).expect("dir");
-    fs::write(
-        dir.join("compose.yaml"),
-        format!("services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    command: [\"sh\", \"-c\", \"echo giving up; exit 3\"]\n    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n"),
-    )
-    .expect("compose");
+    let name = stacks.custom(
+        "broken",
+        "",
+        "    command: [\"sh\", \"-c\", \"echo giving up; exit 3\"]
+",
+        &net,
+    );
     let root = stacks.root().to_path_buf();
     // Without a healthcheck the container counts as ready while it runs, so the first start may
     // still be reported as done; either way systemd must give up after the start limit.
@@ -466,16 +475,15 @@ fn restart_policies_are_given_a_grace_and_unhealthy_containers_are_not() {
     let mut stacks = Stacks::new();
     let manager = UserManager::start();
     let net = stacks.network("net");
-    let flaky = stacks.name("flaky");
-    let dir = stacks.root().join("stacks").join(&flaky);
-    fs::create_dir_all(&dir).expect("dir");
-    fs::write(
-        dir.join("compose.yaml"),
-        format!(
-            "services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n    restart: always\n    command: [\"sh\", \"-c\", \"if [ -e /crashed ]; then exec sleep 100000; fi; sleep 2; touch /crashed; exit 1\"]\n    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n"
-        ),
-    )
-    .expect("compose");
+    let flaky = stacks.custom(
+        "flaky",
+        "",
+        "    init: true
+    restart: always
+    command: [\"sh\", \"-c\", \"if [ -e /crashed ]; then exec sleep 100000; fi; sleep 2; touch /crashed; exit 1\"]
+",
+        &net,
+    );
     let sick = stacks.stack("sick", "0", &[], &net);
     let root = stacks.root().to_path_buf();
 

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::e2e::{TEST_IMAGE, UserManager, environment};
+use crate::e2e::{UserManager, environment};
 use crate::harness::BIN;
 use crate::stacks::{Stacks, assert_ordered, composectl, engine_events, now_secs, text};
 
@@ -44,16 +44,16 @@ fn layered() -> (Stacks, String, String, String) {
     let net = stacks.network("net");
     let db = stacks.stack("db", "1", &[], &net);
     let app = stacks.stack("app", "0", &["db"], &net);
-    let broken = stacks.name("broken");
-    let dir = stacks.root().join("stacks").join(&broken);
-    fs::create_dir_all(&dir).expect("dir");
-    fs::write(
-        dir.join("compose.yaml"),
-        format!(
-            "services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    command: [\"sh\", \"-c\", \"sleep 0.5; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 200ms\n    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n"
-        ),
-    )
-    .expect("compose");
+    let broken = stacks.custom(
+        "broken",
+        "",
+        "    command: [\"sh\", \"-c\", \"sleep 0.5; exit 3\"]
+    healthcheck:
+      test: [\"CMD\", \"false\"]
+      interval: 200ms
+",
+        &net,
+    );
     (stacks, db, app, broken)
 }
 
