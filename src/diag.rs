@@ -2,7 +2,7 @@
 //! do about it. Validation collects all of them before failing, so a user fixes a root in one pass.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -99,10 +99,6 @@ impl Diagnostics {
         self.0.iter().filter(|d| d.is_error())
     }
 
-    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.0.iter().filter(|d| !d.is_error())
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -136,31 +132,5 @@ impl fmt::Display for Diagnostics {
             write!(f, "{diagnostic}")?;
         }
         Ok(())
-    }
-}
-
-/// Accumulates diagnostics for one file, so callers do not repeat the path on every push.
-pub struct FileDiagnostics<'a> {
-    pub path: &'a Path,
-    pub out: &'a mut Diagnostics,
-}
-
-impl FileDiagnostics<'_> {
-    pub fn error(&mut self, line: Option<usize>, message: impl Into<String>) -> &mut Diagnostic {
-        self.out
-            .push(Diagnostic::error(self.path.to_path_buf(), message).at_line(line));
-        self.out.0.last_mut().expect("just pushed")
-    }
-
-    pub fn warning(&mut self, line: Option<usize>, message: impl Into<String>) -> &mut Diagnostic {
-        self.out
-            .push(Diagnostic::warning(self.path.to_path_buf(), message).at_line(line));
-        self.out.0.last_mut().expect("just pushed")
-    }
-}
-
-impl Diagnostic {
-    pub fn set_hint(&mut self, hint: impl Into<String>) {
-        self.hint = Some(hint.into());
     }
 }

@@ -142,11 +142,6 @@ impl Graph {
         layers
     }
 
-    /// A start order: dependencies before their dependents, by name within a layer.
-    pub fn order(&self) -> Vec<String> {
-        self.layers().into_iter().flatten().collect()
-    }
-
     /// `names` and everything they require or want, transitively.
     pub fn closure<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
@@ -157,15 +152,6 @@ impl Graph {
             }
         }
         seen
-    }
-
-    /// Stacks that depend on `name` with the given kind of edge.
-    pub fn dependents(&self, name: &str, kind: EdgeKind) -> Vec<String> {
-        self.edges
-            .iter()
-            .filter(|(_, out)| out.iter().any(|(to, k)| to == name && *k == kind))
-            .map(|(from, _)| from.clone())
-            .collect()
     }
 
     /// The graph restricted to `keep`.
@@ -277,10 +263,6 @@ mod tests {
         assert_eq!(
             g.closure(["metrics"]).into_iter().collect::<Vec<_>>(),
             ["metrics", "panel"]
-        );
-        assert_eq!(
-            g.dependents("panel", EdgeKind::Requires),
-            ["genai", "metrics"]
         );
     }
 

@@ -38,7 +38,6 @@ trait Manager {
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
-    fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
     #[zbus(signal)]
     fn job_removed(
         &self,
@@ -179,13 +178,6 @@ impl Systemd {
             .map_err(explain)
             .with_context(|| format!("cannot disable {}", units.join(" ")))?;
         Ok(())
-    }
-
-    pub async fn unit_file_state(&self, unit: &str) -> String {
-        self.manager
-            .get_unit_file_state(unit)
-            .await
-            .unwrap_or_else(|_| "not-found".into())
     }
 
     /// Queues `kind` for each of `units` and waits until every job has finished; `progress` hears

@@ -29,7 +29,9 @@ pub struct UnitDir {
 }
 
 /// Holds the unit directory's lock: one composectl changes it at a time.
-pub struct Lock(#[allow(dead_code)] Flock<File>);
+pub struct Lock {
+    _held: Flock<File>,
+}
 
 impl UnitDir {
     pub fn new(dir: impl Into<PathBuf>) -> UnitDir {
@@ -62,7 +64,7 @@ impl UnitDir {
             .map_err(|(_, e)| e)
             .context("cannot lock the unit directory")?;
         self.clean_up()?;
-        Ok(Lock(lock))
+        Ok(Lock { _held: lock })
     }
 
     /// composectl's drop-ins as installed, by path relative to the unit directory.
