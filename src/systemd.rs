@@ -242,12 +242,7 @@ impl Systemd {
         let props = self
             .properties(&path, "org.freedesktop.systemd1.Unit")
             .await?;
-        let text = |key: &str| {
-            props
-                .get(key)
-                .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
-                .unwrap_or_default()
-        };
+        let text = |key: &str| property_text(&props, key);
         let mut status = UnitStatus {
             unit: unit.to_string(),
             load_state: text("LoadState"),
@@ -264,12 +259,7 @@ impl Systemd {
             let service = self
                 .properties(&path, "org.freedesktop.systemd1.Service")
                 .await?;
-            let text = |key: &str| {
-                service
-                    .get(key)
-                    .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
-                    .unwrap_or_default()
-            };
+            let text = |key: &str| property_text(&service, key);
             status.status_text = text("StatusText");
             status.result = text("Result");
             status.n_restarts = service
@@ -300,6 +290,14 @@ impl Systemd {
             })
             .unwrap_or_default()
     }
+}
+
+/// A string property, empty when absent or of another type.
+fn property_text(properties: &HashMap<String, OwnedVariant>, key: &str) -> String {
+    properties
+        .get(key)
+        .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+        .unwrap_or_default()
 }
 
 /// journalctl with the options every composectl use shares.
