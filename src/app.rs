@@ -115,16 +115,13 @@ pub fn selection(root: &Root, args: &StackArgs) -> Result<BTreeSet<String>> {
 }
 
 fn check(ctx: &Context, args: &StackArgs) -> Result<()> {
-    for name in &args.names {
-        model::validate_stack_name(name)
-            .map_err(|reason| Error::usage(format!("invalid stack name {name:?}: {reason}")))?;
-    }
+    control::validate_names(&args.names)?;
     let (root, diags) = model::load_partial(&ctx.root_dir);
     let stacks = match &root {
+        // With every named stack loaded, their dependencies are checked too.
         Some(root) if args.names.iter().all(|n| root.stacks.contains_key(n)) => {
             selection(root, args)?
         }
-        Some(root) if args.names.is_empty() => root.stacks.keys().cloned().collect(),
         _ => args.names.iter().cloned().collect(),
     };
     let diags = if args.names.is_empty() {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::model::{self, STACKS_DIR};
 use crate::systemd::{self, JobKind, Systemd, UnitStatus};
-use crate::unitdir::UnitDir;
+use crate::unitdir::{self, UnitDir};
 use crate::units::{self, UnitFile};
 
 /// One runtime per command: composectl makes a few D-Bus calls and waits for signals.
@@ -37,7 +37,7 @@ fn require_privileges(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-fn validate_names(names: &[String]) -> Result<()> {
+pub(crate) fn validate_names(names: &[String]) -> Result<()> {
     for name in names {
         model::validate_stack_name(name)
             .map_err(|reason| Error::usage(format!("invalid stack name {name:?}: {reason}")))?;
@@ -139,7 +139,7 @@ pub fn disable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
     let unit_dir = UnitDir::new(ctx.mode.unit_dir());
     let lock = unit_dir.lock()?;
     let mut dropins = unit_dir.installed_dropins();
-    let installed = unit_dir.installed_stacks();
+    let installed = unitdir::stacks_of(&dropins);
     let targets: BTreeSet<&str> = args.names.iter().map(String::as_str).collect();
     for name in &targets {
         if !installed.contains(*name) {
@@ -420,7 +420,7 @@ pub fn logs(
             "no stack named {stack:?} in the root or the unit directory"
         )));
     }
-    let mut command = systemd::journalctl(ctx.mode);
+    let mut command = systemd::journalctl();
     if follow {
         command.arg("--follow");
     }
@@ -449,7 +449,7 @@ pub fn networks(ctx: &Context) -> Result<()> {
     let report = block_on(async {
         let engine = Engine::connect()?;
         engine.version().await?;
-        Ok(crate::supervisor::ensure_networks(&engine, &root, &names, true).await?)
+        Ok(crate::supervisor::ensure_networks(&engine, &root, &names).await?)
     })?;
     if ctx.ui.json() {
         ctx.ui.print_json(&report);

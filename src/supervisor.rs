@@ -88,12 +88,7 @@ pub async fn pull(root: &Root, stack: &Stack) -> Result<()> {
 }
 
 /// Creates the stack's missing networks; refuses networks that differ from networks.toml.
-pub async fn ensure_networks(
-    engine: &Engine,
-    root: &Root,
-    names: &[&str],
-    create: bool,
-) -> Result<Vec<String>> {
+pub async fn ensure_networks(engine: &Engine, root: &Root, names: &[&str]) -> Result<Vec<String>> {
     let mut report = Vec::new();
     let mut problems = Vec::new();
     for name in names {
@@ -115,11 +110,10 @@ pub async fn ensure_networks(
                     ));
                 }
             }
-            None if create => {
+            None => {
                 engine.create_network(spec).await?;
                 report.push(format!("{name}: created ({})", spec.subnet));
             }
-            None => report.push(format!("{name}: missing")),
         }
     }
     if !problems.is_empty() {
@@ -342,7 +336,7 @@ async fn supervise(root: &Root, stack: &Stack) -> Result<()> {
 
     notifier.status("checking networks");
     let networks: Vec<&str> = stack.external_networks().collect();
-    for line in ensure_networks(&engine, root, &networks, true)
+    for line in ensure_networks(&engine, root, &networks)
         .await
         .inspect_err(|e| {
             notifier.status(&format!("failed: {e}"));

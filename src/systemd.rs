@@ -85,7 +85,6 @@ pub struct UnitStatus {
 pub struct Systemd {
     manager: ManagerProxy<'static>,
     connection: Connection,
-    mode: Mode,
 }
 
 fn bus_address(mode: Mode) -> Option<String> {
@@ -148,7 +147,6 @@ impl Systemd {
         Ok(Systemd {
             manager,
             connection,
-            mode,
         })
     }
 
@@ -276,7 +274,7 @@ impl Systemd {
 
     /// The last lines a unit logged, for error messages.
     pub fn last_log_lines(&self, status: &UnitStatus, lines: usize) -> Vec<String> {
-        let mut command = journalctl(self.mode);
+        let mut command = journalctl();
         command.args(["-n", &lines.to_string(), "-o", "cat"]);
         // Not by invocation ID: user managers' units log without _SYSTEMD_INVOCATION_ID.
         command.args(unit_matches(&status.unit, &[]));
@@ -301,7 +299,7 @@ fn property_text(properties: &HashMap<String, OwnedVariant>, key: &str) -> Strin
 }
 
 /// journalctl with the options every composectl use shares.
-pub fn journalctl(_mode: Mode) -> Command {
+pub fn journalctl() -> Command {
     let mut command = Command::new("journalctl");
     command.args(["--no-pager", "-q"]);
     command

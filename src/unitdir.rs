@@ -93,10 +93,7 @@ impl UnitDir {
 
     /// Stacks with a drop-in installed.
     pub fn installed_stacks(&self) -> BTreeSet<String> {
-        self.installed_dropins()
-            .keys()
-            .filter_map(|path| units::stack_of_dropin(path).map(str::to_string))
-            .collect()
+        stacks_of(&self.installed_dropins())
     }
 
     /// Makes the directory hold exactly `shared` and `dropins` of composectl's files; returns the
@@ -246,6 +243,14 @@ impl UnitDir {
         }
         Ok(())
     }
+}
+
+/// The stacks among a set of composectl drop-ins.
+pub fn stacks_of(dropins: &BTreeMap<PathBuf, String>) -> BTreeSet<String> {
+    dropins
+        .keys()
+        .filter_map(|path| units::stack_of_dropin(path).map(str::to_string))
+        .collect()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -153,6 +153,7 @@ pub fn render(
 ) -> Result<Vec<UnitFile>> {
     let env = engine()?;
     let settings = &root.settings;
+    let span = |d: std::time::Duration| Value::from(duration::format(d));
     let mut shared: BTreeMap<&str, Value> = BTreeMap::new();
     shared.insert("version", Value::from(env!("CARGO_PKG_VERSION")));
     shared.insert("system", Value::from(mode == Mode::System));
@@ -160,23 +161,11 @@ pub fn render(
     shared.insert("exec", Value::from(exec.to_string_lossy()));
     shared.insert("root", Value::from(root.dir.to_string_lossy()));
     shared.insert("wanted_by", Value::from(mode.default_target()));
-    shared.insert(
-        "start_limit_interval",
-        Value::from(duration::format(settings.start_limit_interval)),
-    );
+    shared.insert("start_limit_interval", span(settings.start_limit_interval));
     shared.insert("start_limit_burst", Value::from(settings.start_limit_burst));
-    shared.insert(
-        "restart_sec",
-        Value::from(duration::format(settings.restart_sec)),
-    );
-    shared.insert(
-        "start_timeout",
-        Value::from(duration::format(settings.start_timeout)),
-    );
-    shared.insert(
-        "stop_timeout",
-        Value::from(duration::format(settings.stop_timeout)),
-    );
+    shared.insert("restart_sec", span(settings.restart_sec));
+    shared.insert("start_timeout", span(settings.start_timeout));
+    shared.insert("stop_timeout", span(settings.stop_timeout));
 
     let mut files = Vec::new();
     for (template, path) in [
@@ -205,14 +194,8 @@ pub fn render(
         context.insert("description", Value::from(stack.description.as_str()));
         context.insert("requires", Value::from(stack.requires.clone()));
         context.insert("wants", Value::from(stack.wants.clone()));
-        context.insert(
-            "start_timeout",
-            Value::from(duration::format(stack.start_timeout)),
-        );
-        context.insert(
-            "restart_sec",
-            Value::from(duration::format(stack.restart_sec)),
-        );
+        context.insert("start_timeout", span(stack.start_timeout));
+        context.insert("restart_sec", span(stack.restart_sec));
         files.push(UnitFile {
             path: dropin_path(name),
             contents: render_template(&env, STACK_DROPIN, &context)?,
