@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cli::{Cli, Command, GraphFormat, StackArgs};
 use crate::control;
 use crate::diag::Diagnostics;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mode::Mode;
 use crate::model::{self, Root, STACKS_DIR};
 use crate::systemd::JobKind;
