@@ -68,13 +68,20 @@ apt_install() {
         "$@" >/dev/null
 }
 
+# The machine's own mirror, never a host written into the project: the first URIs: of its
+# bookworm source.
+mirror() {
+    awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep . ||
+        die "no URIs: line in /etc/apt/sources.list.d/debian.sources to take the mirror from"
+}
+
 # Trixie source, pinned at 100 so nothing is upgraded from it unless asked.
 if [ ! -f "$TRIXIE_SOURCE" ]; then
     log "adding $TRIXIE_SOURCE"
-    cat >"$TRIXIE_SOURCE" <<'EOF'
+    cat >"$TRIXIE_SOURCE" <<EOF
 # Added by composectl scripts/provision-e2e.sh: Docker Compose v2 (+ docker.io 26).
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $(mirror)
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
