@@ -24,7 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,11 @@ use std::time::{Duration, Instant};
 /// (nothing can be pulled here). Compose files in tests use it with
 /// `pull_policy: never`.
 pub const TEST_IMAGE: &str = "composectl-test/busybox:latest";
+
+/// The composectl binary under test (cargo builds it for every integration test target).
+pub const BIN: &str = env!("CARGO_BIN_EXE_composectl");
+/// Upper bound for one composectl command: `enable --now` waits for the stacks' start.
+const COMPOSECTL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Poll interval for everything that waits.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -53,6 +58,11 @@ const JOURNAL_STDOUT: &str = "/run/systemd/journal/stdout";
 const SLICE_PREFIX: &str = "composectl-e2e-";
 /// Prefix of the per-manager temp dir; `/tmp/composectl-e2e.<id>`.
 const TEMP_PREFIX: &str = "composectl-e2e.";
+/// Orders test processes that use the host's dockerd and journald (a shared lock, held by
+/// [`environment`] for the life of the process) against fault runs that kill them (an exclusive
+/// lock, [`host_daemons_exclusive`]), so a run of the fault suite never pulls the engine away
+/// from a test running at the same time.
+const ENGINE_LOCK: &str = "/run/composectl-e2e-engine.lock";
 
 /// True when `COMPOSECTL_E2E=1`: a missing environment is then a failure, not a skip.
 pub fn e2e_required() -> bool {
@@ -74,9 +84,10 @@ pub struct Env {
     pub test_image: &'static str,
 }
 
-/// Checks (once per test binary) everything the e2e tests need. Returns
-/// `None` after printing `skipping: <reason>` to stderr when something is
-/// missing, or panics with the reason when [`e2e_required`].
+/// Checks (once per test binary) everything the e2e tests need, after taking
+/// a shared lock on [`ENGINE_LOCK`] that is kept until the process exits.
+/// Returns `None` after printing `skipping: <reason>` to stderr when something
+/// is missing, or panics with the reason when [`e2e_required`].
 pub fn environment() -> Option<Env> {
     static CHECK: OnceLock<Result<Env, String>> = OnceLock::new();
     match CHECK.get_or_init(check_environment) {
@@ -101,6 +112,8 @@ fn check_environment() -> Result<Env, String> {
     if !is_root() {
         return Err("not running as root".into());
     }
+    // Before anything asks the engine: a fault run may have it down right now.
+    engine_lock()?;
     let systemd = find_systemd().ok_or("no systemd binary (package systemd)")?;
     for tool in ["systemctl", "journalctl", "docker"] {
         if find_in_path(tool).is_none() {
@@ -162,6 +175,51 @@ fn check_environment() -> Result<Env, String> {
         compose_version,
         test_image: TEST_IMAGE,
     })
+}
+
+/// This process's handle on [`ENGINE_LOCK`], locked shared on first use.
+fn engine_lock() -> Result<&'static fs::File, String> {
+    static LOCK: OnceLock<Result<fs::File, String>> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(ENGINE_LOCK)
+            .map_err(|e| format!("cannot open {ENGINE_LOCK}: {e}"))?;
+        if file.try_lock_shared().is_err() {
+            eprintln!(
+                "waiting for {ENGINE_LOCK}: a fault run has the host's engine or journald down"
+            );
+            file.lock_shared()
+                .map_err(|e| format!("cannot lock {ENGINE_LOCK}: {e}"))?;
+        }
+        Ok(file)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// While held, no other test process that called [`environment`] runs: they
+/// hold [`ENGINE_LOCK`] shared, so this waits until they are done, and new ones
+/// wait until it is dropped. For faults that take down the host's dockerd or
+/// journald. Call [`environment`] first.
+pub struct HostDaemonsExclusive(&'static fs::File);
+
+/// Takes [`HostDaemonsExclusive`], converting this process's shared lock.
+pub fn host_daemons_exclusive() -> HostDaemonsExclusive {
+    let file = engine_lock().expect("environment() first");
+    if file.try_lock().is_err() {
+        eprintln!("waiting for other e2e test processes to finish ({ENGINE_LOCK})");
+        file.lock().expect("lock the engine exclusively");
+    }
+    HostDaemonsExclusive(file)
+}
+
+impl Drop for HostDaemonsExclusive {
+    fn drop(&mut self) {
+        let _ = self.0.lock_shared();
+    }
 }
 
 /// A private `systemd --user` manager (the one composectl drives over D-Bus),
@@ -298,6 +356,21 @@ impl UserManager {
         let mut cmd = Command::new(program);
         cmd.envs(self.envs());
         cmd
+    }
+
+    /// `composectl --user --root ROOT ARGS` against this manager, with the units it writes
+    /// running this same binary ([`BIN`]).
+    pub fn composectl(&self, root: &Path, args: &[&str]) -> Output {
+        run_with_timeout(
+            self.command(BIN)
+                .arg("--user")
+                .arg("--root")
+                .arg(root)
+                .args(args)
+                .env("COMPOSECTL_EXEC", BIN)
+                .env("NO_COLOR", "1"),
+            COMPOSECTL_TIMEOUT,
+        )
     }
 
     /// Runs `systemctl --user ARGS` against this manager (bounded by
@@ -546,7 +619,7 @@ pub fn journal_entries(unit: &str, extra_matches: &[&str]) -> Vec<BTreeMap<Strin
 
 /// Parses journalctl's export format: `KEY=value` lines, or for binary-safe
 /// fields `KEY\n<u64 LE length><data>\n`; entries end with an empty line.
-fn parse_journal_export(mut data: &[u8]) -> Vec<BTreeMap<String, String>> {
+pub fn parse_journal_export(mut data: &[u8]) -> Vec<BTreeMap<String, String>> {
     let mut entries = Vec::new();
     let mut entry = BTreeMap::new();
     while !data.is_empty() {
@@ -608,7 +681,8 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     try_run(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+/// Like [`run_with_timeout`], but a command that cannot run or times out is an `Err`.
+pub fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -678,7 +752,7 @@ fn send_signal(pid: u32, signal: &str) {
         .status();
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // Effective uid is the second number of the "Uid:" line.
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -806,6 +880,56 @@ fn sweep_orphaned_slices() {
             if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) {
                 let _ = fs::remove_dir_all(format!("/tmp/{TEMP_PREFIX}{id}"));
             }
+        }
+    }
+}
+
+/// Subnets handed out in this run, so concurrent tests never pick the same one.
+static TAKEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn engine_subnets() -> Vec<String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'")
+        .output()
+        .expect("docker network inspect");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A /24 of 10.217.0.0/16 that no network on the engine and no other test of this process uses.
+pub fn free_subnet() -> String {
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let used = engine_subnets();
+    let subnet = (0..=255)
+        .map(|octet| format!("10.217.{octet}.0/24"))
+        .find(|s| !used.contains(s) && !taken.contains(s))
+        .expect("a free /24 in 10.217.0.0/16");
+    taken.push(subnet.clone());
+    subnet
+}
+
+/// Networks of earlier test runs whose process is gone (a run that was killed cannot clean up):
+/// those named `e<pid>x...`, the prefix every e2e test names its engine objects with.
+pub fn remove_leftover_networks() {
+    let output = Command::new("docker")
+        .args(["network", "ls", "--format", "{{.Name}}"])
+        .output()
+        .expect("docker network ls");
+    for name in String::from_utf8_lossy(&output.stdout).lines() {
+        let owner = name
+            .strip_prefix('e')
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("docker")
+                .args(["network", "rm", name])
+                .output();
         }
     }
 }
