@@ -161,7 +161,8 @@ boot() { # boots the built rootfs and waits until the guest's boot settled
     #   ("unable to join session keyring: unable to create session key: operation not permitted").
     # --system-call-filter=bpf: runc's cgroup2 device filter ("bpf_prog_query(BPF_CGROUP_DEVICE)
     #   failed: operation not permitted"). nspawn's default capability set is enough.
-    # The inner shell moves itself into $CGROUP, then becomes nspawn.
+    # The inner shell moves itself into $CGROUP, then becomes nspawn (without the lock's fd 9,
+    # which it would otherwise hold for as long as the guest runs).
     # shellcheck disable=SC2016 # $$ and $0 are the inner shell's
     setsid bash -c 'echo $$ >"/sys/fs/cgroup/unified/$0/cgroup.procs" &&
                     echo $$ >"/sys/fs/cgroup/systemd/$0/cgroup.procs" && exec "$@"' "$CGROUP" \
@@ -169,7 +170,7 @@ boot() { # boots the built rootfs and waits until the guest's boot settled
         --directory="$ROOTFS" --machine="$MACHINE" --boot \
         --register=no --keep-unit --private-network \
         --system-call-filter=@keyring --system-call-filter=bpf --console=read-only \
-        </dev/null >"$console" 2>&1 &
+        </dev/null >"$console" 2>&1 9>&- &
     echo $! >"$PIDFILE"
     ln -sfn "$(basename "$console")" "$LOGS/console.log"
     local l=""
@@ -246,7 +247,9 @@ install_deb() {
     rm -rf "$ROOTFS/root/debs"
     mkdir -p "$ROOTFS/root/debs"
     cp "$1" "$ROOTFS/root/debs/"
-    (gexec dpkg -i "/root/debs/$(basename "$1")")
+    # --force-confnew: tests rewrite /etc/composectl/networks.toml, and dpkg would otherwise ask
+    # what to do with it when the package's version of it changes.
+    (gexec dpkg -i --force-confnew "/root/debs/$(basename "$1")")
 }
 
 # Lifecycle commands take the guest's lock, so two of them (e.g. two test runs) never boot,
