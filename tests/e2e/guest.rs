@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::e2e::{
     CMD_TIMEOUT, TEST_IMAGE, e2e_required, is_root, parse_journal_export, run_with_timeout,
-    stderr_of, stdout_of, try_run,
+    show_property, stderr_of, stdout_of, try_run,
 };
 
 /// composectl's root in system mode.
@@ -176,13 +176,7 @@ impl Guest {
 
     /// `systemctl show -P PROPERTY UNIT`, trimmed.
     pub fn property(&self, unit: &str, property: &str) -> String {
-        let out = self.systemctl(&["show", "-P", property, unit]);
-        assert!(
-            out.status.success(),
-            "systemctl show {unit}: {}",
-            stderr_of(&out)
-        );
-        stdout_of(&out).trim().to_string()
+        show_property(|args| self.systemctl(args), unit, property)
     }
 
     /// `docker ARGS` against the guest's engine.

@@ -387,13 +387,7 @@ impl UserManager {
     /// `systemctl --user show -P PROPERTY UNIT`, trimmed (e.g. `ActiveState`,
     /// `SubState`, `Result`, `NRestarts`, `StatusText`, `MainPID`).
     pub fn property(&self, unit: &str, property: &str) -> String {
-        let out = self.systemctl(&["show", "-P", property, unit]);
-        assert!(
-            out.status.success(),
-            "systemctl show {unit}: {}",
-            stderr_of(&out)
-        );
-        stdout_of(&out).trim().to_string()
+        show_property(|args| self.systemctl(args), unit, property)
     }
 
     /// Waits until startup jobs are done (`is-system-running` says running or
@@ -568,6 +562,22 @@ impl Drop for UserManager {
         self.stop(DROP_GRACE);
         remove_slice(&self.slice);
     }
+}
+
+/// `systemctl show -P PROPERTY UNIT` run by `systemctl` (given the arguments after
+/// `systemctl`), trimmed; panics when it fails.
+pub fn show_property(
+    systemctl: impl FnOnce(&[&str]) -> Output,
+    unit: &str,
+    property: &str,
+) -> String {
+    let out = systemctl(&["show", "-P", property, unit]);
+    assert!(
+        out.status.success(),
+        "systemctl show {unit}: {}",
+        stderr_of(&out)
+    );
+    stdout_of(&out).trim().to_string()
 }
 
 /// Journal messages (`-o cat`) of `unit`, from every manager on the machine
