@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: provision the real environment (Docker engine, Compose v2,
-# journald, the test image; needs root), then lint, check the distro packages and run every test with COMPOSECTL_E2E=1, so a
-# missing piece of the environment fails instead of skipping.
+# journald, the test image; needs root), then lint, check the distro packages, boot the
+# system-mode guest (scripts/guest.sh: systemd as PID 1, its own docker.service) with the .deb
+# just built, run every test with COMPOSECTL_E2E=1, so a missing piece of the environment fails
+# instead of skipping, and last the fault suite, which prints its table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +13,16 @@ cargo clippy --all-targets --locked -- -D warnings
 # Builds, lints (lintian) and test-installs the .deb and .rpm; it installs and removes the package,
 # so it runs before, not during, the end-to-end tests.
 packaging/check.sh
-COMPOSECTL_E2E=1 cargo test --locked
+
+# The guest's tests find it through COMPOSECTL_GUEST_DIR (scripts/guest.sh's default otherwise).
+export COMPOSECTL_GUEST_DIR=${COMPOSECTL_GUEST_DIR:-/var/lib/composectl-e2e/guest}
+trap 'scripts/guest.sh stop' EXIT
+scripts/guest.sh start
+debs=(dist/composectl_*.deb)
+scripts/guest.sh install "${debs[0]}"
+
+# Both run, so the fault table is printed even when a test failed; either failing fails the run.
+status=0
+COMPOSECTL_E2E=1 cargo test --locked || status=1
+COMPOSECTL_E2E=1 cargo test --locked --test faults -- --include-ignored || status=1
+exit "$status"
