@@ -26,9 +26,14 @@ use crate::e2e::{
     CMD_TIMEOUT, TEST_IMAGE, e2e_required, is_root, parse_journal_export, run_with_timeout,
     show_property, stderr_of, stdout_of, try_run,
 };
+use crate::layered::{Layered, write_file};
 
 /// composectl's root in system mode.
 pub const ROOT: &str = "/etc/composectl";
+/// The network the layered stacks join in the guest; its engine is the tests' alone, so the
+/// subnet is fixed.
+pub const NETWORK: &str = "layers";
+const SUBNET: &str = "172.30.0.0/24";
 /// A unit of the harness that appends the guest engine's container events to [`EVENTS_LOG`]
 /// from its boot on, so tests can see what happened while they could not ask (during a boot,
 /// after the engine's short event buffer rolled over). Not named `compose*`: the reset removes
@@ -156,7 +161,14 @@ impl Guest {
 
     /// Writes a file in the guest, creating its directories.
     pub fn write(&self, path: &str, contents: &str) {
-        crate::layered::write_file(&self.path(path), contents);
+        write_file(&self.path(path), contents);
+    }
+
+    /// Writes the layered stacks (tests/e2e/layered.rs) and their networks.toml into the root.
+    pub fn write_layered(&self) -> Layered {
+        let stacks = Layered::new("");
+        stacks.write(&self.path(ROOT), NETWORK, SUBNET);
+        stacks
     }
 
     /// The installed `/usr/bin/composectl ARGS`: system mode (root), root /etc/composectl.
@@ -264,14 +276,15 @@ impl Guest {
     /// on an engine a test broke), no composectl unit, no container, volume or user network, an
     /// empty root.
     fn reset(&self) -> Result<(), String> {
+        // The stacks go first: a docker.service restart job may be waiting for them to stop.
         let script = r#"
-systemctl unmask docker.service docker.socket >/dev/null 2>&1
-systemctl start docker.service
 units=$(systemctl list-units --all --plain --no-legend 'compose@*' 'composectl*' | awk '{print $1}')
 if [ -n "$units" ]; then
     systemctl kill -s KILL $units 2>/dev/null
     systemctl stop $units
 fi
+systemctl unmask docker.service docker.socket >/dev/null 2>&1
+systemctl start docker.service
 stacks=$(ls /etc/composectl/stacks 2>/dev/null)
 [ -z "$stacks" ] || composectl -q disable $stacks
 rm -rf /etc/systemd/system/compose@* /etc/systemd/system/composectl* \

@@ -108,11 +108,16 @@ impl Caused {
             notes: Vec::new(),
         }
     }
+    fn broken_now() -> Caused {
+        Caused {
+            broken: true,
+            ..Caused::now()
+        }
+    }
     fn engine_back(notes: Vec<String>) -> Caused {
         Caused {
-            origin: Instant::now(),
-            broken: true,
             notes,
+            ..Caused::broken_now()
         }
     }
 }
@@ -244,13 +249,15 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
                 "docker masked over a reboot, started 20 s after the boot".into(),
             ]))
         }
+        // Everything was stopped: broken, even when the stacks are back before anyone looks
+        // (guest.sh reboot returns once the boot's jobs are done).
         (Fault::Reboot, Kind::User) => {
-            let caused = Caused::now();
+            let caused = Caused::broken_now();
             target.manager().restart();
             Ok(caused)
         }
         (Fault::Reboot, Kind::Guest) => {
-            let caused = Caused::now();
+            let caused = Caused::broken_now();
             target.guest().reboot();
             Ok(caused)
         }

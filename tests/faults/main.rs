@@ -236,9 +236,14 @@ fn run_row(kind: Kind, fault: Fault, run: u8) -> Row {
     match recovered {
         Ok((after, seen_broken)) => {
             row.came_back = true;
-            row.seconds = Some(after.as_secs_f64());
+            row.seconds = Some(if seen_broken {
+                after.as_secs_f64()
+            } else {
+                0.0
+            });
             if !seen_broken {
-                row.notes.push("never seen not ready".into());
+                row.notes
+                    .push(format!("ready all along ({} s watched)", SETTLE.as_secs()));
             }
         }
         Err(why) => {

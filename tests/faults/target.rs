@@ -42,7 +42,7 @@ pub enum Target {
 pub struct UserTarget {
     /// In an Option so Drop can stop the manager (and its supervisors) before removing what
     /// they ran on the engine.
-    pub manager: Option<UserManager>,
+    manager: Option<UserManager>,
     root: tempfile::TempDir,
     /// `e<pid>x<run>-`: every engine object of this target is named with it.
     prefix: String,
@@ -81,7 +81,7 @@ impl Target {
             }
             Kind::Guest => {
                 let guest = guest::guest().ok_or("no guest")?;
-                Layered::new("").write(&guest.path(guest::ROOT), "layers", "172.30.0.0/24");
+                guest.write_layered();
                 Target::Guest(guest)
             }
         };

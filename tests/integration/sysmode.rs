@@ -5,12 +5,10 @@
 use std::time::Duration;
 
 use crate::e2e::{TEST_IMAGE, stdout_of, wait_until};
-use crate::guest::{Guest, ROOT, guest, now_ns};
+use crate::guest::{Guest, NETWORK, ROOT, guest, now_ns};
 use crate::layered::Layered;
 use crate::stacks::{assert_ordered, text};
 
-const NETWORK: &str = "layers";
-const SUBNET: &str = "172.30.0.0/24";
 /// The stacks' own start takes a few seconds; this is only a bound against hanging.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// `systemd-analyze security` exposure the shipped sandbox must stay at or below.
@@ -18,13 +16,6 @@ const MAX_EXPOSURE: f64 = 2.5;
 
 fn unit(stack: &str) -> String {
     format!("compose@{stack}.service")
-}
-
-/// The layered stacks written into the guest's /etc/composectl.
-fn layered(guest: &Guest) -> Layered {
-    let stacks = Layered::new("");
-    stacks.write(&guest.path(ROOT), NETWORK, SUBNET);
-    stacks
 }
 
 /// Waits until every stack's unit is active; fails with their state and journals.
@@ -58,7 +49,7 @@ fn enable_now(guest: &Guest, stacks: &Layered) {
 #[test]
 fn enable_now_starts_layered_stacks_in_order_with_status_logs_and_a_clean_disable() {
     let Some(guest) = guest() else { return };
-    let stacks = layered(&guest);
+    let stacks = guest.write_layered();
     let (panel, database, genai) = (stacks.panel(), stacks.database(), stacks.genai());
     let since = now_ns();
 
@@ -143,7 +134,7 @@ fn composectl_unit_files(guest: &Guest) -> Vec<(String, String)> {
 #[test]
 fn unit_files_are_world_readable_and_reload_without_warnings() {
     let Some(guest) = guest() else { return };
-    let stacks = layered(&guest);
+    let stacks = guest.write_layered();
     let enabled = guest.composectl(&["enable", &stacks.genai()]);
     assert!(enabled.status.success(), "{}", text(&enabled));
 
@@ -189,7 +180,7 @@ fn exposure(output: &str) -> Option<f64> {
 #[test]
 fn the_shipped_sandbox_keeps_the_exposure_low() {
     let Some(guest) = guest() else { return };
-    let stacks = layered(&guest);
+    let stacks = guest.write_layered();
     enable_now(&guest, &stacks);
     for stack in stacks.all() {
         let out = guest.exec(&["systemd-analyze", "security", "--no-pager", &unit(&stack)]);
@@ -206,7 +197,7 @@ fn the_shipped_sandbox_keeps_the_exposure_low() {
 #[test]
 fn a_stack_with_a_build_starts_under_the_sandbox() {
     let Some(guest) = guest() else { return };
-    layered(&guest); // networks.toml
+    guest.write_layered(); // for networks.toml
     let dir = format!("{ROOT}/stacks/built");
     // Built from the local image: nothing to pull, no network needed.
     guest.write(
@@ -241,7 +232,7 @@ fn a_stack_with_a_build_starts_under_the_sandbox() {
 #[test]
 fn a_reboot_brings_every_enabled_stack_back_in_order() {
     let Some(guest) = guest() else { return };
-    let stacks = layered(&guest);
+    let stacks = guest.write_layered();
     enable_now(&guest, &stacks);
     let since = now_ns();
     guest.reboot();
