@@ -69,7 +69,7 @@ pub fn execute(cli: Cli, ui: Ui) -> Result<()> {
         Command::Restart(stacks) => control::job(&ctx, &stacks, JobKind::Restart),
         Command::Status(stacks) => control::status(&ctx, &stacks.names),
         Command::List => control::list(&ctx),
-        Command::Networks => control::networks(&ctx),
+        Command::Networks { wait } => control::networks(&ctx, wait),
         Command::Update(stacks) => control::update(&ctx, &stacks),
         Command::Doctor => crate::doctor::doctor(&ctx),
         Command::Run { stack } => run_stack(&ctx, &stack),
@@ -94,7 +94,10 @@ fn run_stack(ctx: &Context, name: &str) -> Result<()> {
     crate::supervisor::init_logging(name);
     let root = ctx.load()?;
     let stack = root.stack(name)?;
-    Ok(crate::supervisor::run(&root, stack)?)
+    match crate::supervisor::run(&root, stack, ctx.mode)? {
+        crate::supervisor::Ending::Stopped => Ok(()),
+        crate::supervisor::Ending::Restart(reason) => Err(crate::error::Error::Restart(reason)),
+    }
 }
 
 /// The named stacks and everything they require or want; all stacks when none are named.

@@ -113,7 +113,11 @@ pub enum Command {
     /// List every stack in the root, and installed units whose stack is gone
     List,
     /// Check the networks of networks.toml on the engine and create the missing ones
-    Networks,
+    Networks {
+        /// Wait for the engine to answer (up to the start timeout) instead of failing at once
+        #[arg(long)]
+        wait: bool,
+    },
     /// Pull the stacks' images, then restart their units
     Update(RequiredStacks),
     /// What this host lacks for composectl, and how to fix it

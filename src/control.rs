@@ -11,11 +11,11 @@ use serde_json::json;
 
 use crate::app::{Context, rendered_units};
 use crate::cli::RequiredStacks;
-use crate::engine::Engine;
+use crate::engine::{ContainerSummary, Engine};
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::model::{self, STACKS_DIR};
-use crate::systemd::{self, JobKind, Systemd, UnitStatus};
+use crate::systemd::{self, JobKind, Jobs, Systemd, UnitStatus};
 use crate::unitdir::{self, UnitDir};
 use crate::units::{self, UnitFile};
 
@@ -66,6 +66,63 @@ fn progress_printer(ctx: &Context) -> impl FnMut(&str, &str) {
     }
 }
 
+/// Runs `kind` on the stacks' units and waits for it, watching them and (transitively) the
+/// stacks they require according to the installed `dropins`.
+async fn run_stack_jobs(
+    ctx: &Context,
+    systemd: &Systemd,
+    kind: JobKind,
+    stacks: &[String],
+    dropins: &BTreeMap<PathBuf, String>,
+) -> Result<()> {
+    let requires: BTreeMap<String, Vec<String>> = dropins
+        .iter()
+        .filter_map(|(path, contents)| {
+            let stack = units::stack_of_dropin(path)?;
+            Some((
+                units::stack_unit(stack),
+                unit_names(units::required_stacks(contents)),
+            ))
+        })
+        .collect();
+    let units = unit_names(stacks);
+    let mut watched: BTreeSet<String> = units.iter().cloned().collect();
+    let mut next = units.clone();
+    while let Some(unit) = next.pop() {
+        for required in requires.get(&unit).into_iter().flatten() {
+            if watched.insert(required.clone()) {
+                next.push(required.clone());
+            }
+        }
+    }
+    let watched: Vec<String> = watched.into_iter().collect();
+    let jobs = Jobs {
+        kind,
+        units: &units,
+        watched: &watched,
+        requires: &requires,
+    };
+    Ok(systemd.run_jobs(&jobs, &mut progress_printer(ctx)).await?)
+}
+
+/// The system sandbox applies `ReadWritePaths=` only to a directory that exists: without it,
+/// stacks with `build:` fail (buildx writes there) and registry logins cannot be refreshed.
+fn ensure_docker_config(mode: Mode) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if mode != Mode::System {
+        return Ok(());
+    }
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(units::ROOT_DOCKER_CONFIG)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(anyhow!("cannot create {}: {e}", units::ROOT_DOCKER_CONFIG).into())
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn enable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
     validate_names(&args.names)?;
     require_privileges(ctx)?;
@@ -89,6 +146,7 @@ pub fn enable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
         dropins.insert(file.path.clone(), file.contents.clone());
     }
     let changed = unit_dir.apply(&lock, &shared_files(&files), &dropins)?;
+    ensure_docker_config(ctx.mode)?;
     let stack_units = unit_names(&selection);
     block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
@@ -103,16 +161,7 @@ pub fn enable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
             }
         }
         if now {
-            let named = unit_names(&args.names);
-            let results = systemd
-                .run_jobs(
-                    JobKind::Start,
-                    &named,
-                    &stack_units,
-                    &mut progress_printer(ctx),
-                )
-                .await?;
-            systemd::check_outcome(&systemd, JobKind::Start, &results, &stack_units).await?;
+            run_stack_jobs(ctx, &systemd, JobKind::Start, &args.names, &dropins).await?;
         }
         ctx.ui.say(format!(
             "enabled{}: {}",
@@ -125,12 +174,35 @@ pub fn enable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
 
 /// Stacks whose installed drop-in requires `stack`.
 fn installed_dependents(dropins: &BTreeMap<PathBuf, String>, stack: &str) -> Vec<String> {
-    let requires = format!("Requires={}", units::stack_unit(stack));
     dropins
         .iter()
-        .filter(|(_, contents)| contents.lines().any(|line| line.trim() == requires))
+        .filter(|(_, contents)| units::required_stacks(contents).iter().any(|s| s == stack))
         .filter_map(|(path, _)| units::stack_of_dropin(path).map(str::to_string))
         .collect()
+}
+
+/// What stopped stacks left on the engine (containers of a failed start, of a stack that was
+/// already failed or stopped by hand): after `disable --now` nothing of them should remain.
+/// Volumes stay. Best effort: an engine that does not answer is reported, not waited for.
+async fn remove_leftovers(ctx: &Context, stacks: &[String]) {
+    let engine = match Engine::connect() {
+        Ok(engine) if engine.answers(crate::engine::PROBE).await => engine,
+        _ => {
+            ctx.ui.warn(
+                "the Docker engine does not answer: containers the stacks left, if any, stay",
+            );
+            return;
+        }
+    };
+    for stack in stacks {
+        match engine.remove_project(stack).await {
+            Ok(0) => {}
+            Ok(n) => ctx
+                .ui
+                .say(format!("removed {n} containers {stack} left behind")),
+            Err(e) => ctx.ui.warn(&format!("{stack}: {e:#}")),
+        }
+    }
 }
 
 pub fn disable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
@@ -161,15 +233,9 @@ pub fn disable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
     block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
         if now {
-            let results = systemd
-                .run_jobs(
-                    JobKind::Stop,
-                    &stack_units,
-                    &stack_units,
-                    &mut progress_printer(ctx),
-                )
-                .await?;
-            systemd::check_outcome(&systemd, JobKind::Stop, &results, &stack_units).await?;
+            let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
+            run_stack_jobs(ctx, &systemd, JobKind::Stop, &targets, &dropins).await?;
+            remove_leftovers(ctx, &targets).await;
         }
         systemd.disable(&stack_units).await?;
         for name in &targets {
@@ -195,7 +261,8 @@ pub fn disable(ctx: &Context, args: &RequiredStacks, now: bool) -> Result<()> {
 pub fn job(ctx: &Context, args: &RequiredStacks, kind: JobKind) -> Result<()> {
     validate_names(&args.names)?;
     require_privileges(ctx)?;
-    let installed = UnitDir::new(ctx.mode.unit_dir()).installed_stacks();
+    let dropins = UnitDir::new(ctx.mode.unit_dir()).installed_dropins();
+    let installed = unitdir::stacks_of(&dropins);
     for name in &args.names {
         if !installed.contains(name) {
             return Err(Error::usage(format!(
@@ -203,14 +270,9 @@ pub fn job(ctx: &Context, args: &RequiredStacks, kind: JobKind) -> Result<()> {
             )));
         }
     }
-    let stack_units = unit_names(&args.names);
     block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
-        let watched = unit_names(&installed);
-        let results = systemd
-            .run_jobs(kind, &stack_units, &watched, &mut progress_printer(ctx))
-            .await?;
-        systemd::check_outcome(&systemd, kind, &results, &stack_units).await?;
+        run_stack_jobs(ctx, &systemd, kind, &args.names, &dropins).await?;
         ctx.ui
             .say(format!("{}: {}", kind.verb(), args.names.join(", ")));
         Ok(())
@@ -223,30 +285,8 @@ fn since(usec: u64) -> String {
     }
     let then = UNIX_EPOCH + Duration::from_micros(usec);
     match SystemTime::now().duration_since(then) {
-        Ok(ago) => format!(
-            "{} ago",
-            crate::duration::format(Duration::from_secs(ago.as_secs()))
-        ),
+        Ok(ago) => format!("{} ago", crate::duration::human(ago)),
         Err(_) => "just now".into(),
-    }
-}
-
-/// A stack's containers, summarised: running of total, healthy of those with a healthcheck.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct ContainerSummary {
-    pub running: usize,
-    pub total: usize,
-    pub healthy: usize,
-    pub with_healthcheck: usize,
-}
-
-impl std::fmt::Display for ContainerSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{} running", self.running, self.total)?;
-        if self.with_healthcheck > 0 {
-            write!(f, ", {}/{} healthy", self.healthy, self.with_healthcheck)?;
-        }
-        Ok(())
     }
 }
 
@@ -255,12 +295,11 @@ async fn container_summaries() -> Option<BTreeMap<String, ContainerSummary>> {
     let engine = Engine::connect().ok()?;
     let containers = engine.containers(None).await.ok()?;
     let mut summaries: BTreeMap<String, ContainerSummary> = BTreeMap::new();
-    for container in containers {
-        let summary = summaries.entry(container.project.clone()).or_default();
-        summary.total += 1;
-        summary.running += usize::from(container.running);
-        summary.with_healthcheck += usize::from(container.health.is_some());
-        summary.healthy += usize::from(container.healthy());
+    for container in &containers {
+        summaries
+            .entry(container.project.clone())
+            .or_default()
+            .add(container);
     }
     Some(summaries)
 }
@@ -320,7 +359,10 @@ pub fn status(ctx: &Context, names: &[String]) -> Result<()> {
             s.active_state,
             s.sub_state,
             since(s.since_usec),
-            if s.status_text.is_empty() { "-" } else { &s.status_text },
+            match s.status_line() {
+                line if line.is_empty() => "-".to_string(),
+                line => line,
+            },
             containers(row),
             s.n_restarts,
             s.main_pid
@@ -342,7 +384,7 @@ pub fn status(ctx: &Context, names: &[String]) -> Result<()> {
                 since(s.since_usec),
                 s.n_restarts,
                 containers(row),
-                s.status_text
+                s.status_line()
             ));
         }
     }
@@ -443,22 +485,33 @@ pub fn logs(
     Ok(())
 }
 
-pub fn networks(ctx: &Context) -> Result<()> {
+pub fn networks(ctx: &Context, wait: bool) -> Result<()> {
     let root = ctx.load()?;
-    let names: Vec<&str> = root.networks.keys().map(String::as_str).collect();
-    let report = block_on(async {
-        let engine = Engine::connect()?;
-        engine.version().await?;
-        Ok(crate::supervisor::ensure_networks(&engine, &root, &names).await?)
+    let specs: Vec<_> = root.networks.values().collect();
+    let checks = block_on(async {
+        let engine = if wait {
+            Engine::wait(root.settings.start_timeout, |text| ctx.ui.say(text)).await?
+        } else {
+            let engine = Engine::connect()?;
+            engine.version().await?;
+            engine
+        };
+        Ok(engine.ensure_networks(&specs).await?)
     })?;
     if ctx.ui.json() {
-        ctx.ui.print_json(&report);
+        ctx.ui.print_json(&checks);
     } else {
-        for line in report {
-            ctx.ui.say(line);
+        for check in &checks {
+            let state = match check.state {
+                crate::engine::NetworkState::Ok => "ok",
+                crate::engine::NetworkState::Created => "created",
+                crate::engine::NetworkState::Drifted => "drifted",
+            };
+            ctx.ui
+                .say(format!("{}: {state} ({})", check.name, check.subnet));
         }
     }
-    Ok(())
+    Ok(crate::engine::drift_error(&checks)?)
 }
 
 pub fn update(ctx: &Context, args: &RequiredStacks) -> Result<()> {
@@ -468,11 +521,14 @@ pub fn update(ctx: &Context, args: &RequiredStacks) -> Result<()> {
     for name in &args.names {
         root.stack(name)?;
     }
-    let installed = UnitDir::new(ctx.mode.unit_dir()).installed_stacks();
+    let dropins = UnitDir::new(ctx.mode.unit_dir()).installed_dropins();
+    let installed = unitdir::stacks_of(&dropins);
     block_on(async {
         for name in &args.names {
             ctx.ui.say(format!("pulling the images of {name}"));
-            crate::supervisor::pull(&root, root.stack(name)?).await?;
+            crate::compose::Compose::new(&root, root.stack(name)?)
+                .pull()
+                .await?;
         }
         let enabled: Vec<String> = args
             .names
@@ -484,16 +540,7 @@ pub fn update(ctx: &Context, args: &RequiredStacks) -> Result<()> {
             return Ok(());
         }
         let systemd = Systemd::connect(ctx.mode).await?;
-        let stack_units = unit_names(&enabled);
-        let results = systemd
-            .run_jobs(
-                JobKind::Restart,
-                &stack_units,
-                &unit_names(&installed),
-                &mut progress_printer(ctx),
-            )
-            .await?;
-        systemd::check_outcome(&systemd, JobKind::Restart, &results, &stack_units).await?;
+        run_stack_jobs(ctx, &systemd, JobKind::Restart, &enabled, &dropins).await?;
         ctx.ui
             .say(format!("updated and restarted: {}", enabled.join(", ")));
         Ok(())

@@ -10,6 +10,9 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_ACTIVE: u8 = 3;
+    /// `run`: a required stack was recreated; the unit restarts on this status
+    /// (RestartForceExitStatus=) without counting it a failure (SuccessExitStatus=). EX_TEMPFAIL.
+    pub const RESTART: u8 = 75;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,9 @@ pub enum Error {
     /// `status`: not every stack is active. The report was already printed.
     #[error("not all stacks are active")]
     NotActive,
+    /// `run`: the supervisor ends so that systemd starts the stack again. Already logged.
+    #[error("restarting: {0}")]
+    Restart(String),
 }
 
 impl Error {
@@ -31,6 +37,7 @@ impl Error {
             Error::Invalid(_) => exit::USAGE,
             Error::Failed(_) => exit::FAILED,
             Error::NotActive => exit::NOT_ACTIVE,
+            Error::Restart(_) => exit::RESTART,
         })
     }
 

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod control;
 pub mod diag;
@@ -37,7 +38,7 @@ pub fn run(cli: cli::Cli) -> ExitCode {
             match &error {
                 Error::Invalid(diags) => ui.report(diags),
                 Error::Failed(e) => ui.fail(&format!("{e:#}")),
-                Error::NotActive => {}
+                Error::NotActive | Error::Restart(_) => {}
             }
             error.exit_code()
         }

@@ -28,6 +28,8 @@ pub struct Stack {
     pub compose_file: PathBuf,
     pub description: String,
     pub requires: Vec<String>,
+    /// Required stacks whose recreated containers do not restart this one (`restart: false`).
+    pub keeps_running_with: BTreeSet<String>,
     pub wants: Vec<String>,
     pub ready: Ready,
     pub start_timeout: Duration,
@@ -332,6 +334,7 @@ fn load_stack(
             .description
             .unwrap_or_else(|| format!("Compose stack {name}")),
         requires: meta.requires.into_iter().map(|d| d.value).collect(),
+        keeps_running_with: meta.keeps_running_with.into_iter().collect(),
         wants: meta.wants.into_iter().map(|d| d.value).collect(),
         ready: meta.ready.unwrap_or(Ready::Healthy),
         start_timeout: meta.start_timeout.unwrap_or(settings.start_timeout),

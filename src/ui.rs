@@ -66,6 +66,19 @@ impl Ui {
         text.replacen(label, &format!("\x1b[{code}m{label}\x1b[0m"), 1)
     }
 
+    /// A warning about an operation, on stderr; dropped with --quiet.
+    pub fn warn(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        let label = if self.color {
+            "\x1b[1;33mwarning:\x1b[0m"
+        } else {
+            "warning:"
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{label} {message}");
+    }
+
     /// An operation's failure, on stderr.
     pub fn fail(&self, message: &str) {
         let label = if self.color {

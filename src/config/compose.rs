@@ -51,6 +51,9 @@ pub struct Located {
 pub struct Meta {
     pub description: Option<String>,
     pub requires: Vec<Located>,
+    /// Required stacks written with `restart: false`: this stack keeps running when their
+    /// containers are recreated (compose's `depends_on: {x: {restart: false}}`).
+    pub keeps_running_with: Vec<String>,
     pub wants: Vec<Located>,
     pub ready: Option<Ready>,
     pub start_timeout: Option<Duration>,
@@ -201,6 +204,55 @@ impl Parser<'_> {
         }
     }
 
+    /// `requires` as a list of stack names, or as a mapping of stack name to options (only
+    /// `restart`), in the spirit of compose's long `depends_on` syntax. Returns the stacks and
+    /// those written with `restart: false`.
+    fn requirements(&mut self, node: &Node<'_>, what: &str) -> (Vec<Located>, Vec<String>) {
+        if !yaml::is_mapping(node) {
+            return (self.string_list(node, what), Vec::new());
+        }
+        let mut requires = Vec::new();
+        let mut keeps_running = Vec::new();
+        for entry in yaml::entries(node) {
+            let stack = entry.key.to_string();
+            if !yaml::is_null(entry.value) && !yaml::is_mapping(entry.value) {
+                self.error(
+                    Some(entry.line),
+                    format!(
+                        "{what}.{stack} is {}, expected a mapping",
+                        yaml::kind(entry.value)
+                    ),
+                    "write requires: {database: {restart: false}}, or a list of stack names",
+                );
+                continue;
+            }
+            for option in yaml::entries(entry.value) {
+                match (option.key.as_ref(), yaml::as_bool(option.value)) {
+                    ("restart", Some(restart)) => {
+                        if !restart {
+                            keeps_running.push(stack.clone());
+                        }
+                    }
+                    ("restart", None) => self.error(
+                        Some(option.line),
+                        format!("{what}.{stack}.restart is {}, expected true or false", yaml::kind(option.value)),
+                        "restart: false keeps this stack running when the required stack's containers are recreated",
+                    ),
+                    (unknown, _) => self.error(
+                        Some(option.line),
+                        format!("unknown key {unknown:?} in {what}.{stack}"),
+                        "the only option of a required stack is restart: true|false",
+                    ),
+                }
+            }
+            requires.push(Located {
+                value: stack,
+                line: entry.line,
+            });
+        }
+        (requires, keeps_running)
+    }
+
     fn meta(&mut self, node: &Node<'_>) -> Meta {
         let mut meta = Meta::default();
         if yaml::is_null(node) {
@@ -218,7 +270,9 @@ impl Parser<'_> {
             let what = format!("{META_KEY}.{}", entry.key);
             match entry.key.as_ref() {
                 "description" => meta.description = self.string(entry.value, &what),
-                "requires" => meta.requires = self.string_list(entry.value, &what),
+                "requires" => {
+                    (meta.requires, meta.keeps_running_with) = self.requirements(entry.value, &what)
+                }
                 "wants" => meta.wants = self.string_list(entry.value, &what),
                 "ready" => {
                     meta.ready = match self.string(entry.value, &what).as_deref() {
@@ -454,6 +508,26 @@ networks:
         assert_eq!(file.networks[0].name, "genai");
         assert!(file.networks[0].external);
         assert!(!file.networks[1].external);
+    }
+
+    #[test]
+    fn requires_takes_compose_style_options() {
+        let text = "x-composectl:\n  requires:\n    database: {restart: false}\n    panel:\n    auth: {restart: true}\nservices:\n  a:\n    image: x\n";
+        let (file, diags) = parse_text(text);
+        assert!(diags.is_empty(), "{diags}");
+        let requires: Vec<_> = file
+            .meta
+            .requires
+            .iter()
+            .map(|r| (r.value.as_str(), r.line))
+            .collect();
+        assert_eq!(requires, [("database", 3), ("panel", 4), ("auth", 5)]);
+        assert_eq!(file.meta.keeps_running_with, ["database"]);
+
+        let text = "x-composectl:\n  requires:\n    database: {restart: maybe, colour: red}\n    panel: yes\nservices:\n  a:\n    image: x\n";
+        let (_, diags) = parse_text(text);
+        let lines: Vec<_> = diags.errors().map(|d| d.line.unwrap()).collect();
+        assert_eq!(lines, [3, 3, 4], "{diags}");
     }
 
     #[test]

@@ -466,10 +466,34 @@ fn requires_is_not_a_list() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: {db: true}\nservices:\n  web:\n    image: x\n",
+            "x-composectl:\n  requires: db\nservices:\n  web:\n    image: x\n",
         ),
         "stacks/app/compose.yaml:2:",
         "expected a list",
+    );
+}
+
+#[test]
+fn requires_options_are_not_a_mapping() {
+    refuses(
+        Test::valid().file(
+            "stacks/app/compose.yaml",
+            "x-composectl:\n  requires:\n    db: true\nservices:\n  web:\n    image: x\n",
+        ),
+        "stacks/app/compose.yaml:3:",
+        "x-composectl.requires.db is a boolean, expected a mapping",
+    );
+}
+
+#[test]
+fn requires_restart_is_not_a_boolean() {
+    refuses(
+        Test::valid().file(
+            "stacks/app/compose.yaml",
+            "x-composectl:\n  requires:\n    db: {restart: sometimes}\nservices:\n  web:\n    image: x\n",
+        ),
+        "stacks/app/compose.yaml:3:",
+        "x-composectl.requires.db.restart is a string, expected true or false",
     );
 }
 

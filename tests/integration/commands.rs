@@ -151,7 +151,9 @@ fn diff_shows_new_changed_and_removed_units() {
         .at(test.root())
         .args(["--system", "diff", "--unit-dir", &units_arg])
         .stdout_has("changed ")
-        .stdout_has("+Requires=compose@db.service")
+        .stdout_has(
+            "+X-Composectl-Requires=db\n+Wants=compose@db.service\n+After=compose@db.service",
+        )
         .stdout_has("new ")
         .stdout_has("removed ")
         .stdout_has("stack gone is no longer in the root")

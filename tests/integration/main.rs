@@ -5,9 +5,12 @@ mod bad_input;
 mod commands;
 #[path = "../e2e/harness.rs"]
 mod e2e;
+#[path = "../e2e/engine_proxy.rs"]
+mod engine_proxy;
 mod environment;
 mod golden;
 mod harness;
 mod realistic;
 mod stacks;
+mod supervision;
 mod systemd;

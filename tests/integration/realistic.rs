@@ -30,7 +30,10 @@ fn render_orders_them_by_their_metadata() {
         text.contains("Description=authentik SSO: 100%% of logins"),
         "{text}"
     );
-    assert!(text.contains("Requires=compose@authentik.service\nAfter=compose@authentik.service\nWants=compose@observability.service"));
+    assert!(
+        text.contains("X-Composectl-Requires=authentik\nWants=compose@authentik.service\nAfter=compose@authentik.service\nWants=compose@observability.service"),
+        "{text}"
+    );
     assert!(text.contains("TimeoutStartSec=20min"));
     assert!(text.contains("RestartSec=30s"));
 }
