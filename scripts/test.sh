@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: provision the real environment (Docker engine, Compose v2,
-# journald, the test image; needs root), then lint, check the distro packages and run every test with COMPOSECTL_E2E=1, so a
-# missing piece of the environment fails instead of skipping.
+# journald, the test image; needs root), then lint, check the distro packages and run every test,
+# the end-to-end ones too (--include-ignored: a plain `cargo test` lists them as ignored), where a
+# missing piece of the environment is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,4 @@ cargo clippy --all-targets --locked -- -D warnings
 # Builds, lints (lintian) and test-installs the .deb and .rpm; it installs and removes the package,
 # so it runs before, not during, the end-to-end tests.
 packaging/check.sh
-COMPOSECTL_E2E=1 cargo test --locked
+COMPOSECTL_E2E=1 cargo test --locked -- --include-ignored

@@ -72,20 +72,32 @@ impl Root {
     }
 
     /// The stack, or a usage error that lists the stacks there are.
-    pub fn stack(&self, name: &str) -> Result<&Stack, Diagnostic> {
-        if let Err(reason) = validate_stack_name(name) {
-            return Err(Diagnostic::error(
-                None,
-                format!("invalid stack name {name:?}: {reason}"),
-            ));
-        }
-        self.stacks.get(name).ok_or_else(|| {
+    pub fn stack(&self, name: &StackName) -> Result<&Stack, Diagnostic> {
+        self.stacks.get(&**name).ok_or_else(|| {
             Diagnostic::error(
-                self.dir.join(STACKS_DIR).join(name),
-                format!("no stack named {name:?} in this root"),
+                self.dir.join(STACKS_DIR).join(&**name),
+                format!("no stack named \"{name}\" in this root"),
             )
             .hint(self.known_stacks_hint())
         })
+    }
+
+    /// The named stacks and everything they require or want; every stack when none are named.
+    /// Names that are not stacks of this root are all reported.
+    pub fn selection(&self, names: &[StackName]) -> Result<BTreeSet<String>, Diagnostics> {
+        if names.is_empty() {
+            return Ok(self.stacks.keys().cloned().collect());
+        }
+        let mut diags = Diagnostics::default();
+        for name in names {
+            if let Err(diag) = self.stack(name) {
+                diags.push(diag);
+            }
+        }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        Ok(self.graph().closure(names.iter().map(|n| &**n)))
     }
 
     fn known_stacks_hint(&self) -> String {
@@ -105,27 +117,51 @@ pub struct Loaded {
     pub warnings: Diagnostics,
 }
 
-/// Why a stack name is refused. Names are directory names and systemd instance names, so only
-/// characters that need no escaping in either are allowed.
-pub fn validate_stack_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".into());
+/// A stack name that is valid as a directory name and a systemd instance name: only characters
+/// that need no escaping in either. Command-line arguments are parsed into it, so the one check
+/// (and its one message) runs before any command.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct StackName(String);
+
+impl std::str::FromStr for StackName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<StackName, String> {
+        let problem = if name.is_empty() {
+            Some("it is empty".to_string())
+        } else if name.len() > 64 {
+            Some("it is longer than 64 characters".into())
+        } else if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
+            Some(format!(
+                "{bad:?} is not allowed; use lowercase letters, digits, '-' and '_'"
+            ))
+        } else if name.starts_with('-') || name.starts_with('_') {
+            Some("it must start with a letter or digit".into())
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(StackName(name.to_string())),
+            Some(reason) => Err(format!("invalid stack name {name:?}: {reason}")),
+        }
     }
-    if name.len() > 64 {
-        return Err("it is longer than 64 characters".into());
+}
+
+impl std::ops::Deref for StackName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
-    {
-        return Err(format!(
-            "{bad:?} is not allowed; use lowercase letters, digits, '-' and '_'"
-        ));
+}
+
+impl std::fmt::Display for StackName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    if name.starts_with('-') || name.starts_with('_') {
-        return Err("it must start with a letter or digit".into());
-    }
-    Ok(())
 }
 
 pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
@@ -160,17 +196,27 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
         .map(|text| settings::parse(&settings_path, &text, &mut diags))
         .unwrap_or_default();
     let networks_path = dir.join(networks::FILE);
+    let before = diags.errors().count();
     let networks = read_optional(&networks_path, &mut diags)
         .map(|text| networks::parse(&networks_path, &text, &mut diags))
         .unwrap_or_default();
+    // A broken networks.toml is reported once, not again as every network it failed to define.
+    let networks_broken = diags.errors().count() > before;
     let mut root_env = EnvLayers::default();
     root_env.load_dir(dir, &mut diags);
     warn_about_readable_secrets(dir, &mut diags);
 
     let mut stacks = BTreeMap::new();
+    // Stacks whose own files are broken: already reported, so not "unknown" to their dependents.
+    let mut broken = BTreeSet::new();
     for (name, stack_dir) in stack_dirs(&stacks_dir, &mut diags) {
-        if let Some(stack) = load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
-            stacks.insert(name, stack);
+        match load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
+            Some(stack) => {
+                stacks.insert(name, stack);
+            }
+            None => {
+                broken.insert(name);
+            }
         }
     }
 
@@ -180,8 +226,8 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
         networks,
         stacks,
     };
-    check_dependencies(&root, &mut diags);
-    check_networks(&root, &networks_path, &mut diags);
+    check_dependencies(&root, &broken, &mut diags);
+    check_networks(&root, &networks_path, networks_broken, &mut diags);
     check_container_names(&root, &mut diags);
 
     (Some(root), diags.sorted())
@@ -219,9 +265,9 @@ fn stack_dirs(stacks_dir: &Path, diags: &mut Diagnostics) -> Vec<(String, PathBu
             );
             continue;
         }
-        if let Err(reason) = validate_stack_name(&name) {
+        if let Err(message) = name.parse::<StackName>() {
             diags.push(
-                Diagnostic::error(path, format!("invalid stack name {name:?}: {reason}"))
+                Diagnostic::error(path, message)
                     .hint("rename the directory; stack names become systemd unit names (compose@NAME.service)"),
             );
             continue;
@@ -370,10 +416,10 @@ fn dependency_line(stack: &Stack, dep: &str) -> Option<usize> {
     stack.dependency_lines.get(dep).copied()
 }
 
-fn check_dependencies(root: &Root, diags: &mut Diagnostics) {
+fn check_dependencies(root: &Root, broken: &BTreeSet<String>, diags: &mut Diagnostics) {
     for stack in root.stacks.values() {
         for dep in stack.requires.iter().chain(&stack.wants) {
-            if dep != &stack.name && !root.stacks.contains_key(dep) {
+            if dep != &stack.name && !root.stacks.contains_key(dep) && !broken.contains(dep) {
                 diags.push(
                     Diagnostic::error(
                         stack.compose_file.clone(),
@@ -398,12 +444,17 @@ fn check_dependencies(root: &Root, diags: &mut Diagnostics) {
     }
 }
 
-fn check_networks(root: &Root, networks_path: &Path, diags: &mut Diagnostics) {
+fn check_networks(
+    root: &Root,
+    networks_path: &Path,
+    networks_broken: bool,
+    diags: &mut Diagnostics,
+) {
     for stack in root.stacks.values() {
         let file = &stack.compose_file;
         for decl in &stack.networks {
             let in_spec = root.networks.contains_key(&decl.name);
-            if decl.external && !in_spec {
+            if decl.external && !in_spec && !networks_broken {
                 diags.push(
                     Diagnostic::error(
                         file.clone(),
@@ -493,7 +544,7 @@ mod tests {
     #[test]
     fn stack_names_refuse_what_systemd_or_paths_would_misread() {
         for good in ["genai", "db-2", "a_b", "0"] {
-            assert_eq!(validate_stack_name(good), Ok(()), "{good}");
+            assert!(good.parse::<StackName>().is_ok(), "{good}");
         }
         for bad in [
             "",
@@ -508,7 +559,7 @@ mod tests {
             "a.b",
             &"x".repeat(65),
         ] {
-            assert!(validate_stack_name(bad).is_err(), "{bad:?}");
+            assert!(bad.parse::<StackName>().is_err(), "{bad:?}");
         }
     }
 }

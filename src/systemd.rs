@@ -85,17 +85,44 @@ impl UnitState {
 /// How often a running start is checked for units it waits on that failed for good.
 const BLOCKED_CHECK: Duration = Duration::from_secs(1);
 
-/// Jobs to run together: what to do, to which units, and which units to watch (the jobs'
-/// units and the units they pull in).
-pub struct Jobs<'a> {
-    pub kind: JobKind,
-    pub units: &'a [String],
-    pub watched: &'a [String],
+/// Jobs to run together: what to do, to which units, and which units to watch: the jobs' units
+/// and, transitively, the units they require (their failures explain the jobs').
+pub struct Jobs {
+    kind: JobKind,
+    units: Vec<String>,
+    watched: Vec<String>,
     /// Unit → the units it requires, to see a start that waits for a unit that failed for good.
-    pub requires: &'a BTreeMap<String, Vec<String>>,
+    requires: BTreeMap<String, Vec<String>>,
 }
 
-impl Jobs<'_> {
+/// How one queued job ended, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobOutcome {
+    pub unit: String,
+    /// systemd's job result: `done`, `failed`, `dependency`, `timeout`, ...; `waiting` for a
+    /// start that waits for a unit that failed for good.
+    pub result: String,
+}
+
+impl Jobs {
+    pub fn new(kind: JobKind, units: Vec<String>, requires: BTreeMap<String, Vec<String>>) -> Jobs {
+        let mut watched: BTreeSet<String> = units.iter().cloned().collect();
+        let mut next = units.clone();
+        while let Some(unit) = next.pop() {
+            for required in requires.get(&unit).into_iter().flatten() {
+                if watched.insert(required.clone()) {
+                    next.push(required.clone());
+                }
+            }
+        }
+        Jobs {
+            kind,
+            units,
+            watched: watched.into_iter().collect(),
+            requires,
+        }
+    }
+
     /// A unit among `failed` that `unit` requires, directly or through others.
     fn failed_requirement(&self, unit: &str, failed: &BTreeSet<String>) -> Option<String> {
         let mut seen = BTreeSet::new();
@@ -280,14 +307,14 @@ impl Systemd {
     /// `progress` hears about every finished job of the watched units, in order.
     pub async fn run_jobs(
         &self,
-        jobs: &Jobs<'_>,
+        jobs: &Jobs,
         progress: &mut dyn FnMut(&str, &str),
-    ) -> Result<()> {
+    ) -> Result<Vec<JobOutcome>> {
         // JobRemoved is only sent to subscribed clients.
         self.manager.subscribe().await.map_err(explain)?;
         let mut removed = self.manager.receive_job_removed().await.map_err(explain)?;
         let mut pending: HashMap<OwnedObjectPath, Vec<String>> = HashMap::new();
-        for unit in jobs.units {
+        for unit in &jobs.units {
             let job = match jobs.kind {
                 JobKind::Start => self.manager.start_unit(unit, "replace").await,
                 JobKind::Stop => self.manager.stop_unit(unit, "replace").await,
@@ -317,7 +344,7 @@ impl Systemd {
                 }
                 _ = tick.tick(), if jobs.kind != JobKind::Stop => {
                     let failed: BTreeSet<String> = self
-                        .unit_states(jobs.watched)
+                        .unit_states(&jobs.watched)
                         .await?
                         .into_iter()
                         .filter(UnitState::failed_for_good)
@@ -336,14 +363,24 @@ impl Systemd {
                 }
             }
         }
-        self.check_outcome(jobs, &ends).await
+        self.check_outcome(jobs, &ends).await?;
+        Ok(ends
+            .into_iter()
+            .map(|(unit, end)| JobOutcome {
+                unit,
+                result: match end {
+                    JobEnd::Result(result) => result,
+                    JobEnd::WaitsFor(_) => "waiting".into(),
+                },
+            })
+            .collect())
     }
 
     /// Fails with each unit's state, the unit at the root of the problem and its last log lines,
     /// unless every job is done and every watched unit is in the state its job should leave it.
-    async fn check_outcome(&self, jobs: &Jobs<'_>, ends: &[(String, JobEnd)]) -> Result<()> {
+    async fn check_outcome(&self, jobs: &Jobs, ends: &[(String, JobEnd)]) -> Result<()> {
         let mut failures = Vec::new();
-        for unit in jobs.watched {
+        for unit in &jobs.watched {
             let status = self.status(unit).await?;
             let end = ends.iter().find(|(u, _)| u == unit).map(|(_, end)| end);
             let message = match end {

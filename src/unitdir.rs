@@ -93,9 +93,11 @@ impl UnitDir {
         found
     }
 
-    /// Stacks with a drop-in installed.
-    pub fn installed_stacks(&self) -> BTreeSet<String> {
-        stacks_of(&self.installed_dropins())
+    /// What composectl installed here.
+    pub fn installed(&self) -> Installed {
+        Installed {
+            dropins: self.installed_dropins(),
+        }
     }
 
     /// Makes the directory hold exactly `shared` and `dropins` of composectl's files; returns the
@@ -249,12 +251,52 @@ impl UnitDir {
     }
 }
 
-/// The stacks among a set of composectl drop-ins.
-pub fn stacks_of(dropins: &BTreeMap<PathBuf, String>) -> BTreeSet<String> {
-    dropins
-        .keys()
-        .filter_map(|path| units::stack_of_dropin(path).map(str::to_string))
-        .collect()
+/// composectl's drop-ins in a unit directory, and what they say about the stacks.
+#[derive(Debug, Clone, Default)]
+pub struct Installed {
+    /// By path relative to the unit directory.
+    pub dropins: BTreeMap<PathBuf, String>,
+}
+
+impl Installed {
+    /// (stack, its drop-in) for every installed stack.
+    fn stack_dropins(&self) -> impl Iterator<Item = (&str, &String)> {
+        self.dropins
+            .iter()
+            .filter_map(|(path, contents)| Some((units::stack_of_dropin(path)?, contents)))
+    }
+
+    /// Stacks with a drop-in installed.
+    pub fn stacks(&self) -> BTreeSet<String> {
+        self.stack_dropins()
+            .map(|(stack, _)| stack.to_string())
+            .collect()
+    }
+
+    pub fn contains(&self, stack: &str) -> bool {
+        self.stack_dropins().any(|(name, _)| name == stack)
+    }
+
+    /// Installed stacks that require `stack`.
+    pub fn dependents(&self, stack: &str) -> Vec<String> {
+        self.stack_dropins()
+            .filter(|(_, contents)| units::required_stacks(contents).iter().any(|s| s == stack))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Each installed stack's unit and the units of the stacks it requires.
+    pub fn required_units(&self) -> BTreeMap<String, Vec<String>> {
+        self.stack_dropins()
+            .map(|(stack, contents)| {
+                let required = units::required_stacks(contents);
+                (
+                    units::stack_unit(stack),
+                    required.iter().map(|s| units::stack_unit(s)).collect(),
+                )
+            })
+            .collect()
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -374,7 +416,7 @@ mod tests {
         assert_eq!(dir.installed_dropins(), second);
         assert_eq!(changed.len(), 3, "{changed:?}");
         assert_eq!(
-            dir.installed_stacks().into_iter().collect::<Vec<_>>(),
+            dir.installed().stacks().into_iter().collect::<Vec<_>>(),
             ["b", "c"]
         );
         assert!(

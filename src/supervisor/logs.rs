@@ -99,7 +99,7 @@ fn emit(journal: Option<&Journal>, is_stderr: bool, line: &[u8], fields: &[(&str
                 .iter()
                 .find(|(k, _)| *k == "SYSLOG_IDENTIFIER")
                 .map_or("", |(_, v)| *v);
-            println!("{service} | {}", String::from_utf8_lossy(line));
+            crate::output::container_line(service, line);
         }
     }
 }

@@ -120,32 +120,26 @@ pub(crate) fn unix_now() -> i32 {
 }
 
 /// Runs the stack until it is stopped (Ok) or fails for good (Err).
-pub fn run(root: &Root, stack: &Stack, mode: Mode) -> Result<Ending> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(async {
-            let mut notifier = Notifier::new();
-            let mut stop = StopSignals::new()?;
-            let engine = tokio::select! {
-                engine = Engine::wait(stack.start_timeout, |text| notifier.status(text)) => {
-                    engine.map_err(|e| notifier.fail(&stack.name, &format!("{e:#}")))?
-                }
-                () = stop.recv() => return Ok(Ending::Stopped),
-            };
-            Supervisor {
-                root,
-                stack,
-                engine: Arc::new(engine),
-                compose: Compose::new(root, stack),
-                requirements: Requirements::of(stack, mode),
-                notifier,
-                stop,
-            }
-            .supervise()
-            .await
-        })
+pub async fn run(root: &Root, stack: &Stack, mode: Mode) -> Result<Ending> {
+    let mut notifier = Notifier::new();
+    let mut stop = StopSignals::new()?;
+    let engine = tokio::select! {
+        engine = Engine::wait(stack.start_timeout, |text| notifier.status(text)) => {
+            engine.map_err(|e| notifier.fail(&stack.name, &format!("{e:#}")))?
+        }
+        () = stop.recv() => return Ok(Ending::Stopped),
+    };
+    Supervisor {
+        root,
+        stack,
+        engine: Arc::new(engine),
+        compose: Compose::new(root, stack),
+        requirements: Requirements::of(stack, mode),
+        notifier,
+        stop,
+    }
+    .supervise()
+    .await
 }
 
 struct Supervisor<'a> {

@@ -4,6 +4,8 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use indoc::{formatdoc, indoc};
+
 use crate::harness::Test;
 
 /// Runs `check` and `render --out` on a broken root: both must refuse with the same message and
@@ -27,6 +29,12 @@ fn refuses(test: Test, file: &str, message: &str) {
         .stderr_has(message)
         .run();
     assert_eq!(rendered.stderr, checked.stderr, "check and render disagree");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(
+        stderr.matches(": error: ").count(),
+        1,
+        "one clear error:\n{stderr}"
+    );
 }
 
 fn mkfifo(path: &Path) {
@@ -40,9 +48,15 @@ fn mkfifo(path: &Path) {
 #[test]
 fn malformed_networks_toml() {
     refuses(
-        Test::valid().file("networks.toml", "[networks.front\nsubnet = 1\n"),
+        Test::valid().file(
+            "networks.toml",
+            indoc! {"
+                [networks.front
+                subnet = 1
+            "},
+        ),
         "networks.toml:1:",
-        "",
+        "error: unclosed table, expected `]`",
     );
 }
 
@@ -51,7 +65,11 @@ fn unknown_key_in_networks_toml() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0.0/24\"\ninternl = true\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0.0/24"
+                internl = true
+            "#},
         ),
         "networks.toml:3:",
         "internl",
@@ -63,7 +81,10 @@ fn malformed_subnet() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0/33\"\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0/33"
+            "#},
         ),
         "networks.toml:2:",
         "is not a CIDR block",
@@ -75,7 +96,12 @@ fn overlapping_subnets() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0.0/16\"\n[networks.back]\nsubnet = \"10.0.3.0/24\"\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0.0/16"
+                [networks.back]
+                subnet = "10.0.3.0/24"
+            "#},
         ),
         "networks.toml:4:",
         "overlaps network front",
@@ -87,7 +113,13 @@ fn gateway_outside_subnet() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.9.0.1\"\n[networks.back]\nsubnet = \"10.1.0.0/24\"\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0.0/24"
+                gateway = "10.9.0.1"
+                [networks.back]
+                subnet = "10.1.0.0/24"
+            "#},
         ),
         "networks.toml:3:",
         "gateway 10.9.0.1 is not a host address of subnet 10.0.0.0/24",
@@ -97,7 +129,15 @@ fn gateway_outside_subnet() {
 #[test]
 fn subnet_with_host_bits() {
     refuses(
-        Test::valid().file("networks.toml", "[networks.front]\nsubnet = \"10.0.0.7/24\"\n[networks.back]\nsubnet = \"10.1.0.0/24\"\n"),
+        Test::valid().file(
+            "networks.toml",
+            indoc! {r#"
+            [networks.front]
+            subnet = "10.0.0.7/24"
+            [networks.back]
+            subnet = "10.1.0.0/24"
+        "#},
+        ),
         "networks.toml:2:",
         "did you mean \"10.0.0.0/24\"",
     );
@@ -108,7 +148,10 @@ fn invalid_network_name() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.\"front net\"]\nsubnet = \"10.0.0.0/24\"\n",
+            indoc! {r#"
+                [networks."front net"]
+                subnet = "10.0.0.0/24"
+            "#},
         ),
         "networks.toml:1:",
         "invalid network name",
@@ -132,7 +175,11 @@ fn malformed_yaml() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: [postgres\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: [postgres
+            "#},
         ),
         "stacks/db/compose.yaml:",
         "YAML syntax error",
@@ -144,7 +191,13 @@ fn duplicate_yaml_keys() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: a\n  db:\n    image: b\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: a
+                  db:
+                    image: b
+            "#},
         ),
         "stacks/db/compose.yaml:",
         "YAML syntax error",
@@ -163,7 +216,13 @@ fn compose_top_level_is_a_list() {
 #[test]
 fn compose_without_services() {
     refuses(
-        Test::valid().file("stacks/db/compose.yaml", "volumes:\n  data:\n"),
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            indoc! {r#"
+            volumes:
+              data:
+        "#},
+        ),
         "stacks/db/compose.yaml",
         "no services:",
     );
@@ -174,7 +233,15 @@ fn unknown_requires() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires:\n    - db\n    - cache\nservices:\n  web:\n    image: nginx\n",
+            indoc! {r#"
+                x-composectl:
+                  requires:
+                    - db
+                    - cache
+                services:
+                  web:
+                    image: nginx
+            "#},
         ),
         "stacks/app/compose.yaml:4:",
         "depends on unknown stack \"cache\"",
@@ -186,7 +253,13 @@ fn requires_itself() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: [app]\nservices:\n  web:\n    image: nginx\n",
+            indoc! {r#"
+                x-composectl:
+                  requires: [app]
+                services:
+                  web:
+                    image: nginx
+            "#},
         ),
         "stacks/app/compose.yaml:2:",
         "depends on itself",
@@ -198,7 +271,13 @@ fn two_stack_cycle() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  wants: [app]\nservices:\n  db:\n    image: postgres\n",
+            indoc! {r#"
+                x-composectl:
+                  wants: [app]
+                services:
+                  db:
+                    image: postgres
+            "#},
         ),
         "stacks/app/compose.yaml:2:",
         "dependency cycle: app -> db -> app",
@@ -211,11 +290,23 @@ fn three_stack_cycle() {
         Test::valid()
             .file(
                 "stacks/db/compose.yaml",
-                "x-composectl:\n  requires: [cache]\nservices:\n  db:\n    image: postgres\n",
+                indoc! {r#"
+                    x-composectl:
+                      requires: [cache]
+                    services:
+                      db:
+                        image: postgres
+                "#},
             )
             .file(
                 "stacks/cache/compose.yaml",
-                "x-composectl:\n  requires: [app]\nservices:\n  redis:\n    image: redis\n",
+                indoc! {r#"
+                    x-composectl:
+                      requires: [app]
+                    services:
+                      redis:
+                        image: redis
+                "#},
             ),
         "stacks/app/compose.yaml",
         "dependency cycle: app -> db -> cache -> app",
@@ -227,7 +318,15 @@ fn external_network_not_in_networks_toml() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: postgres\n    networks: [storage]\nnetworks:\n  storage:\n    external: true\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres
+                    networks: [storage]
+                networks:
+                  storage:
+                    external: true
+            "#},
         ),
         "stacks/db/compose.yaml:6:",
         "network \"storage\" is external but not defined in networks.toml",
@@ -239,7 +338,15 @@ fn shared_network_not_declared_external() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: postgres\n    networks: [back]\nnetworks:\n  back:\n    driver: bridge\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres
+                    networks: [back]
+                networks:
+                  back:
+                    driver: bridge
+            "#},
         ),
         "stacks/db/compose.yaml:6:",
         "not declared external",
@@ -251,7 +358,13 @@ fn service_uses_undeclared_network() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: postgres\n    networks:\n      - back\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres
+                    networks:
+                      - back
+            "#},
         ),
         "stacks/db/compose.yaml:5:",
         "uses network \"back\", which the file does not declare",
@@ -430,7 +543,13 @@ fn unknown_key_in_x_composectl() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  require: [app]\nservices:\n  db:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  require: [app]
+                services:
+                  db:
+                    image: x
+            "#},
         ),
         "stacks/db/compose.yaml:2:",
         "unknown key \"require\" in x-composectl",
@@ -442,7 +561,13 @@ fn bad_duration() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  start_timeout: 5 parsecs\nservices:\n  db:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  start_timeout: 5 parsecs
+                services:
+                  db:
+                    image: x
+            "#},
         ),
         "stacks/db/compose.yaml:2:",
         "unknown time unit",
@@ -454,7 +579,13 @@ fn bad_ready_value() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  ready: eventually\nservices:\n  db:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  ready: eventually
+                services:
+                  db:
+                    image: x
+            "#},
         ),
         "stacks/db/compose.yaml:2:",
         "x-composectl.ready is \"eventually\"",
@@ -466,7 +597,13 @@ fn requires_is_not_a_list() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: db\nservices:\n  web:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  requires: db
+                services:
+                  web:
+                    image: x
+            "#},
         ),
         "stacks/app/compose.yaml:2:",
         "expected a list",
@@ -478,7 +615,14 @@ fn requires_options_are_not_a_mapping() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires:\n    db: true\nservices:\n  web:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  requires:
+                    db: true
+                services:
+                  web:
+                    image: x
+            "#},
         ),
         "stacks/app/compose.yaml:3:",
         "x-composectl.requires.db is a boolean, expected a mapping",
@@ -490,7 +634,14 @@ fn requires_restart_is_not_a_boolean() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires:\n    db: {restart: sometimes}\nservices:\n  web:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  requires:
+                    db: {restart: sometimes}
+                services:
+                  web:
+                    image: x
+            "#},
         ),
         "stacks/app/compose.yaml:3:",
         "x-composectl.requires.db.restart is a string, expected true or false",
@@ -502,7 +653,14 @@ fn duplicate_dependency() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: [db]\n  wants: [db]\nservices:\n  web:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  requires: [db]
+                  wants: [db]
+                services:
+                  web:
+                    image: x
+            "#},
         ),
         "stacks/app/compose.yaml:3:",
         "db is listed more than once",
@@ -512,7 +670,13 @@ fn duplicate_dependency() {
 #[test]
 fn malformed_env_file() {
     refuses(
-        Test::valid().file("stacks/db/.env", "A=1\nthis is not a variable\n"),
+        Test::valid().file(
+            "stacks/db/.env",
+            indoc! {r#"
+            A=1
+            this is not a variable
+        "#},
+        ),
         "stacks/db/.env:2:",
         "not a KEY=VALUE line",
     );
@@ -523,7 +687,12 @@ fn required_variable_missing() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: x\n    container_name: ${DB_NAME:?set DB_NAME}\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: x
+                    container_name: ${DB_NAME:?set DB_NAME}
+            "#},
         ),
         "stacks/db/compose.yaml:4:",
         "variable DB_NAME is not set: set DB_NAME",
@@ -536,11 +705,21 @@ fn duplicate_container_name() {
         Test::valid()
             .file(
                 "stacks/db/compose.yaml",
-                "services:\n  db:\n    image: x\n    container_name: shared\n",
+                indoc! {r#"
+                    services:
+                      db:
+                        image: x
+                        container_name: shared
+                "#},
             )
             .file(
                 "stacks/cache/compose.yaml",
-                "services:\n  redis:\n    image: x\n    container_name: shared\n",
+                indoc! {r#"
+                    services:
+                      redis:
+                        image: x
+                        container_name: shared
+                "#},
             ),
         "stacks/db/compose.yaml:4:",
         "container_name \"shared\" of service db is also used by service redis of stack cache",
@@ -550,7 +729,13 @@ fn duplicate_container_name() {
 #[test]
 fn unknown_setting_in_composectl_toml() {
     refuses(
-        Test::valid().file("composectl.toml", "[defaults]\nstart_timout = \"5min\"\n"),
+        Test::valid().file(
+            "composectl.toml",
+            indoc! {r#"
+            [defaults]
+            start_timout = "5min"
+        "#},
+        ),
         "composectl.toml:2:",
         "start_timout",
     );
@@ -577,13 +762,40 @@ fn root_without_stacks_dir() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let output = Test::valid()
-        .file("networks.toml", "[networks.front]\nsubnet = \"10.0.0.0/16\"\n[networks.back]\nsubnet = \"10.0.1.0/24\"\n")
-        .file("stacks/db/compose.yaml", "x-composectl:\n  requires: [nosuch]\nservices:\n  db:\n    image: x\n")
-        .file("stacks/bad name/compose.yaml", "services: {a: {image: x}}\n")
-        .args(["check"])
+    let test = Test::valid()
+        .file(
+            "networks.toml",
+            indoc! {r#"
+            [networks.front]
+            subnet = "10.0.0.0/16"
+            [networks.back]
+            subnet = "10.0.1.0/24"
+        "#},
+        )
+        .file(
+            "stacks/db/compose.yaml",
+            indoc! {r#"
+            x-composectl:
+              requires: [nosuch]
+            services:
+              db:
+                image: x
+        "#},
+        )
+        .file(
+            "stacks/bad name/compose.yaml",
+            "services: {a: {image: x}}\n",
+        );
+    let root = test.root().display().to_string();
+    test.args(["check"])
         .code(2)
+        .stderr(&formatdoc! {r#"
+            {root}/networks.toml:4: error: network back: subnet 10.0.1.0/24 overlaps network front (10.0.0.0/16)
+              hint: give every network its own, non-overlapping subnet
+            {root}/stacks/bad name: error: invalid stack name "bad name": ' ' is not allowed; use lowercase letters, digits, '-' and '_'
+              hint: rename the directory; stack names become systemd unit names (compose@NAME.service)
+            {root}/stacks/db/compose.yaml:2: error: stack db depends on unknown stack "nosuch"
+              hint: stacks in this root: app, db
+        "#})
         .run();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.matches("error:").count(), 3, "{stderr}");
 }

@@ -5,11 +5,12 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::app::Context;
+use crate::context::{Context, block_on};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Result, exit};
 use crate::mode::Mode;
 use crate::model;
+use crate::output::{Report, Text};
 
 #[derive(Debug, Serialize)]
 struct Check {
@@ -65,14 +66,41 @@ fn compose_version(command: &[String]) -> std::result::Result<String, (String, S
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(e.into()))
+/// Every check, ok or not; exit code 1 when something is missing.
+struct Findings {
+    checks: Vec<Check>,
 }
 
-pub fn doctor(ctx: &Context) -> Result<()> {
+impl Report for Findings {
+    fn text(&self, out: &mut Text<'_>) -> std::io::Result<()> {
+        for c in &self.checks {
+            if c.ok {
+                out.line(format!("ok       {:<18} {}", c.what, c.detail))?;
+            } else {
+                // What is missing is the point of doctor: printed even with --quiet.
+                out.data(&format!(
+                    "MISSING  {:<18} {}\n         fix: {}\n",
+                    c.what, c.detail, c.fix
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.checks).ok()
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.checks.iter().all(|c| c.ok) {
+            exit::OK
+        } else {
+            exit::FAILED
+        }
+    }
+}
+
+pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
     let mut checks = Vec::new();
     let root_state = model::load(&ctx.root_dir);
     checks.push(check(
@@ -102,22 +130,25 @@ pub fn doctor(ctx: &Context) -> Result<()> {
         .as_ref()
         .map(|l| l.root.settings.compose.clone())
         .unwrap_or_else(|_| crate::config::settings::Settings::default().compose);
-    let engine = runtime()?.block_on(async {
-        let engine = Engine::connect().map_err(|e| e.to_string())?;
-        engine
-            .version()
-            .await
-            .map(|v| format!("Docker {v} on {}", engine.socket()))
-            .map_err(|e| e.to_string())
-    });
+    let engine = block_on(async {
+        Ok(async {
+            let engine = Engine::connect().map_err(|e| e.to_string())?;
+            engine
+                .version()
+                .await
+                .map(|v| format!("Docker {v} on {}", engine.socket()))
+                .map_err(|e| e.to_string())
+        }
+        .await)
+    })?;
     checks.push(check("docker engine", engine.map_err(|e| (e, "start it (systemctl enable --now docker) and make sure you may use its socket (root, or the docker group)".into()))));
     checks.push(check("compose v2", compose_version(&compose)));
-    let manager = runtime()?.block_on(async {
-        crate::systemd::Systemd::connect(ctx.mode)
+    let manager = block_on(async {
+        Ok(crate::systemd::Systemd::connect(ctx.mode)
             .await
             .map(|_| ())
-            .map_err(|e| format!("{e:#}"))
-    });
+            .map_err(|e| format!("{e:#}")))
+    })?;
     checks.push(check(
         "systemd manager",
         manager.map(|()| format!("{} manager answers on D-Bus", ctx.mode.flag())).map_err(|e| {
@@ -165,23 +196,5 @@ pub fn doctor(ctx: &Context) -> Result<()> {
         },
     ));
 
-    let failed = checks.iter().filter(|c| !c.ok).count();
-    if ctx.ui.json() {
-        ctx.ui.print_json(&checks);
-    } else {
-        for c in &checks {
-            if c.ok {
-                ctx.ui.say(format!("ok       {:<18} {}", c.what, c.detail));
-            } else {
-                println!(
-                    "MISSING  {:<18} {}\n         fix: {}",
-                    c.what, c.detail, c.fix
-                );
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(Error::Failed(anyhow::anyhow!("{failed} problem(s) found")));
-    }
-    Ok(())
+    Ok(Box::new(Findings { checks }))
 }
