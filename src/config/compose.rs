@@ -428,10 +428,17 @@ impl Parser<'_> {
     }
 
     /// Compose interpolates every string value of the file, extensions included, and refuses
-    /// the file on the first `${VAR:?message}` whose variable no env layer sets.
+    /// the file on the first `${VAR:?message}` whose variable no env layer sets. It also needs
+    /// every mapping key to be a string (`1: x` is not).
     fn interpolation(&mut self, doc: &Node) {
         let mut problems = Vec::new();
+        let mut keys = Vec::new();
         yaml::walk(doc, |path, node| {
+            for key in yaml::keys(node) {
+                if !matches!(yaml::kind(key), "a string" | "a tagged value") {
+                    keys.push((yaml::line(key), path.join("."), yaml::kind(key)));
+                }
+            }
             let Some(text) = yaml::scalar_text(node) else {
                 return;
             };
@@ -441,6 +448,18 @@ impl Parser<'_> {
                 problems.push((yaml::line(node), format!("{}: {message}", path.join("."))));
             }
         });
+        for (line, path, kind) in keys {
+            let place = if path.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in {path}")
+            };
+            self.error(
+                Some(line),
+                format!("a key {place} is {kind}; compose needs string keys"),
+                "quote the key, e.g. \"1\": value",
+            );
+        }
         for (line, message) in problems {
             self.error(
                 Some(line),

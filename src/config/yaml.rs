@@ -343,6 +343,15 @@ pub fn as_sequence(node: &Node) -> Option<&[Rc<Node>]> {
     }
 }
 
+/// The keys of a mapping as written (merge keys included); empty for anything else.
+pub fn keys(node: &Node) -> impl Iterator<Item = &Node> {
+    let pairs: &[(Rc<Node>, Rc<Node>)] = match &node.data {
+        Data::Mapping(pairs) => pairs,
+        _ => &[],
+    };
+    pairs.iter().map(|(key, _)| &**key)
+}
+
 /// Every node below `node` (itself included) once, however often aliases repeat it, with the
 /// path of its first occurrence: what a pass over all values (interpolation) needs.
 pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&[Cow<'n, str>], &'n Node)) {

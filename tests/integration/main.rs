@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod commands;
+mod corpus;
 #[path = "../e2e/harness.rs"]
 mod e2e;
 mod environment;
