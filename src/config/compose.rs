@@ -478,11 +478,7 @@ impl Parser<'_> {
             }
         }
         self.casts(doc, syntax::TOP_LEVEL_CASTS, "");
-        let Some(include) = yaml::get(doc, "include") else {
-            return;
-        };
-        let items = yaml::as_sequence(include.value).unwrap_or_default();
-        for item in items {
+        for item in list(doc, "include") {
             let paths: Vec<&Node> = match yaml::get(item, "path") {
                 None => vec![item],
                 Some(path) => match yaml::as_sequence(path.value) {
@@ -741,10 +737,7 @@ impl Parser<'_> {
     /// compose parses them before it looks at profiles.
     fn ports(&mut self, service: &Service, node: &Node) -> Vec<(PortSpec, usize)> {
         let mut specs = Vec::new();
-        let Some(ports) = yaml::get(node, "ports") else {
-            return specs;
-        };
-        for item in yaml::as_sequence(ports.value).unwrap_or_default() {
+        for item in list(node, "ports") {
             let line = yaml::line(item);
             if yaml::is_mapping(item) {
                 // The long syntax: compose checks its types only, so only a well-formed
@@ -843,10 +836,7 @@ impl Parser<'_> {
             );
         }
         for (section, declared) in [("secrets", &context.secrets), ("configs", &context.configs)] {
-            let Some(entry) = yaml::get(node, section) else {
-                continue;
-            };
-            for item in yaml::as_sequence(entry.value).unwrap_or_default() {
+            for item in list(node, section) {
                 let source = yaml::get(item, "source").map_or(&**item, |s| s.value);
                 if let Some(source) = self.value(source)
                     && !declared.contains(&source)
@@ -943,10 +933,7 @@ impl Parser<'_> {
     /// (`SOURCE:TARGET[:MODE]`) are reported.
     fn volumes(&mut self, service: &Service, node: &Node) -> Vec<(String, usize)> {
         let mut named = Vec::new();
-        let Some(volumes) = yaml::get(node, "volumes") else {
-            return named;
-        };
-        for item in yaml::as_sequence(volumes.value).unwrap_or_default() {
+        for item in list(node, "volumes") {
             let line = yaml::line(item);
             let volume = if yaml::is_mapping(item) {
                 let field = |key| yaml::get(item, key).and_then(|e| self.value(e.value));
@@ -1029,6 +1016,13 @@ impl Parser<'_> {
         }
         decls
     }
+}
+
+/// The items of a list-valued key; nothing when the key is absent or not a list.
+fn list<'n>(node: &'n Node, key: &str) -> &'n [std::rc::Rc<Node>] {
+    yaml::get(node, key)
+        .and_then(|entry| yaml::as_sequence(entry.value))
+        .unwrap_or_default()
 }
 
 /// The nodes below `node` at `pattern` (`*`: every key or item), with their dotted paths.
