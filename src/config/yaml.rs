@@ -54,15 +54,49 @@ pub struct SyntaxError {
 
 /// Parses the single document of `text`; an empty file has none (`None`).
 pub fn parse(text: &str) -> Result<Option<Rc<Node>>, SyntaxError> {
-    let mut input = text.as_bytes();
+    let prepared = avoid_scanner_panics(text);
+    let mut input = prepared.as_bytes();
     let mut parser = Parser::new();
     parser.set_input_string(&mut input);
     let mut builder = Builder::default();
     for event in parser {
-        let event = event.map_err(|e| syntax_error(text, &e))?;
+        let event = event.map_err(|e| syntax_error(&prepared, &e))?;
         builder.event(event.data, mark_line(event.start_mark))?;
     }
     Ok(builder.root)
+}
+
+/// libyaml-safer 0.3 panics (and composectl's release build aborts) where libyaml reports an
+/// error or reads on: at the end of input inside a block scalar or right after a backslash in a
+/// double-quoted one, and on a tag followed directly by `,` in a flow collection (`[!!str, x]`,
+/// which libyaml reads as an empty tagged value). A final line break and a blank before such a
+/// comma change neither the document's structure nor any line number (only a string holding
+/// ` !x,` gains a blank).
+fn avoid_scanner_panics(text: &str) -> Cow<'_, str> {
+    let mut fixed: Option<String> = None;
+    let mut previous = None;
+    let mut in_tag = false;
+    for (at, c) in text.char_indices() {
+        if in_tag && c == ',' {
+            let out = fixed.get_or_insert_with(|| text[..at].to_string());
+            out.push(' ');
+        }
+        if let Some(out) = fixed.as_mut() {
+            out.push(c);
+        }
+        in_tag = match c {
+            // A tag starts a token: never right after a letter or digit of a plain scalar.
+            '!' => in_tag || !previous.is_some_and(char::is_alphanumeric),
+            c if c.is_whitespace() || "[]{},".contains(c) => false,
+            _ => in_tag,
+        };
+        previous = Some(c);
+    }
+    let mut text = fixed.map_or(Cow::Borrowed(text), Cow::Owned);
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.to_mut().push('\n');
+    }
+    text
 }
 
 fn mark_line(mark: Mark) -> usize {
@@ -496,6 +530,26 @@ mod tests {
             "]".repeat(MAX_DEPTH + 1)
         );
         assert!(error_line(&deep).1.contains("nested deeper"));
+    }
+
+    #[test]
+    fn inputs_that_crash_the_scanner_are_read_or_refused() {
+        for text in [
+            "a: |\n  x",
+            "a: >\n  x",
+            "a: \"x\\",
+            "a: [!!str, x]",
+            "{!t, b}",
+            "[''!,",
+        ] {
+            let _ = parse(text);
+        }
+        let doc = doc("a: [!!str, x]\nb: |+\n  y");
+        assert_eq!(as_sequence(get(&doc, "a").unwrap().value).unwrap().len(), 2);
+        assert_eq!(
+            avoid_scanner_panics("a: Hello!, world\n"),
+            "a: Hello!, world\n"
+        );
     }
 
     #[test]
