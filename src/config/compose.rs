@@ -110,7 +110,7 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
     "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
 ];
 
-/// Service keys of the compose specification, up to compose-go 2.9 (`x-*` extensions aside):
+/// Service keys of the compose specification as of compose-go 2.13 (`x-*` extensions aside):
 /// keys newer than the installed compose are accepted rather than refused.
 const SERVICE_KEYS: [&str; 93] = [
     "annotations",
@@ -789,29 +789,42 @@ impl Parser<'_> {
         } else {
             (Some(extends.value), None)
         };
-        match file {
+        let Some(base) = base.and_then(|b| self.value(b)) else {
+            return;
+        };
+        let defined = match file {
+            None => context.services.contains(&base),
             Some(file) => {
-                self.referenced_file(
-                    file,
-                    &format!("service {}: extends file", service.name),
-                    true,
-                );
-            }
-            None => {
-                let Some(base) = base.and_then(|b| self.value(b)) else {
+                let what = format!("service {}: extends file", service.name);
+                let Some(path) = self.referenced_file(file, &what, true) else {
                     return;
                 };
-                if !context.services.contains(&base) {
-                    self.error(
-                        Some(extends.line),
-                        format!(
-                            "service {} extends service {base:?}, which the file does not define",
-                            service.name
-                        ),
-                        "name a service of this file, or add file: with the file that defines it",
-                    );
-                }
+                // Only whether the other file defines the service: its own problems are
+                // compose's to report when it loads it, as for an include.
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| yaml::parse(&text).ok().flatten())
+                    .and_then(|doc| {
+                        let services = yaml::get(&doc, "services")?;
+                        Some(yaml::get(services.value, &base).is_some())
+                    })
+                    .unwrap_or(true)
             }
+        };
+        if !defined {
+            let place = if file.is_some() {
+                "that file"
+            } else {
+                "the file"
+            };
+            self.error(
+                Some(extends.line),
+                format!(
+                    "service {} extends service {base:?}, which {place} does not define",
+                    service.name
+                ),
+                "name a service the file defines, or set file: to the file that defines it",
+            );
         }
     }
 

@@ -969,3 +969,15 @@ fn profiles_turned_on_by_compose_profiles_collide() {
         "container_name \"ollama\" of service db-gpu is also used by service db",
     );
 }
+
+#[test]
+fn extends_service_missing_from_its_file() {
+    refuses(
+        db_service("    extends:\n      file: base.yaml\n      service: postgres\n").file(
+            "stacks/db/base.yaml",
+            "services:\n  pg:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:3:",
+        "extends service \"postgres\", which that file does not define",
+    );
+}
