@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -268,7 +269,7 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
         return ComposeFile::default();
     }
     parser.interpolation(&doc);
-    parser.top_level(&doc);
+    let included = parser.top_level(&doc);
     let networks = parser.networks(&doc);
     let mut file = ComposeFile {
         meta: yaml::get(&doc, META_KEY)
@@ -277,7 +278,7 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
         networks,
         ..ComposeFile::default()
     };
-    parser.services(&doc, &mut file);
+    parser.services(&doc, &included, &mut file);
     file
 }
 
@@ -469,8 +470,9 @@ impl Parser<'_> {
         }
     }
 
-    /// Unknown top-level keys, typed top-level fields and `include` targets.
-    fn top_level(&mut self, doc: &Node) {
+    /// Unknown top-level keys, typed top-level fields and `include` targets; returns the
+    /// included files that could be read, since compose merges what they declare.
+    fn top_level(&mut self, doc: &Node) -> Vec<Rc<Node>> {
         for entry in yaml::entries(doc) {
             let key = entry.key.as_ref();
             if !TOP_LEVEL_KEYS.contains(&key) && !key.starts_with("x-") {
@@ -478,6 +480,7 @@ impl Parser<'_> {
             }
         }
         self.casts(doc, syntax::TOP_LEVEL_CASTS, "");
+        let mut included = Vec::new();
         for item in list(doc, "include") {
             let paths: Vec<&Node> = match yaml::get(item, "path") {
                 None => vec![item],
@@ -487,9 +490,13 @@ impl Parser<'_> {
                 },
             };
             for path in paths {
-                self.referenced_file(path, "include", true);
+                included.extend(
+                    self.referenced_file(path, "include", true)
+                        .and_then(read_yaml),
+                );
             }
         }
+        included
     }
 
     /// A file the compose file names (env_file, label_file, include, extends), which compose
@@ -589,7 +596,7 @@ impl Parser<'_> {
         }
     }
 
-    fn services(&mut self, doc: &Node, file: &mut ComposeFile) {
+    fn services(&mut self, doc: &Node, included: &[Rc<Node>], file: &mut ComposeFile) {
         let Some(services) = yaml::get(doc, "services") else {
             self.error(
                 None,
@@ -620,13 +627,32 @@ impl Parser<'_> {
             .filter(|(s, _)| runs(&s.profiles, &active))
             .map(|(s, _)| s.name.clone())
             .collect();
-        let context = FileContext {
-            volumes: declared(doc, "volumes"),
-            secrets: declared(doc, "secrets"),
-            configs: declared(doc, "configs"),
-            networks: file.networks.iter().map(|n| n.key.clone()).collect(),
-            services: read.iter().map(|(s, _)| s.name.clone()).collect(),
+        // Included files' resources and services count as declared (and their services as
+        // running: their profiles are theirs to check).
+        let all = |section| {
+            std::iter::once(doc)
+                .chain(included.iter().map(|d| &**d))
+                .flat_map(|d| declared(d, section))
+                .collect::<BTreeSet<_>>()
         };
+        let context = FileContext {
+            volumes: all("volumes"),
+            secrets: all("secrets"),
+            configs: all("configs"),
+            networks: all("networks"),
+            services: all("services"),
+        };
+        let running: BTreeSet<String> = file
+            .running
+            .iter()
+            .cloned()
+            .chain(
+                context
+                    .services
+                    .difference(&read.iter().map(|(s, _)| s.name.clone()).collect())
+                    .cloned(),
+            )
+            .collect();
         for (service, node) in &read {
             // Compose parses ports and volumes before it looks at profiles.
             let ports = self.ports(service, node);
@@ -638,7 +664,7 @@ impl Parser<'_> {
                         self.undeclared(line, &service.name, "volume", &volume, "volumes");
                     }
                 }
-                self.references(service, node, &context, &file.running);
+                self.references(service, node, &context, &running);
                 file.ports
                     .extend(ports.into_iter().map(|(spec, line)| Published {
                         service: service.name.clone(),
@@ -799,11 +825,7 @@ impl Parser<'_> {
                 let Some(path) = self.referenced_file(file, &what, true) else {
                     return;
                 };
-                // Only whether the other file defines the service: its own problems are
-                // compose's to report when it loads it, as for an include.
-                std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|text| yaml::parse(&text).ok().flatten())
+                read_yaml(path)
                     .and_then(|doc| {
                         let services = yaml::get(&doc, "services")?;
                         Some(yaml::get(services.value, &base).is_some())
@@ -1031,8 +1053,16 @@ impl Parser<'_> {
     }
 }
 
+/// Another compose file's tree, when it can be read and parsed: what it declares matters here,
+/// its own problems are compose's to report when it loads it.
+fn read_yaml(path: PathBuf) -> Option<Rc<Node>> {
+    yaml::parse(&std::fs::read_to_string(path).ok()?)
+        .ok()
+        .flatten()
+}
+
 /// The items of a list-valued key; nothing when the key is absent or not a list.
-fn list<'n>(node: &'n Node, key: &str) -> &'n [std::rc::Rc<Node>] {
+fn list<'n>(node: &'n Node, key: &str) -> &'n [Rc<Node>] {
     yaml::get(node, key)
         .and_then(|entry| yaml::as_sequence(entry.value))
         .unwrap_or_default()
