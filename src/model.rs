@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::compose::{self, NetworkDecl, Ready, Service};
+use crate::config::compose::{self, Located, NetworkDecl, Published, Ready, Service};
 use crate::config::env::EnvLayers;
 use crate::config::networks::{self, NetworkSpec};
 use crate::config::settings::{self, Settings};
@@ -35,6 +35,9 @@ pub struct Stack {
     pub start_timeout: Duration,
     pub restart_sec: Duration,
     pub services: Vec<Service>,
+    /// The services `compose up` starts: no profile, or one COMPOSE_PROFILES (in the env
+    /// layers) names; readiness waits for these.
+    pub running: BTreeSet<String>,
     pub networks: Vec<NetworkDecl>,
     /// The env files compose gets, in layer order (root .env, root .env.local, stack .env,
     /// stack .env.local); only those that exist.
@@ -207,12 +210,14 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     warn_about_readable_secrets(dir, &mut diags);
 
     let mut stacks = BTreeMap::new();
+    let mut claims = Vec::new();
     // Stacks whose own files are broken: already reported, so not "unknown" to their dependents.
     let mut broken = BTreeSet::new();
     for (name, stack_dir) in stack_dirs(&stacks_dir, &mut diags) {
         match load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
-            Some(stack) => {
+            Some((stack, claim)) => {
                 stacks.insert(name, stack);
+                claims.push(claim);
             }
             None => {
                 broken.insert(name);
@@ -228,9 +233,27 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     };
     check_dependencies(&root, &broken, &mut diags);
     check_networks(&root, &networks_path, networks_broken, &mut diags);
-    check_container_names(&root, &mut diags);
+    check_collisions(&claims, &mut diags);
 
     (Some(root), diags.sorted())
+}
+
+/// Checks one stack directory alone, as `check` would inside a root with no global env files:
+/// its compose file as compose reads it, and the collisions between its own services.
+#[cfg(test)]
+fn check_stack_dir(dir: &Path) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("stack");
+    if let Some((_, claim)) = load_stack(
+        name,
+        dir,
+        &EnvLayers::default(),
+        &Settings::default(),
+        &mut diags,
+    ) {
+        check_collisions(&[claim], &mut diags);
+    }
+    diags.sorted()
 }
 
 /// The stack directories under stacks/, with their names validated; hidden entries are skipped.
@@ -317,13 +340,21 @@ fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<
     }
 }
 
+/// What a stack's running services hold on the engine: container names and host ports.
+struct Claims {
+    stack: String,
+    file: PathBuf,
+    container_names: Vec<(String, Located)>,
+    ports: Vec<Published>,
+}
+
 fn load_stack(
     name: &str,
     dir: &Path,
     root_env: &EnvLayers,
     settings: &Settings,
     diags: &mut Diagnostics,
-) -> Option<Stack> {
+) -> Option<(Stack, Claims)> {
     let compose_file = find_compose_file(name, dir, diags)?;
     let mut env = root_env.clone();
     env.load_dir(dir, diags);
@@ -366,13 +397,24 @@ fn load_stack(
             );
         }
     }
+    let claims = Claims {
+        stack: name.to_string(),
+        file: compose_file.clone(),
+        container_names: parsed
+            .services
+            .iter()
+            .filter(|s| parsed.running.contains(&s.name))
+            .filter_map(|s| Some((s.name.clone(), s.container_name.clone()?)))
+            .collect(),
+        ports: parsed.ports,
+    };
     let dependency_lines = meta
         .requires
         .iter()
         .chain(&meta.wants)
         .map(|d| (d.value.clone(), d.line))
         .collect();
-    Some(Stack {
+    let stack = Stack {
         name: name.to_string(),
         dependency_lines,
         dir: dir.to_path_buf(),
@@ -385,11 +427,13 @@ fn load_stack(
         ready: meta.ready.unwrap_or(Ready::Healthy),
         start_timeout: meta.start_timeout.unwrap_or(settings.start_timeout),
         restart_sec: meta.restart_sec.unwrap_or(settings.restart_sec),
+        running: parsed.running.clone(),
         services: parsed.services,
         networks: parsed.networks,
         env_files: env.files,
         compose_file,
-    })
+    };
+    Some((stack, claims))
 }
 
 /// `.env.local` holds secrets: it should be readable by its owner only.
@@ -482,59 +526,84 @@ fn check_networks(
                 );
             }
         }
-        for service in &stack.services {
-            for net in &service.networks {
-                if net.value != "default" && !stack.networks.iter().any(|d| d.key == net.value) {
-                    let hint = if root.networks.contains_key(&net.value) {
+    }
+}
+
+/// Container names and host ports are global on an engine: two running services claiming the
+/// same one fight over it, and `compose up` fails for the second. Every stack of a root can be
+/// enabled alongside every other, so stacks collide whether or not they are enabled together.
+fn check_collisions(claims: &[Claims], diags: &mut Diagnostics) {
+    let owner = |claim: &Claims, service: &str| {
+        if claims.len() == 1 {
+            format!("service {service}")
+        } else {
+            format!("service {service} of stack {}", claim.stack)
+        }
+    };
+    let mut names: BTreeMap<&str, (&Claims, &str)> = BTreeMap::new();
+    for claim in claims {
+        for (service, container) in &claim.container_names {
+            if let Some((other, other_service)) = names.get(container.value.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        claim.file.clone(),
                         format!(
-                            "add `{0}: {{external: true}}` under the top-level networks:",
-                            net.value
-                        )
-                    } else {
-                        format!("declare {} under the top-level networks:", net.value)
-                    };
-                    diags.push(
-                        Diagnostic::error(
-                            file.clone(),
-                            format!(
-                                "service {} uses network {:?}, which the file does not declare",
-                                service.name, net.value
-                            ),
-                        )
-                        .at_line(Some(net.line))
-                        .hint(hint),
-                    );
-                }
+                            "container_name {:?} of service {service} is also used by {}",
+                            container.value,
+                            owner(other, other_service)
+                        ),
+                    )
+                    .at_line(Some(container.line))
+                    .hint("container names are unique per engine: rename one, or drop container_name (services behind different profiles may share one)"),
+                );
+            } else {
+                names.insert(&container.value, (claim, service));
             }
+        }
+    }
+    let mut published: Vec<(&Claims, &Published)> = Vec::new();
+    for claim in claims {
+        for port in &claim.ports {
+            let Some((start, end)) = port.spec.fixed_host_ports() else {
+                continue;
+            };
+            let clash = published.iter().find(|(_, other)| {
+                let spec = &other.spec;
+                let (other_start, other_end) = spec.fixed_host_ports().unwrap_or((1, 0));
+                spec.protocol == port.spec.protocol
+                    && (spec.host_ip == port.spec.host_ip
+                        || is_any_address(&spec.host_ip)
+                        || is_any_address(&port.spec.host_ip))
+                    && start <= other_end
+                    && other_start <= end
+            });
+            if let Some((other, other_port)) = clash {
+                let address = if port.spec.host_ip.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}:", port.spec.host_ip)
+                };
+                diags.push(
+                    Diagnostic::error(
+                        claim.file.clone(),
+                        format!(
+                            "host port {address}{start}/{} of service {} is also published by {}",
+                            port.spec.protocol,
+                            port.service,
+                            owner(other, &other_port.service)
+                        ),
+                    )
+                    .at_line(Some(port.line))
+                    .hint("a host port can be published once per engine: change one of them, or bind them to different addresses"),
+                );
+            }
+            published.push((claim, port));
         }
     }
 }
 
-/// container_name is global on an engine: two stacks claiming one name fight over it.
-fn check_container_names(root: &Root, diags: &mut Diagnostics) {
-    let mut owners: BTreeMap<&str, (&Stack, &Service)> = BTreeMap::new();
-    for stack in root.stacks.values() {
-        for service in &stack.services {
-            let Some(container) = &service.container_name else {
-                continue;
-            };
-            if let Some((other_stack, other_service)) = owners.get(container.value.as_str()) {
-                diags.push(
-                    Diagnostic::error(
-                        stack.compose_file.clone(),
-                        format!(
-                            "container_name {:?} of service {} is also used by service {} of stack {}",
-                            container.value, service.name, other_service.name, other_stack.name
-                        ),
-                    )
-                    .at_line(Some(container.line))
-                    .hint("container names are unique per engine: rename one, or drop container_name"),
-                );
-            } else {
-                owners.insert(&container.value, (stack, service));
-            }
-        }
-    }
+fn is_any_address(ip: &str) -> bool {
+    matches!(ip, "" | "0.0.0.0" | "::")
 }
 
 #[cfg(test)]
@@ -561,5 +630,88 @@ mod tests {
         ] {
             assert!(bad.parse::<StackName>().is_err(), "{bad:?}");
         }
+    }
+}
+
+/// The compatibility corpus (tests/corpus): real-world compose files and generated constructs,
+/// each checked alone the way `check` checks a stack, against the verdict `docker compose config`
+/// gave (recorded in expected.tsv by tests/corpus/verdicts.sh, so this test needs no docker).
+/// Every case must get composectl's expected verdict without panicking, and composectl may differ
+/// from compose only where the difference is deliberate (README: deliberate differences).
+#[cfg(test)]
+mod corpus {
+    use super::check_stack_dir;
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    fn corpus() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+    }
+
+    struct Row {
+        case: String,
+        compose: String,
+        composectl: String,
+        note: String,
+    }
+
+    fn expected() -> Vec<Row> {
+        let text = std::fs::read_to_string(corpus().join("expected.tsv")).expect("expected.tsv");
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let mut fields = line.split('\t').map(str::to_string);
+                let mut next = || fields.next().unwrap_or_default();
+                Row {
+                    case: next(),
+                    compose: next(),
+                    composectl: next(),
+                    note: next(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn composectl_agrees_with_compose_on_the_corpus() {
+        let rows = expected();
+        let cases: BTreeSet<String> = std::fs::read_dir(corpus().join("cases"))
+            .expect("cases")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        let listed: BTreeSet<String> = rows.iter().map(|r| r.case.clone()).collect();
+        assert_eq!(
+            cases, listed,
+            "every case directory has one row in expected.tsv"
+        );
+
+        let mut wrong = Vec::new();
+        for row in &rows {
+            assert!(
+                row.compose == row.composectl || row.note.starts_with("deliberate:"),
+                "{}: differs from compose without a deliberate: note",
+                row.case
+            );
+            let diags = check_stack_dir(&corpus().join("cases").join(&row.case));
+            let verdict = if diags.has_errors() {
+                "refuse"
+            } else {
+                "accept"
+            };
+            if verdict != row.composectl {
+                wrong.push(format!(
+                    "{}: composectl {verdict}s, expected {} (compose {}s)\n{diags}",
+                    row.case, row.composectl, row.compose
+                ));
+            }
+        }
+        let deliberate = rows.iter().filter(|r| r.compose != r.composectl).count();
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases ({deliberate} deliberate differences):\n{}",
+            wrong.len(),
+            rows.len(),
+            wrong.join("\n\n")
+        );
     }
 }

@@ -20,13 +20,17 @@ pub enum Readiness {
     Waiting(String),
 }
 
-/// Ready when every service started by a plain `compose up` (no profile) has its containers
-/// running (or, for one-shot services, exited 0), and healthy where they have a healthcheck and
-/// the stack waits for health.
+/// Ready when every service `compose up` starts (no profile, or an active one) has its
+/// containers running (or, for one-shot services, exited 0), and healthy where they have a
+/// healthcheck and the stack waits for health.
 pub fn readiness(stack: &Stack, containers: &[Container]) -> Readiness {
     let mut waiting = Vec::new();
     let mut summary = ContainerSummary::default();
-    for service in stack.services.iter().filter(|s| s.profiles.is_empty()) {
+    for service in stack
+        .services
+        .iter()
+        .filter(|s| stack.running.contains(&s.name))
+    {
         let mut own = containers
             .iter()
             .filter(|c| c.service == service.name)
@@ -169,6 +173,7 @@ mod tests {
                 service("web", &[]),
                 service("tools", &["debug"]),
             ],
+            running: ["db".to_string(), "web".to_string()].into(),
             networks: Vec::new(),
             env_files: Vec::new(),
             dependency_lines: BTreeMap::new(),

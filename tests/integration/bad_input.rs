@@ -799,3 +799,421 @@ fn every_problem_is_reported_at_once() {
         "#})
         .run();
 }
+
+/// The valid root with the db stack's compose file replaced: `services:` and `db:` come first,
+/// so the lines of `body` start at 3.
+fn db_service(body: &str) -> Test {
+    Test::valid().file(
+        "stacks/db/compose.yaml",
+        &format!("services:\n  db:\n{body}"),
+    )
+}
+
+#[test]
+fn env_file_missing() {
+    refuses(
+        db_service("    image: postgres\n    env_file:\n      - db.env\n"),
+        "stacks/db/compose.yaml:5:",
+        "env_file \"db.env\" does not exist",
+    );
+}
+
+#[test]
+fn env_file_missing_long_syntax_required() {
+    refuses(
+        db_service(
+            "    image: postgres\n    env_file:\n      - path: db.env\n        required: true\n",
+        ),
+        "stacks/db/compose.yaml:5:",
+        "env_file \"db.env\" does not exist",
+    );
+}
+
+#[test]
+fn env_file_not_required_may_be_missing() {
+    db_service(
+        "    image: postgres\n    env_file:\n      - path: db.env\n        required: false\n",
+    )
+    .args(["check"])
+    .stdout_has("ok (2 stacks: app, db)")
+    .run();
+}
+
+#[test]
+fn label_file_missing() {
+    refuses(
+        db_service("    image: postgres\n    label_file: labels\n"),
+        "stacks/db/compose.yaml:4:",
+        "label_file \"labels\" does not exist",
+    );
+}
+
+#[test]
+fn undeclared_named_volume() {
+    refuses(
+        db_service("    image: postgres\n    volumes:\n      - pgdata:/var/lib/postgresql/data\n"),
+        "stacks/db/compose.yaml:5:",
+        "uses volume \"pgdata\", which the file does not declare",
+    );
+}
+
+#[test]
+fn undeclared_secret() {
+    refuses(
+        db_service("    image: postgres\n    secrets: [db_password]\n"),
+        "stacks/db/compose.yaml:4:",
+        "uses secret \"db_password\", which the file does not declare",
+    );
+}
+
+#[test]
+fn undeclared_config() {
+    refuses(
+        db_service(
+            "    image: postgres\n    configs:\n      - source: pg_conf\n        target: /etc/pg.conf\n",
+        ),
+        "stacks/db/compose.yaml:5:",
+        "uses config \"pg_conf\", which the file does not declare",
+    );
+}
+
+#[test]
+fn volume_with_empty_source() {
+    refuses(
+        db_service("    image: postgres\n    volumes:\n      - :/home/app:z\n"),
+        "stacks/db/compose.yaml:5:",
+        "invalid spec: :/home/app:z: empty section between colons",
+    );
+}
+
+#[test]
+fn volume_source_from_unset_variable() {
+    refuses(
+        db_service("    image: postgres\n    volumes:\n      - ${DATA_DIR}:/data\n"),
+        "stacks/db/compose.yaml:5:",
+        "empty section between colons",
+    );
+}
+
+#[test]
+fn malformed_port() {
+    refuses(
+        db_service("    image: postgres\n    ports:\n      - \"5432:5432/tpc\"\n"),
+        "stacks/db/compose.yaml:5:",
+        "invalid proto: tpc",
+    );
+}
+
+#[test]
+fn port_from_unset_variable() {
+    refuses(
+        db_service("    image: postgres\n    ports:\n      - ${PG_PORT}\n"),
+        "stacks/db/compose.yaml:5:",
+        "no port specified",
+    );
+}
+
+#[test]
+fn required_variable_missing_in_a_field_composectl_does_not_read() {
+    refuses(
+        db_service(
+            "    image: postgres\n    environment:\n      POSTGRES_PASSWORD: ${PG_PASSWORD:?put PG_PASSWORD in .env.local}\n",
+        ),
+        "stacks/db/compose.yaml:5:",
+        "services.db.environment.POSTGRES_PASSWORD: variable PG_PASSWORD is not set: put PG_PASSWORD in .env.local",
+    );
+}
+
+#[test]
+fn required_variable_set_in_an_env_layer() {
+    db_service(
+        "    image: postgres\n    environment:\n      POSTGRES_PASSWORD: ${PG_PASSWORD:?set it}\n",
+    )
+    .file("stacks/db/.env.local", "PG_PASSWORD=secret\n")
+    .with(|root| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join("stacks/db/.env.local");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    })
+    .args(["check"])
+    .stdout_has("ok (2 stacks: app, db)")
+    .run();
+}
+
+#[test]
+fn malformed_interpolation() {
+    refuses(
+        db_service("    image: postgres\n    command: postgres -c ${A!}\n"),
+        "stacks/db/compose.yaml:4:",
+        "invalid interpolation syntax",
+    );
+}
+
+#[test]
+fn typed_field_not_a_number_after_interpolation() {
+    refuses(
+        db_service(
+            "    image: postgres\n    healthcheck:\n      test: [CMD, pg_isready]\n      retries: ${RETRIES}\n",
+        ),
+        "stacks/db/compose.yaml:6:",
+        "services.db.healthcheck.retries: \"\" is not an integer",
+    );
+}
+
+#[test]
+fn extends_file_missing() {
+    refuses(
+        db_service("    extends:\n      file: base.yaml\n      service: postgres\n"),
+        "stacks/db/compose.yaml:4:",
+        "extends file \"base.yaml\" does not exist",
+    );
+}
+
+#[test]
+fn extends_service_missing() {
+    refuses(
+        db_service("    extends: postgres\n"),
+        "stacks/db/compose.yaml:3:",
+        "extends service \"postgres\", which the file does not define",
+    );
+}
+
+#[test]
+fn include_missing() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "include:\n  - extra.yaml\nservices:\n  db:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:2:",
+        "include \"extra.yaml\" does not exist",
+    );
+}
+
+#[test]
+fn depends_on_undefined_service() {
+    refuses(
+        db_service("    image: postgres\n    depends_on:\n      - cache\n"),
+        "stacks/db/compose.yaml:5:",
+        "depends on service \"cache\", which the file does not define",
+    );
+}
+
+#[test]
+fn depends_on_service_behind_a_profile() {
+    refuses(
+        db_service(
+            "    image: postgres\n    depends_on: [backup]\n  backup:\n    image: restic\n    profiles: [tools]\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "its profiles are not in COMPOSE_PROFILES",
+    );
+}
+
+#[test]
+fn network_mode_of_undefined_service() {
+    refuses(
+        db_service("    image: postgres\n    network_mode: service:vpn\n"),
+        "stacks/db/compose.yaml:4:",
+        "network_mode names service \"vpn\"",
+    );
+}
+
+#[test]
+fn service_without_image_or_build() {
+    refuses(
+        db_service("    restart: always\n"),
+        "stacks/db/compose.yaml:2:",
+        "service db has neither an image nor a build context",
+    );
+}
+
+#[test]
+fn misspelt_service_key() {
+    refuses(
+        db_service("    image: postgres\n    enviroment:\n      A: b\n"),
+        "stacks/db/compose.yaml:4:",
+        "did you mean environment?",
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "services:\n  db:\n    image: postgres\nvolume:\n  data:\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "unknown top-level key \"volume\"",
+    );
+}
+
+#[test]
+fn number_in_a_list_of_strings() {
+    refuses(
+        db_service("    image: redis\n    command: [redis-server, --port, 6380]\n"),
+        "stacks/db/compose.yaml:4:",
+        "command item 3 is a number, expected a string",
+    );
+}
+
+#[test]
+fn number_as_a_key() {
+    refuses(
+        db_service("    image: postgres\n    environment:\n      1: one\n"),
+        "stacks/db/compose.yaml:5:",
+        "is a number; compose needs string keys",
+    );
+}
+
+#[test]
+fn yaml_unknown_anchor() {
+    refuses(
+        db_service("    image: postgres\n    environment: *pg_env\n"),
+        "stacks/db/compose.yaml:4:",
+        "unknown anchor: *pg_env",
+    );
+}
+
+#[test]
+fn yaml_alias_inside_its_own_anchor() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "x-a: &a\n  b: *a\nservices:\n  db:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:2:",
+        "alias *a is used inside the node it names",
+    );
+}
+
+#[test]
+fn yaml_merge_key_on_a_list() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "x-a: &a [1]\nservices:\n  db:\n    <<: *a\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "a merge key (<<) takes a mapping or a list of mappings",
+    );
+}
+
+#[test]
+fn yaml_tab_indentation() {
+    refuses(
+        Test::valid().file("stacks/db/compose.yaml", "services:\n\tdb:\n\t\timage: x\n"),
+        "stacks/db/compose.yaml:2:",
+        "YAML syntax error",
+    );
+}
+
+#[test]
+fn yaml_control_character() {
+    refuses(
+        db_service("    image: post\u{1}gres\n"),
+        "stacks/db/compose.yaml:3:",
+        "control characters are not allowed",
+    );
+}
+
+#[test]
+fn yaml_1_2_directive() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "%YAML 1.2\n---\nservices:\n  db:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:1:",
+        "compose reads YAML 1.1 documents only",
+    );
+}
+
+#[test]
+fn yaml_nested_too_deep() {
+    let deep = format!(
+        "    image: postgres\n    x-deep: {}{}\n",
+        "[".repeat(1001),
+        "]".repeat(1001)
+    );
+    refuses(
+        db_service(&deep),
+        "stacks/db/compose.yaml:4:",
+        "nested deeper than 1000 levels",
+    );
+}
+
+#[test]
+fn yaml_more_than_one_document() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "services:\n  db:\n    image: postgres\n---\nservices:\n  extra:\n    image: x\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "more than one YAML document",
+    );
+}
+
+#[test]
+fn container_name_twice_in_one_stack() {
+    refuses(
+        db_service(
+            "    image: postgres\n    container_name: pg\n  replica:\n    image: postgres\n    container_name: pg\n",
+        ),
+        "stacks/db/compose.yaml:7:",
+        "container_name \"pg\" of service replica is also used by service db",
+    );
+}
+
+#[test]
+fn host_port_published_by_two_stacks() {
+    refuses(
+        Test::valid()
+            .file(
+                "stacks/db/compose.yaml",
+                "services:\n  db:\n    image: postgres\n    ports: [\"5432:5432\"]\n",
+            )
+            .file(
+                "stacks/cache/compose.yaml",
+                "services:\n  pgbouncer:\n    image: pgbouncer\n    ports:\n      - 127.0.0.1:5432:6432\n",
+            ),
+        "stacks/db/compose.yaml:4:",
+        "host port 5432/tcp of service db is also published by service pgbouncer of stack cache",
+    );
+}
+
+#[test]
+fn services_behind_different_profiles_share_names_and_ports() {
+    db_service(
+        "    image: ollama/ollama\n    container_name: ollama\n    profiles: [cpu]\n    ports: [\"11434:11434\"]\n  db-gpu:\n    image: ollama/ollama\n    container_name: ollama\n    profiles: [gpu]\n    ports: [\"11434:11434\"]\n",
+    )
+    .args(["check"])
+    .stdout_has("ok (2 stacks: app, db)")
+    .run();
+}
+
+#[test]
+fn profiles_turned_on_by_compose_profiles_collide() {
+    refuses(
+        db_service(
+            "    image: ollama/ollama\n    container_name: ollama\n    profiles: [cpu]\n  db-gpu:\n    image: ollama/ollama\n    container_name: ollama\n    profiles: [gpu]\n",
+        )
+        .file("stacks/db/.env", "COMPOSE_PROFILES=cpu,gpu\n"),
+        "stacks/db/compose.yaml:8:",
+        "container_name \"ollama\" of service db-gpu is also used by service db",
+    );
+}
+
+#[test]
+fn extends_service_missing_from_its_file() {
+    refuses(
+        db_service("    extends:\n      file: base.yaml\n      service: postgres\n").file(
+            "stacks/db/base.yaml",
+            "services:\n  pg:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:3:",
+        "extends service \"postgres\", which that file does not define",
+    );
+}
