@@ -380,8 +380,8 @@ impl Systemd {
     /// unless every job is done and every watched unit is in the state its job should leave it.
     async fn check_outcome(&self, jobs: &Jobs, ends: &[(String, JobEnd)]) -> Result<()> {
         let mut failures = Vec::new();
-        for unit in &jobs.watched {
-            let status = self.status(unit).await?;
+        for status in self.statuses(&jobs.watched).await? {
+            let unit = &status.unit;
             let end = ends.iter().find(|(u, _)| u == unit).map(|(_, end)| end);
             let message = match end {
                 Some(JobEnd::WaitsFor(failed)) => format!(
@@ -470,9 +470,11 @@ impl Systemd {
         path: &OwnedObjectPath,
         interface: &str,
     ) -> Result<HashMap<String, OwnedVariant>> {
+        // No property cache: it would subscribe to PropertiesChanged, a round trip per proxy.
         let proxy = zbus::fdo::PropertiesProxy::builder(&self.connection)
             .destination("org.freedesktop.systemd1")
             .path(path.as_ref())
+            .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await?;
         let interface = zbus::names::InterfaceName::try_from(interface)?;
@@ -523,6 +525,11 @@ impl Systemd {
                 .unwrap_or(0);
         }
         Ok(status)
+    }
+
+    /// The status of many units, asked all at once: one round trip's wait, not one per unit.
+    pub async fn statuses(&self, units: &[String]) -> Result<Vec<UnitStatus>> {
+        futures_util::future::try_join_all(units.iter().map(|unit| self.status(unit))).await
     }
 
     /// The last lines a unit logged, for error messages.

@@ -51,22 +51,26 @@ struct StackState {
     containers: Option<ContainerSummary>,
 }
 
+/// Every stack's unit and containers: systemd's answers and the engine's, asked at once.
 async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<StackState>> {
-    let systemd = Systemd::connect(ctx.mode).await?;
-    let summaries = container_summaries().await;
-    let mut states = Vec::new();
-    for stack in stacks {
-        let unit = systemd.status(&units::stack_unit(stack)).await?;
-        states.push(StackState {
+    let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
+    let statuses = async {
+        let systemd = Systemd::connect(ctx.mode).await?;
+        systemd.statuses(&unit_names).await
+    };
+    let (statuses, summaries) = tokio::join!(statuses, container_summaries());
+    Ok(stacks
+        .iter()
+        .zip(statuses?)
+        .map(|(stack, unit)| StackState {
             stack: stack.clone(),
             status: unit.status_line(),
             unit,
             containers: summaries
                 .as_ref()
                 .map(|s| s.get(stack).cloned().unwrap_or_default()),
-        });
-    }
-    Ok(states)
+        })
+        .collect())
 }
 
 fn containers(state: &StackState) -> String {
