@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::StackName;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "composectl",
@@ -13,7 +15,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "composectl reads a root of compose stacks (stacks/NAME/compose.yaml) and networks.toml, \
 writes one systemd unit per stack (compose@NAME.service) ordered by the stacks' requires/wants, and \
 drives systemd over D-Bus. A stack is active only once its containers are healthy.",
-    after_help = "Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error, 3 not active (status)."
+    after_help = "Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error, 3 not active (status). \
+With -o json every command prints one JSON document (logs: one journal entry a line), failures an \
+object {\"error\": {\"kind\", \"exit_code\", \"message\", \"diagnostics\"}}."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -113,7 +117,11 @@ pub enum Command {
     /// List every stack in the root, and installed units whose stack is gone
     List,
     /// Check the networks of networks.toml on the engine and create the missing ones
-    Networks,
+    Networks {
+        /// Wait for the engine to answer (up to the start timeout) instead of failing at once
+        #[arg(long)]
+        wait: bool,
+    },
     /// Pull the stacks' images, then restart their units
     Update(RequiredStacks),
     /// What this host lacks for composectl, and how to fix it
@@ -121,12 +129,12 @@ pub enum Command {
     /// The supervisor: the main process of compose@STACK.service (not for interactive use)
     Run {
         /// The stack to run
-        stack: String,
+        stack: StackName,
     },
-    /// Show a stack's logs from the journal
+    /// Show a stack's logs from the journal (-o json: journald's JSON, one entry a line)
     Logs {
         /// The stack
-        stack: String,
+        stack: StackName,
         /// Only this compose service's lines
         service: Option<String>,
         /// Keep printing new lines
@@ -145,12 +153,23 @@ pub enum Command {
 pub struct RequiredStacks {
     /// Stacks to act on
     #[arg(value_name = "STACK", required = true)]
-    pub names: Vec<String>,
+    pub names: Vec<StackName>,
 }
 
 #[derive(Debug, Args)]
 pub struct StackArgs {
     /// Stacks to act on, with the stacks they require or want [default: all]
     #[arg(value_name = "STACK")]
-    pub names: Vec<String>,
+    pub names: Vec<StackName>,
+}
+
+/// Whether a command line asks for JSON output, read before (or without) a successful parse, so
+/// that usage errors can be JSON too.
+pub fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.windows(2)
+        .any(|pair| matches!(pair[0], "-o" | "--output") && pair[1] == "json")
+        || args
+            .iter()
+            .any(|a| matches!(*a, "-ojson" | "--output=json"))
 }

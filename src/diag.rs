@@ -75,7 +75,8 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Problems collected while reading and validating a root.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
 pub struct Diagnostics(Vec<Diagnostic>);
 
 impl Diagnostics {
@@ -99,6 +100,7 @@ impl Diagnostics {
         self.0.iter().filter(|d| d.is_error())
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -62,9 +62,52 @@ pub fn format(duration: Duration) -> String {
     }
 }
 
+/// A duration for people, as systemctl shows "1h 2min ago": the two largest whole units.
+pub fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (days, hours, minutes, seconds) = (
+        secs / 86_400,
+        secs % 86_400 / 3_600,
+        secs % 3_600 / 60,
+        secs % 60,
+    );
+    let parts: Vec<String> = [
+        (days, if days == 1 { " day" } else { " days" }),
+        (hours, "h"),
+        (minutes, "min"),
+        (seconds, "s"),
+    ]
+    .iter()
+    .skip_while(|(value, _)| *value == 0)
+    .take(2)
+    .filter(|(value, _)| *value > 0)
+    .map(|(value, unit)| format!("{value}{unit}"))
+    .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_durations_keep_the_two_largest_units() {
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (3_723, "1h 2min"),
+            (3_605, "1h"),
+            (125, "2min 5s"),
+            (90_061, "1 day 1h"),
+            (3 * 86_400 + 59, "3 days"),
+        ] {
+            assert_eq!(human(Duration::from_secs(secs)), text, "{secs}");
+        }
+    }
 
     #[test]
     fn parses_systemd_spans() {

@@ -1,8 +1,13 @@
 //! The Docker engine, through its API on the unix socket (bollard): networks, the containers of
 //! a compose project, their events and their logs. Nothing here parses CLI output.
+//!
+//! Every request is bounded ([`REQUEST_TIMEOUT`]): an engine that hangs (a socket-activated
+//! dockerd that is not coming back, a wedged daemon) must never hold a stop or a failure path
+//! for minutes. Streams (events, logs) are bounded only until their headers arrive.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use bollard::query_parameters::{
@@ -22,6 +27,13 @@ const API_VERSION: ClientVersion = ClientVersion {
     major_version: 1,
     minor_version: 41,
 };
+
+/// How long any one request may take before the engine counts as not answering.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the engine may take to answer a probe before it counts as gone.
+pub const PROBE: Duration = Duration::from_secs(3);
+/// The longest pause between two probes while waiting for the engine.
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 pub struct Engine {
     docker: Docker,
@@ -53,16 +65,43 @@ impl Container {
     }
 }
 
+/// Containers summarised: running of total, healthy of those with a healthcheck. The one format
+/// for both the supervisor's STATUS= and `composectl status`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerSummary {
+    pub running: usize,
+    pub total: usize,
+    pub healthy: usize,
+    pub with_healthcheck: usize,
+}
+
+impl ContainerSummary {
+    pub fn add(&mut self, container: &Container) {
+        self.total += 1;
+        self.running += usize::from(container.running);
+        self.with_healthcheck += usize::from(container.health.is_some());
+        self.healthy += usize::from(container.healthy());
+    }
+}
+
+impl std::fmt::Display for ContainerSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} running", self.running, self.total)?;
+        if self.with_healthcheck > 0 {
+            write!(f, ", {}/{} healthy", self.healthy, self.with_healthcheck)?;
+        }
+        Ok(())
+    }
+}
+
 /// What the engine says about a container that stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     pub code: i64,
     pub oom_killed: bool,
-    /// The restart policy will bring it back (`always`, `unless-stopped`, `on-failure` after a
-    /// non-zero exit).
+    /// The engine is bringing it back (its restart policy applies: not stopped by hand, retries
+    /// left), or it already runs again.
     pub restarts: bool,
-    pub running: bool,
-    pub health: Option<String>,
 }
 
 /// A container event of one project.
@@ -74,6 +113,50 @@ pub struct Event {
     /// `start`, `die`, `oom`, `health_status: healthy`, ...
     pub action: String,
     pub time_nano: i64,
+}
+
+/// What `ensure_networks` found or did for one network of networks.toml.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NetworkCheck {
+    pub name: String,
+    pub subnet: String,
+    pub state: NetworkState,
+    /// How the engine's network differs from networks.toml, as sentences (state `drifted`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkState {
+    Ok,
+    Created,
+    Drifted,
+}
+
+impl NetworkCheck {
+    /// Why a drifted network stops the stack, and how to fix it.
+    pub fn problem(&self) -> Option<String> {
+        (self.state == NetworkState::Drifted).then(|| {
+            format!(
+                "network {name} differs from networks.toml: {}. Containers may use it, so composectl will not \
+                 recreate it: stop what uses it, `docker network rm {name}`, then run `composectl networks` \
+                 (or change networks.toml to match)",
+                self.drift.join("; "),
+                name = self.name
+            )
+        })
+    }
+}
+
+/// The problems of a set of network checks as one error, if any network drifted.
+pub fn drift_error(checks: &[NetworkCheck]) -> Result<()> {
+    let problems: Vec<String> = checks.iter().filter_map(NetworkCheck::problem).collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!("{}", problems.join("\n")))
+    }
 }
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
@@ -171,7 +254,45 @@ fn exit_code_from_status(status: &str) -> Option<i64> {
 impl Engine {
     /// Connects to `$DOCKER_HOST` (unix sockets only) or /var/run/docker.sock.
     pub fn connect() -> Result<Engine> {
-        let socket = match std::env::var("DOCKER_HOST") {
+        let socket = Engine::socket_path()?;
+        let docker = Docker::connect_with_unix(&socket, REQUEST_TIMEOUT.as_secs(), &API_VERSION)
+            .with_context(|| format!("cannot use the Docker engine socket {socket}"))?;
+        Ok(Engine { docker, socket })
+    }
+
+    /// Returns the engine once it answers; `waiting` hears that it waits. A late engine (a user
+    /// manager at boot, dockerd restarting, its socket not even there yet) delays the caller
+    /// instead of failing it, for up to `limit`.
+    pub async fn wait(limit: Duration, mut waiting: impl FnMut(&str)) -> Result<Engine> {
+        let socket = Engine::socket_path()?;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            // Connecting fails while the socket does not exist yet.
+            if let Ok(engine) = Engine::connect()
+                && engine.answers(PROBE).await
+            {
+                return Ok(engine);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(anyhow!(
+                    "the Docker engine did not answer on {socket} within {}; is dockerd running (systemctl start docker)?",
+                    crate::duration::format(limit)
+                ));
+            }
+            waiting(&format!("waiting for the Docker engine on {socket}"));
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    /// The socket `connect` uses: `$DOCKER_HOST` (unix sockets only) or /var/run/docker.sock.
+    pub fn socket_path() -> Result<String> {
+        match std::env::var("DOCKER_HOST") {
             Ok(host) if !host.is_empty() => host
                 .strip_prefix("unix://")
                 .map(str::to_string)
@@ -179,16 +300,9 @@ impl Engine {
                     anyhow!(
                         "DOCKER_HOST={host}: composectl talks to the engine over a unix socket only"
                     )
-                })?,
-            _ => "/var/run/docker.sock".to_string(),
-        };
-        let docker = Docker::connect_with_unix(&socket, 120, &API_VERSION)
-            .with_context(|| format!("cannot use the Docker engine socket {socket}"))?;
-        Ok(Engine { docker, socket })
-    }
-
-    pub fn socket(&self) -> &str {
-        &self.socket
+                }),
+            _ => Ok("/var/run/docker.sock".to_string()),
+        }
     }
 
     /// The engine's version; fails with a hint when it does not answer.
@@ -200,6 +314,15 @@ impl Engine {
             )
         })?;
         Ok(version.version.unwrap_or_default())
+    }
+
+    /// Whether the engine answers within `limit`; a socket-activated engine that is down accepts
+    /// the connection and never replies, so only a reply counts.
+    pub async fn answers(&self, limit: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, self.docker.ping()).await,
+            Ok(Ok(_))
+        )
     }
 
     pub async fn network(&self, name: &str) -> Result<Option<bollard::models::NetworkInspect>> {
@@ -240,6 +363,41 @@ impl Engine {
         Ok(())
     }
 
+    /// Creates the networks that are missing; compares the others with their spec (never
+    /// recreating one: containers may use it).
+    pub async fn ensure_networks(&self, specs: &[&NetworkSpec]) -> Result<Vec<NetworkCheck>> {
+        let mut checks = Vec::new();
+        for spec in specs {
+            let existing = match self.network(&spec.name).await? {
+                Some(actual) => Some(actual),
+                None => match self.create_network(spec).await {
+                    Ok(()) => None,
+                    // Another stack's supervisor created it meanwhile (stacks start together).
+                    Err(e) => Some(self.network(&spec.name).await?.ok_or(e)?),
+                },
+            };
+            let (state, drift) = match existing {
+                None => (NetworkState::Created, Vec::new()),
+                Some(actual) => {
+                    let drift = network_drift(spec, &actual);
+                    let state = if drift.is_empty() {
+                        NetworkState::Ok
+                    } else {
+                        NetworkState::Drifted
+                    };
+                    (state, drift)
+                }
+            };
+            checks.push(NetworkCheck {
+                name: spec.name.clone(),
+                subnet: spec.subnet.to_string(),
+                state,
+                drift,
+            });
+        }
+        Ok(checks)
+    }
+
     /// The containers of one compose project, or of every project, from one API call.
     pub async fn containers(&self, project: Option<&str>) -> Result<Vec<Container>> {
         let options = ListContainersOptions {
@@ -274,6 +432,38 @@ impl Engine {
             .collect())
     }
 
+    /// Removes what a compose project left on the engine (containers, the project's own
+    /// networks), never its volumes: what `compose down` does, without needing the compose file.
+    /// Returns how many containers went.
+    pub async fn remove_project(&self, project: &str) -> Result<usize> {
+        let containers = self.containers(Some(project)).await?;
+        for container in &containers {
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            self.docker
+                .remove_container(&container.id, Some(options))
+                .await
+                .map_err(|e| anyhow!("cannot remove container {}: {e}", container.name))?;
+        }
+        let options = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(project_filter(Some(project))),
+        };
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|e| anyhow!("cannot list networks: {e}"))?;
+        for network in networks.into_iter().filter_map(|n| n.name) {
+            self.docker
+                .remove_network(&network)
+                .await
+                .map_err(|e| anyhow!("cannot remove network {network}: {e}"))?;
+        }
+        Ok(containers.len())
+    }
+
     /// Inspects one container for why it stopped and whether it comes back by itself.
     pub async fn exit(&self, id: &str) -> Result<Exit> {
         let detail = self
@@ -285,32 +475,27 @@ impl Engine {
             .await
             .map_err(|e| anyhow!("cannot inspect container {id}: {e}"))?;
         let state = detail.state.unwrap_or_default();
-        let code = state.exit_code.unwrap_or(0);
-        let policy = detail
-            .host_config
-            .and_then(|h| h.restart_policy)
-            .and_then(|p| p.name)
-            .unwrap_or(bollard::models::RestartPolicyNameEnum::NO);
-        use bollard::models::RestartPolicyNameEnum as Policy;
-        let restarts = match policy {
-            Policy::ALWAYS | Policy::UNLESS_STOPPED => true,
-            Policy::ON_FAILURE => code != 0,
-            Policy::NO | Policy::EMPTY => false,
-        };
+        // The engine has decided by the time it reports the death: `restarting` is set when its
+        // policy applies, and never after `docker kill`/`docker stop` (stopped by hand).
         Ok(Exit {
-            code,
+            code: state.exit_code.unwrap_or(0),
             oom_killed: state.oom_killed.unwrap_or(false),
-            restarts,
-            running: state.running.unwrap_or(false) || state.restarting.unwrap_or(false),
-            health: state.health.and_then(|h| h.status).map(|s| s.to_string()),
+            restarts: state.restarting.unwrap_or(false) || state.running.unwrap_or(false),
         })
     }
 
-    /// Container events of a project from `since` (unix seconds) on. The request is only made
-    /// when the stream is first polled; `since` makes the engine replay what happened before.
-    pub fn events(&self, project: &str, since: i64) -> EventStream {
+    /// Container events of a project from `since` (unix seconds) on, only `actions` when given.
+    /// The request is only made when the stream is first polled; `since` makes the engine replay
+    /// what happened before.
+    pub fn events(&self, project: &str, since: i64, actions: &[&str]) -> EventStream {
         let mut filters = project_filter(Some(project));
         filters.insert("type".into(), vec!["container".into()]);
+        if !actions.is_empty() {
+            filters.insert(
+                "event".into(),
+                actions.iter().map(|a| a.to_string()).collect(),
+            );
+        }
         let options = EventsOptions {
             filters: Some(filters),
             since: Some(since.to_string()),

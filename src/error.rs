@@ -10,6 +10,9 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_ACTIVE: u8 = 3;
+    /// `run`: a required stack was recreated; the unit restarts on this status
+    /// (RestartForceExitStatus=) without counting it a failure (SuccessExitStatus=). EX_TEMPFAIL.
+    pub const RESTART: u8 = 75;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -20,22 +23,40 @@ pub enum Error {
     /// An operation was attempted and failed.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
-    /// `status`: not every stack is active. The report was already printed.
-    #[error("not all stacks are active")]
-    NotActive,
+    /// `run`: the supervisor ends so that systemd starts the stack again. Already logged.
+    #[error("restarting: {0}")]
+    Restart(String),
+    /// Whoever read stdout went away (`composectl render | head`): not a failure.
+    #[error("stdout was closed")]
+    BrokenPipe,
 }
 
 impl Error {
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+    pub fn code(&self) -> u8 {
+        match self {
             Error::Invalid(_) => exit::USAGE,
             Error::Failed(_) => exit::FAILED,
-            Error::NotActive => exit::NOT_ACTIVE,
-        })
+            Error::Restart(_) => exit::RESTART,
+            Error::BrokenPipe => exit::OK,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
     }
 
     pub fn usage(message: impl Into<String>) -> Error {
         Error::Invalid(Diagnostic::error(None, message).into())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Error::BrokenPipe
+        } else {
+            Error::Failed(anyhow::anyhow!("cannot write the output: {error}"))
+        }
     }
 }
 

@@ -9,6 +9,8 @@ const SOCKET: &str = "/run/systemd/journal/socket";
 const MAX_LINE: usize = 48 * 1024;
 
 pub struct Journal {
+    /// Unbound, each entry sent to the socket's path: a restarted journald binds a new socket
+    /// there, which a connected socket would never reach.
     socket: UnixDatagram,
 }
 
@@ -19,9 +21,12 @@ pub const PRIORITY_INFO: u8 = 6;
 impl Journal {
     /// None where no journald listens (composectl run outside systemd then logs to stderr).
     pub fn connect() -> Option<Journal> {
-        let socket = UnixDatagram::unbound().ok()?;
-        socket.connect(SOCKET).ok()?;
-        Some(Journal { socket })
+        if !std::path::Path::new(SOCKET).exists() {
+            return None;
+        }
+        Some(Journal {
+            socket: UnixDatagram::unbound().ok()?,
+        })
     }
 
     /// Sends one entry; failures are dropped, since there is nowhere left to report them.
@@ -33,7 +38,7 @@ impl Journal {
         for (key, value) in fields {
             append(&mut datagram, key, value.as_bytes());
         }
-        let _ = self.socket.send(&datagram);
+        let _ = self.socket.send_to(&datagram, SOCKET);
     }
 }
 

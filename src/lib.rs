@@ -1,44 +1,59 @@
 //! composectl: systemd as the orchestrator of layered Docker Compose stacks.
 //!
 //! The pipeline: `config` reads the files of a root, `model` validates them into a `Root`,
-//! `graph` orders the stacks, `units` renders unit files, and `app` runs the commands, the only
-//! place with side effects on the terminal. See ARCHITECTURE.md.
+//! `graph` orders the stacks, `units` renders unit files, `unitdir` installs them, `systemd`
+//! drives the manager, `engine` and `compose` the containers, `supervisor` runs a stack; the
+//! commands in `cmd` use them and return reports that `output` prints. See ARCHITECTURE.md.
 
-pub mod app;
 pub mod cli;
-pub mod config;
-pub mod control;
-pub mod diag;
-pub mod doctor;
-pub mod duration;
-pub mod engine;
-pub mod error;
-pub mod graph;
-pub mod journal;
-pub mod mode;
-pub mod model;
-pub mod supervisor;
-pub mod systemd;
-pub mod ui;
-pub mod unitdir;
-pub mod units;
+mod cmd;
+mod compose;
+mod config;
+mod context;
+mod diag;
+mod duration;
+mod engine;
+mod error;
+mod graph;
+mod journal;
+mod mode;
+mod model;
+mod output;
+mod supervisor;
+mod systemd;
+mod unitdir;
+mod units;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::error::Error;
-use crate::ui::Ui;
+use clap::Parser;
 
-/// Runs a parsed command line and turns its outcome into the process exit code.
-pub fn run(cli: cli::Cli) -> ExitCode {
-    let ui = Ui::new(&cli.global);
-    match app::execute(cli, ui) {
-        Ok(()) => ExitCode::SUCCESS,
+pub use model::StackName;
+
+use crate::output::Output;
+
+/// Parses a command line, runs it and turns its outcome into the process exit code: the one
+/// place errors become exit codes.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
         Err(error) => {
-            match &error {
-                Error::Invalid(diags) => ui.report(diags),
-                Error::Failed(e) => ui.fail(&format!("{e:#}")),
-                Error::NotActive => {}
-            }
+            // --help and --version are "errors" that print to stdout and exit 0.
+            let json = error.use_stderr() && cli::wants_json(&args);
+            return match output::print_usage_error(&error, json) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                _ => ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(error::exit::USAGE)),
+            };
+        }
+    };
+    let out = Output::new(&cli.global);
+    let outcome = cmd::execute(cli, out).and_then(|report| out.report(&*report));
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            out.error(&error);
             error.exit_code()
         }
     }

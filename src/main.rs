@@ -1,5 +1,3 @@
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    composectl::run(composectl::cli::Cli::parse())
+    composectl::run(std::env::args_os())
 }

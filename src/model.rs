@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::compose::{self, NetworkDecl, Ready, Service};
+use crate::config::compose::{self, Located, NetworkDecl, Published, Ready, Service};
 use crate::config::env::EnvLayers;
 use crate::config::networks::{self, NetworkSpec};
 use crate::config::settings::{self, Settings};
@@ -28,11 +28,16 @@ pub struct Stack {
     pub compose_file: PathBuf,
     pub description: String,
     pub requires: Vec<String>,
+    /// Required stacks whose recreated containers do not restart this one (`restart: false`).
+    pub keeps_running_with: BTreeSet<String>,
     pub wants: Vec<String>,
     pub ready: Ready,
     pub start_timeout: Duration,
     pub restart_sec: Duration,
     pub services: Vec<Service>,
+    /// The services `compose up` starts: no profile, or one COMPOSE_PROFILES (in the env
+    /// layers) names; readiness waits for these.
+    pub running: BTreeSet<String>,
     pub networks: Vec<NetworkDecl>,
     /// The env files compose gets, in layer order (root .env, root .env.local, stack .env,
     /// stack .env.local); only those that exist.
@@ -70,20 +75,32 @@ impl Root {
     }
 
     /// The stack, or a usage error that lists the stacks there are.
-    pub fn stack(&self, name: &str) -> Result<&Stack, Diagnostic> {
-        if let Err(reason) = validate_stack_name(name) {
-            return Err(Diagnostic::error(
-                None,
-                format!("invalid stack name {name:?}: {reason}"),
-            ));
-        }
-        self.stacks.get(name).ok_or_else(|| {
+    pub fn stack(&self, name: &StackName) -> Result<&Stack, Diagnostic> {
+        self.stacks.get(&**name).ok_or_else(|| {
             Diagnostic::error(
-                self.dir.join(STACKS_DIR).join(name),
-                format!("no stack named {name:?} in this root"),
+                self.dir.join(STACKS_DIR).join(&**name),
+                format!("no stack named \"{name}\" in this root"),
             )
             .hint(self.known_stacks_hint())
         })
+    }
+
+    /// The named stacks and everything they require or want; every stack when none are named.
+    /// Names that are not stacks of this root are all reported.
+    pub fn selection(&self, names: &[StackName]) -> Result<BTreeSet<String>, Diagnostics> {
+        if names.is_empty() {
+            return Ok(self.stacks.keys().cloned().collect());
+        }
+        let mut diags = Diagnostics::default();
+        for name in names {
+            if let Err(diag) = self.stack(name) {
+                diags.push(diag);
+            }
+        }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        Ok(self.graph().closure(names.iter().map(|n| &**n)))
     }
 
     fn known_stacks_hint(&self) -> String {
@@ -103,27 +120,51 @@ pub struct Loaded {
     pub warnings: Diagnostics,
 }
 
-/// Why a stack name is refused. Names are directory names and systemd instance names, so only
-/// characters that need no escaping in either are allowed.
-pub fn validate_stack_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("it is empty".into());
+/// A stack name that is valid as a directory name and a systemd instance name: only characters
+/// that need no escaping in either. Command-line arguments are parsed into it, so the one check
+/// (and its one message) runs before any command.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct StackName(String);
+
+impl std::str::FromStr for StackName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<StackName, String> {
+        let problem = if name.is_empty() {
+            Some("it is empty".to_string())
+        } else if name.len() > 64 {
+            Some("it is longer than 64 characters".into())
+        } else if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
+            Some(format!(
+                "{bad:?} is not allowed; use lowercase letters, digits, '-' and '_'"
+            ))
+        } else if name.starts_with('-') || name.starts_with('_') {
+            Some("it must start with a letter or digit".into())
+        } else {
+            None
+        };
+        match problem {
+            None => Ok(StackName(name.to_string())),
+            Some(reason) => Err(format!("invalid stack name {name:?}: {reason}")),
+        }
     }
-    if name.len() > 64 {
-        return Err("it is longer than 64 characters".into());
+}
+
+impl std::ops::Deref for StackName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
     }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
-    {
-        return Err(format!(
-            "{bad:?} is not allowed; use lowercase letters, digits, '-' and '_'"
-        ));
+}
+
+impl std::fmt::Display for StackName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    if name.starts_with('-') || name.starts_with('_') {
-        return Err("it must start with a letter or digit".into());
-    }
-    Ok(())
 }
 
 pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
@@ -158,17 +199,29 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
         .map(|text| settings::parse(&settings_path, &text, &mut diags))
         .unwrap_or_default();
     let networks_path = dir.join(networks::FILE);
+    let before = diags.errors().count();
     let networks = read_optional(&networks_path, &mut diags)
         .map(|text| networks::parse(&networks_path, &text, &mut diags))
         .unwrap_or_default();
+    // A broken networks.toml is reported once, not again as every network it failed to define.
+    let networks_broken = diags.errors().count() > before;
     let mut root_env = EnvLayers::default();
     root_env.load_dir(dir, &mut diags);
     warn_about_readable_secrets(dir, &mut diags);
 
     let mut stacks = BTreeMap::new();
+    let mut claims = Vec::new();
+    // Stacks whose own files are broken: already reported, so not "unknown" to their dependents.
+    let mut broken = BTreeSet::new();
     for (name, stack_dir) in stack_dirs(&stacks_dir, &mut diags) {
-        if let Some(stack) = load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
-            stacks.insert(name, stack);
+        match load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
+            Some((stack, claim)) => {
+                stacks.insert(name, stack);
+                claims.push(claim);
+            }
+            None => {
+                broken.insert(name);
+            }
         }
     }
 
@@ -178,11 +231,29 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
         networks,
         stacks,
     };
-    check_dependencies(&root, &mut diags);
-    check_networks(&root, &networks_path, &mut diags);
-    check_container_names(&root, &mut diags);
+    check_dependencies(&root, &broken, &mut diags);
+    check_networks(&root, &networks_path, networks_broken, &mut diags);
+    check_collisions(&claims, &mut diags);
 
     (Some(root), diags.sorted())
+}
+
+/// Checks one stack directory alone, as `check` would inside a root with no global env files:
+/// its compose file as compose reads it, and the collisions between its own services.
+#[cfg(test)]
+fn check_stack_dir(dir: &Path) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("stack");
+    if let Some((_, claim)) = load_stack(
+        name,
+        dir,
+        &EnvLayers::default(),
+        &Settings::default(),
+        &mut diags,
+    ) {
+        check_collisions(&[claim], &mut diags);
+    }
+    diags.sorted()
 }
 
 /// The stack directories under stacks/, with their names validated; hidden entries are skipped.
@@ -217,9 +288,9 @@ fn stack_dirs(stacks_dir: &Path, diags: &mut Diagnostics) -> Vec<(String, PathBu
             );
             continue;
         }
-        if let Err(reason) = validate_stack_name(&name) {
+        if let Err(message) = name.parse::<StackName>() {
             diags.push(
-                Diagnostic::error(path, format!("invalid stack name {name:?}: {reason}"))
+                Diagnostic::error(path, message)
                     .hint("rename the directory; stack names become systemd unit names (compose@NAME.service)"),
             );
             continue;
@@ -269,13 +340,21 @@ fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<
     }
 }
 
+/// What a stack's running services hold on the engine: container names and host ports.
+struct Claims {
+    stack: String,
+    file: PathBuf,
+    container_names: Vec<(String, Located)>,
+    ports: Vec<Published>,
+}
+
 fn load_stack(
     name: &str,
     dir: &Path,
     root_env: &EnvLayers,
     settings: &Settings,
     diags: &mut Diagnostics,
-) -> Option<Stack> {
+) -> Option<(Stack, Claims)> {
     let compose_file = find_compose_file(name, dir, diags)?;
     let mut env = root_env.clone();
     env.load_dir(dir, diags);
@@ -318,13 +397,24 @@ fn load_stack(
             );
         }
     }
+    let claims = Claims {
+        stack: name.to_string(),
+        file: compose_file.clone(),
+        container_names: parsed
+            .services
+            .iter()
+            .filter(|s| parsed.running.contains(&s.name))
+            .filter_map(|s| Some((s.name.clone(), s.container_name.clone()?)))
+            .collect(),
+        ports: parsed.ports,
+    };
     let dependency_lines = meta
         .requires
         .iter()
         .chain(&meta.wants)
         .map(|d| (d.value.clone(), d.line))
         .collect();
-    Some(Stack {
+    let stack = Stack {
         name: name.to_string(),
         dependency_lines,
         dir: dir.to_path_buf(),
@@ -332,15 +422,18 @@ fn load_stack(
             .description
             .unwrap_or_else(|| format!("Compose stack {name}")),
         requires: meta.requires.into_iter().map(|d| d.value).collect(),
+        keeps_running_with: meta.keeps_running_with.into_iter().collect(),
         wants: meta.wants.into_iter().map(|d| d.value).collect(),
         ready: meta.ready.unwrap_or(Ready::Healthy),
         start_timeout: meta.start_timeout.unwrap_or(settings.start_timeout),
         restart_sec: meta.restart_sec.unwrap_or(settings.restart_sec),
+        running: parsed.running.clone(),
         services: parsed.services,
         networks: parsed.networks,
         env_files: env.files,
         compose_file,
-    })
+    };
+    Some((stack, claims))
 }
 
 /// `.env.local` holds secrets: it should be readable by its owner only.
@@ -367,10 +460,10 @@ fn dependency_line(stack: &Stack, dep: &str) -> Option<usize> {
     stack.dependency_lines.get(dep).copied()
 }
 
-fn check_dependencies(root: &Root, diags: &mut Diagnostics) {
+fn check_dependencies(root: &Root, broken: &BTreeSet<String>, diags: &mut Diagnostics) {
     for stack in root.stacks.values() {
         for dep in stack.requires.iter().chain(&stack.wants) {
-            if dep != &stack.name && !root.stacks.contains_key(dep) {
+            if dep != &stack.name && !root.stacks.contains_key(dep) && !broken.contains(dep) {
                 diags.push(
                     Diagnostic::error(
                         stack.compose_file.clone(),
@@ -395,12 +488,17 @@ fn check_dependencies(root: &Root, diags: &mut Diagnostics) {
     }
 }
 
-fn check_networks(root: &Root, networks_path: &Path, diags: &mut Diagnostics) {
+fn check_networks(
+    root: &Root,
+    networks_path: &Path,
+    networks_broken: bool,
+    diags: &mut Diagnostics,
+) {
     for stack in root.stacks.values() {
         let file = &stack.compose_file;
         for decl in &stack.networks {
             let in_spec = root.networks.contains_key(&decl.name);
-            if decl.external && !in_spec {
+            if decl.external && !in_spec && !networks_broken {
                 diags.push(
                     Diagnostic::error(
                         file.clone(),
@@ -428,59 +526,84 @@ fn check_networks(root: &Root, networks_path: &Path, diags: &mut Diagnostics) {
                 );
             }
         }
-        for service in &stack.services {
-            for net in &service.networks {
-                if net.value != "default" && !stack.networks.iter().any(|d| d.key == net.value) {
-                    let hint = if root.networks.contains_key(&net.value) {
+    }
+}
+
+/// Container names and host ports are global on an engine: two running services claiming the
+/// same one fight over it, and `compose up` fails for the second. Every stack of a root can be
+/// enabled alongside every other, so stacks collide whether or not they are enabled together.
+fn check_collisions(claims: &[Claims], diags: &mut Diagnostics) {
+    let owner = |claim: &Claims, service: &str| {
+        if claims.len() == 1 {
+            format!("service {service}")
+        } else {
+            format!("service {service} of stack {}", claim.stack)
+        }
+    };
+    let mut names: BTreeMap<&str, (&Claims, &str)> = BTreeMap::new();
+    for claim in claims {
+        for (service, container) in &claim.container_names {
+            if let Some((other, other_service)) = names.get(container.value.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        claim.file.clone(),
                         format!(
-                            "add `{0}: {{external: true}}` under the top-level networks:",
-                            net.value
-                        )
-                    } else {
-                        format!("declare {} under the top-level networks:", net.value)
-                    };
-                    diags.push(
-                        Diagnostic::error(
-                            file.clone(),
-                            format!(
-                                "service {} uses network {:?}, which the file does not declare",
-                                service.name, net.value
-                            ),
-                        )
-                        .at_line(Some(net.line))
-                        .hint(hint),
-                    );
-                }
+                            "container_name {:?} of service {service} is also used by {}",
+                            container.value,
+                            owner(other, other_service)
+                        ),
+                    )
+                    .at_line(Some(container.line))
+                    .hint("container names are unique per engine: rename one, or drop container_name (services behind different profiles may share one)"),
+                );
+            } else {
+                names.insert(&container.value, (claim, service));
             }
+        }
+    }
+    let mut published: Vec<(&Claims, &Published)> = Vec::new();
+    for claim in claims {
+        for port in &claim.ports {
+            let Some((start, end)) = port.spec.fixed_host_ports() else {
+                continue;
+            };
+            let clash = published.iter().find(|(_, other)| {
+                let spec = &other.spec;
+                let (other_start, other_end) = spec.fixed_host_ports().unwrap_or((1, 0));
+                spec.protocol == port.spec.protocol
+                    && (spec.host_ip == port.spec.host_ip
+                        || is_any_address(&spec.host_ip)
+                        || is_any_address(&port.spec.host_ip))
+                    && start <= other_end
+                    && other_start <= end
+            });
+            if let Some((other, other_port)) = clash {
+                let address = if port.spec.host_ip.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}:", port.spec.host_ip)
+                };
+                diags.push(
+                    Diagnostic::error(
+                        claim.file.clone(),
+                        format!(
+                            "host port {address}{start}/{} of service {} is also published by {}",
+                            port.spec.protocol,
+                            port.service,
+                            owner(other, &other_port.service)
+                        ),
+                    )
+                    .at_line(Some(port.line))
+                    .hint("a host port can be published once per engine: change one of them, or bind them to different addresses"),
+                );
+            }
+            published.push((claim, port));
         }
     }
 }
 
-/// container_name is global on an engine: two stacks claiming one name fight over it.
-fn check_container_names(root: &Root, diags: &mut Diagnostics) {
-    let mut owners: BTreeMap<&str, (&Stack, &Service)> = BTreeMap::new();
-    for stack in root.stacks.values() {
-        for service in &stack.services {
-            let Some(container) = &service.container_name else {
-                continue;
-            };
-            if let Some((other_stack, other_service)) = owners.get(container.value.as_str()) {
-                diags.push(
-                    Diagnostic::error(
-                        stack.compose_file.clone(),
-                        format!(
-                            "container_name {:?} of service {} is also used by service {} of stack {}",
-                            container.value, service.name, other_service.name, other_stack.name
-                        ),
-                    )
-                    .at_line(Some(container.line))
-                    .hint("container names are unique per engine: rename one, or drop container_name"),
-                );
-            } else {
-                owners.insert(&container.value, (stack, service));
-            }
-        }
-    }
+fn is_any_address(ip: &str) -> bool {
+    matches!(ip, "" | "0.0.0.0" | "::")
 }
 
 #[cfg(test)]
@@ -490,7 +613,7 @@ mod tests {
     #[test]
     fn stack_names_refuse_what_systemd_or_paths_would_misread() {
         for good in ["genai", "db-2", "a_b", "0"] {
-            assert_eq!(validate_stack_name(good), Ok(()), "{good}");
+            assert!(good.parse::<StackName>().is_ok(), "{good}");
         }
         for bad in [
             "",
@@ -505,7 +628,90 @@ mod tests {
             "a.b",
             &"x".repeat(65),
         ] {
-            assert!(validate_stack_name(bad).is_err(), "{bad:?}");
+            assert!(bad.parse::<StackName>().is_err(), "{bad:?}");
         }
+    }
+}
+
+/// The compatibility corpus (tests/corpus): real-world compose files and generated constructs,
+/// each checked alone the way `check` checks a stack, against the verdict `docker compose config`
+/// gave (recorded in expected.tsv by tests/corpus/verdicts.sh, so this test needs no docker).
+/// Every case must get composectl's expected verdict without panicking, and composectl may differ
+/// from compose only where the difference is deliberate (README: deliberate differences).
+#[cfg(test)]
+mod corpus {
+    use super::check_stack_dir;
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    fn corpus() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+    }
+
+    struct Row {
+        case: String,
+        compose: String,
+        composectl: String,
+        note: String,
+    }
+
+    fn expected() -> Vec<Row> {
+        let text = std::fs::read_to_string(corpus().join("expected.tsv")).expect("expected.tsv");
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let mut fields = line.split('\t').map(str::to_string);
+                let mut next = || fields.next().unwrap_or_default();
+                Row {
+                    case: next(),
+                    compose: next(),
+                    composectl: next(),
+                    note: next(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn composectl_agrees_with_compose_on_the_corpus() {
+        let rows = expected();
+        let cases: BTreeSet<String> = std::fs::read_dir(corpus().join("cases"))
+            .expect("cases")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        let listed: BTreeSet<String> = rows.iter().map(|r| r.case.clone()).collect();
+        assert_eq!(
+            cases, listed,
+            "every case directory has one row in expected.tsv"
+        );
+
+        let mut wrong = Vec::new();
+        for row in &rows {
+            assert!(
+                row.compose == row.composectl || row.note.starts_with("deliberate:"),
+                "{}: differs from compose without a deliberate: note",
+                row.case
+            );
+            let diags = check_stack_dir(&corpus().join("cases").join(&row.case));
+            let verdict = if diags.has_errors() {
+                "refuse"
+            } else {
+                "accept"
+            };
+            if verdict != row.composectl {
+                wrong.push(format!(
+                    "{}: composectl {verdict}s, expected {} (compose {}s)\n{diags}",
+                    row.case, row.composectl, row.compose
+                ));
+            }
+        }
+        let deliberate = rows.iter().filter(|r| r.compose != r.composectl).count();
+        assert!(
+            wrong.is_empty(),
+            "{} of {} cases ({deliberate} deliberate differences):\n{}",
+            wrong.len(),
+            rows.len(),
+            wrong.join("\n\n")
+        );
     }
 }

@@ -4,9 +4,10 @@
 //! Jobs are waited for without races: subscribe, start listening for `JobRemoved`, then start the
 //! job and match the job path the reply names.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
@@ -38,6 +39,7 @@ trait Manager {
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn list_units_by_names(&self, names: &[&str]) -> zbus::Result<Vec<ListedUnit>>;
     #[zbus(signal)]
     fn job_removed(
         &self,
@@ -46,6 +48,106 @@ trait Manager {
         unit: String,
         result: String,
     ) -> zbus::Result<()>;
+}
+
+/// One entry of `ListUnitsByNames`: name, description, load, active and sub state, followed unit,
+/// object path, job id, job type, job path.
+type ListedUnit = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
+/// A unit's state and pending job, for many units from one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitState {
+    pub unit: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// The type of the unit's pending job (`start`, `stop`, `restart`, ...), if it has one.
+    pub job: Option<String>,
+}
+
+impl UnitState {
+    /// Failed, and nothing will start it again unless someone asks (no job, no auto-restart).
+    pub fn failed_for_good(&self) -> bool {
+        self.active_state == "failed" && self.job.is_none()
+    }
+}
+
+/// How often a running start is checked for units it waits on that failed for good.
+const BLOCKED_CHECK: Duration = Duration::from_secs(1);
+
+/// Jobs to run together: what to do, to which units, and which units to watch: the jobs' units
+/// and, transitively, the units they require (their failures explain the jobs').
+pub struct Jobs {
+    kind: JobKind,
+    units: Vec<String>,
+    watched: Vec<String>,
+    /// Unit → the units it requires, to see a start that waits for a unit that failed for good.
+    requires: BTreeMap<String, Vec<String>>,
+}
+
+/// How one queued job ended, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobOutcome {
+    pub unit: String,
+    /// systemd's job result: `done`, `failed`, `dependency`, `timeout`, ...; `waiting` for a
+    /// start that waits for a unit that failed for good.
+    pub result: String,
+}
+
+impl Jobs {
+    pub fn new(kind: JobKind, units: Vec<String>, requires: BTreeMap<String, Vec<String>>) -> Jobs {
+        let mut watched: BTreeSet<String> = units.iter().cloned().collect();
+        let mut next = units.clone();
+        while let Some(unit) = next.pop() {
+            for required in requires.get(&unit).into_iter().flatten() {
+                if watched.insert(required.clone()) {
+                    next.push(required.clone());
+                }
+            }
+        }
+        Jobs {
+            kind,
+            units,
+            watched: watched.into_iter().collect(),
+            requires,
+        }
+    }
+
+    /// A unit among `failed` that `unit` requires, directly or through others.
+    fn failed_requirement(&self, unit: &str, failed: &BTreeSet<String>) -> Option<String> {
+        let mut seen = BTreeSet::new();
+        let mut next = vec![unit.to_string()];
+        while let Some(current) = next.pop() {
+            for required in self.requires.get(&current).into_iter().flatten() {
+                if failed.contains(required) {
+                    return Some(required.clone());
+                }
+                if seen.insert(required.clone()) {
+                    next.push(required.clone());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// How a queued job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobEnd {
+    /// systemd's job result: `done`, `failed`, `dependency`, `timeout`, ...
+    Result(String),
+    /// Still waiting (its unit is activating) for this required unit, which failed for good.
+    WaitsFor(String),
 }
 
 /// What to do with a unit.
@@ -80,6 +182,28 @@ pub struct UnitStatus {
     pub status_text: String,
     pub result: String,
     pub main_pid: u32,
+    /// Requires=, Requisite= and BindsTo=: the units whose failure fails this one's start.
+    #[serde(skip)]
+    pub hard_dependencies: Vec<String>,
+}
+
+impl UnitStatus {
+    /// What the supervisor says: its STATUS= text while it runs; for a unit that failed (or waits
+    /// to be restarted after failing) its last words, marked as such; nothing for a stopped one,
+    /// whose last text would be stale.
+    pub fn status_line(&self) -> String {
+        let last = self
+            .status_text
+            .strip_prefix("failed: ")
+            .unwrap_or(&self.status_text);
+        let last = if last.is_empty() { &self.result } else { last };
+        match (self.active_state.as_str(), self.sub_state.as_str()) {
+            (_, "auto-restart") => format!("restarting; last failure: {last}"),
+            ("failed", _) => format!("last failure: {last}"),
+            ("active" | "activating" | "deactivating" | "reloading", _) => self.status_text.clone(),
+            _ => String::new(),
+        }
+    }
 }
 
 pub struct Systemd {
@@ -143,7 +267,6 @@ impl Systemd {
             anyhow!("cannot connect to systemd over {bus}: {e}; {hint}")
         })?;
         let manager = ManagerProxy::new(&connection).await.map_err(explain)?;
-        manager.subscribe().await.map_err(explain)?;
         Ok(Systemd {
             manager,
             connection,
@@ -178,44 +301,168 @@ impl Systemd {
         Ok(())
     }
 
-    /// Queues `kind` for each of `units` and waits until every job has finished; `progress` hears
-    /// about every finished job of the `watched` units (dependencies included), in order.
-    /// Returns each requested unit's job result (`done`, `failed`, `dependency`, ...).
+    /// Queues `kind` for each of `jobs.units`, waits until every job has finished (or waits only
+    /// for a unit that failed for good), then checks that every watched unit is where the jobs
+    /// should have left it; a failure names the unit at its root with its last journal lines.
+    /// `progress` hears about every finished job of the watched units, in order.
     pub async fn run_jobs(
         &self,
-        kind: JobKind,
-        units: &[String],
-        watched: &[String],
+        jobs: &Jobs,
         progress: &mut dyn FnMut(&str, &str),
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<JobOutcome>> {
+        // JobRemoved is only sent to subscribed clients.
+        self.manager.subscribe().await.map_err(explain)?;
         let mut removed = self.manager.receive_job_removed().await.map_err(explain)?;
         let mut pending: HashMap<OwnedObjectPath, Vec<String>> = HashMap::new();
-        for unit in units {
-            let job = match kind {
+        for unit in &jobs.units {
+            let job = match jobs.kind {
                 JobKind::Start => self.manager.start_unit(unit, "replace").await,
                 JobKind::Stop => self.manager.stop_unit(unit, "replace").await,
                 JobKind::Restart => self.manager.restart_unit(unit, "replace").await,
             }
             .map_err(explain)
-            .with_context(|| format!("cannot {} {unit}", kind.verb()))?;
+            .with_context(|| format!("cannot {} {unit}", jobs.kind.verb()))?;
             pending.entry(job).or_default().push(unit.clone());
         }
-        let mut results = Vec::new();
+        let mut ends: Vec<(String, JobEnd)> = Vec::new();
+        let mut tick = tokio::time::interval(BLOCKED_CHECK);
         while !pending.is_empty() {
-            let signal = removed.next().await.ok_or_else(|| {
-                anyhow!("the connection to systemd closed while waiting for jobs")
-            })?;
-            let args = signal.args().context("malformed JobRemoved signal")?;
-            if watched.iter().any(|w| w == args.unit()) {
-                progress(args.unit(), args.result());
-            }
-            if let Some(units) = pending.remove(args.job()) {
-                for unit in units {
-                    results.push((unit, args.result().clone()));
+            tokio::select! {
+                signal = removed.next() => {
+                    let signal = signal.ok_or_else(|| {
+                        anyhow!("the connection to systemd closed while waiting for jobs")
+                    })?;
+                    let args = signal.args().context("malformed JobRemoved signal")?;
+                    if jobs.watched.iter().any(|w| w == args.unit()) {
+                        progress(args.unit(), args.result());
+                    }
+                    if let Some(units) = pending.remove(args.job()) {
+                        for unit in units {
+                            ends.push((unit, JobEnd::Result(args.result().clone())));
+                        }
+                    }
+                }
+                _ = tick.tick(), if jobs.kind != JobKind::Stop => {
+                    let failed: BTreeSet<String> = self
+                        .unit_states(&jobs.watched)
+                        .await?
+                        .into_iter()
+                        .filter(UnitState::failed_for_good)
+                        .map(|state| state.unit)
+                        .collect();
+                    let waiting: Vec<(String, String)> = pending
+                        .values()
+                        .flatten()
+                        .filter_map(|unit| Some((unit.clone(), jobs.failed_requirement(unit, &failed)?)))
+                        .collect();
+                    // A start that waits for a unit nothing restarts would only end at its timeout.
+                    if waiting.len() == pending.values().map(Vec::len).sum::<usize>() {
+                        ends.extend(waiting.into_iter().map(|(unit, on)| (unit, JobEnd::WaitsFor(on))));
+                        break;
+                    }
                 }
             }
         }
-        Ok(results)
+        self.check_outcome(jobs, &ends).await?;
+        Ok(ends
+            .into_iter()
+            .map(|(unit, end)| JobOutcome {
+                unit,
+                result: match end {
+                    JobEnd::Result(result) => result,
+                    JobEnd::WaitsFor(_) => "waiting".into(),
+                },
+            })
+            .collect())
+    }
+
+    /// Fails with each unit's state, the unit at the root of the problem and its last log lines,
+    /// unless every job is done and every watched unit is in the state its job should leave it.
+    async fn check_outcome(&self, jobs: &Jobs, ends: &[(String, JobEnd)]) -> Result<()> {
+        let mut failures = Vec::new();
+        for status in self.statuses(&jobs.watched).await? {
+            let unit = &status.unit;
+            let end = ends.iter().find(|(u, _)| u == unit).map(|(_, end)| end);
+            let message = match end {
+                Some(JobEnd::WaitsFor(failed)) => format!(
+                    "{unit}: not started yet: it waits for {failed}, which failed (see there); it starts by itself once {failed} is ready"
+                ),
+                Some(JobEnd::Result(result)) if result == "dependency" => {
+                    self.dependency_failure(unit, &status).await?
+                }
+                Some(JobEnd::Result(result)) if result != "done" => {
+                    self.describe(&status, &format!("job {result}"))
+                }
+                // A stop is done when its job is: a unit that failed on the way down is stopped.
+                _ if jobs.kind == JobKind::Stop => continue,
+                _ if status.active_state == "failed"
+                    || (end.is_some() && status.active_state != "active") =>
+                {
+                    self.describe(&status, "failed")
+                }
+                _ => continue,
+            };
+            failures.push(message);
+        }
+        if !failures.is_empty() {
+            bail!("{}", failures.join("\n"));
+        }
+        Ok(())
+    }
+
+    /// A unit's state, status text and last journal lines, after `what` happened to it.
+    fn describe(&self, status: &UnitStatus, what: &str) -> String {
+        let mut message = format!(
+            "{}: {what} ({}/{}{})",
+            status.unit,
+            status.active_state,
+            status.sub_state,
+            if status.status_text.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", status.status_text)
+            }
+        );
+        for line in self.last_log_lines(status, 10) {
+            message.push_str("\n    ");
+            message.push_str(&line);
+        }
+        message
+    }
+
+    /// A job ended `dependency`: the hard dependency that did not start is the root cause.
+    async fn dependency_failure(&self, unit: &str, status: &UnitStatus) -> Result<String> {
+        for dependency in &status.hard_dependencies {
+            let cause = self.status(dependency).await?;
+            if cause.active_state != "active" {
+                return Ok(format!(
+                    "{unit}: not started, because {}",
+                    self.describe(&cause, "it did not start")
+                ));
+            }
+        }
+        Ok(self.describe(status, "job dependency"))
+    }
+
+    /// The state and pending job of each unit, from one call.
+    pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
+        let names: Vec<&str> = units.iter().map(String::as_str).collect();
+        let listed = self
+            .manager
+            .list_units_by_names(&names)
+            .await
+            .map_err(explain)?;
+        Ok(listed
+            .into_iter()
+            .map(
+                |(unit, _, _, active_state, sub_state, _, _, job_id, job, _)| UnitState {
+                    unit,
+                    active_state,
+                    sub_state,
+                    job: (job_id != 0).then_some(job),
+                },
+            )
+            .collect())
     }
 
     async fn properties(
@@ -223,9 +470,11 @@ impl Systemd {
         path: &OwnedObjectPath,
         interface: &str,
     ) -> Result<HashMap<String, OwnedVariant>> {
+        // No property cache: it would subscribe to PropertiesChanged, a round trip per proxy.
         let proxy = zbus::fdo::PropertiesProxy::builder(&self.connection)
             .destination("org.freedesktop.systemd1")
             .path(path.as_ref())
+            .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await?;
         let interface = zbus::names::InterfaceName::try_from(interface)?;
@@ -251,6 +500,12 @@ impl Systemd {
                 .get("StateChangeTimestamp")
                 .and_then(|v| u64::try_from(v).ok())
                 .unwrap_or(0),
+            hard_dependencies: ["Requires", "Requisite", "BindsTo"]
+                .iter()
+                .filter_map(|key| props.get(*key))
+                .filter_map(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
+                .flatten()
+                .collect(),
             ..UnitStatus::default()
         };
         if status.load_state == "loaded" && unit.ends_with(".service") {
@@ -270,6 +525,11 @@ impl Systemd {
                 .unwrap_or(0);
         }
         Ok(status)
+    }
+
+    /// The status of many units, asked all at once: one round trip's wait, not one per unit.
+    pub async fn statuses(&self, units: &[String]) -> Result<Vec<UnitStatus>> {
+        futures_util::future::try_join_all(units.iter().map(|unit| self.status(unit))).await
     }
 
     /// The last lines a unit logged, for error messages.
@@ -322,51 +582,41 @@ pub fn unit_matches(unit: &str, extra: &[String]) -> Vec<String> {
     args
 }
 
-/// Fails with the unit's state and last log lines unless every job is done and every unit is
-/// in the state the job should leave it in.
-pub async fn check_outcome(
-    systemd: &Systemd,
-    kind: JobKind,
-    results: &[(String, String)],
-    watched: &[String],
-) -> Result<()> {
-    let mut failures = Vec::new();
-    for unit in watched {
-        let status = systemd.status(unit).await?;
-        let job_result = results
-            .iter()
-            .find(|(u, _)| u == unit)
-            .map(|(_, r)| r.as_str());
-        let bad_job = job_result.is_some_and(|r| r != "done");
-        // A stop is done when its job is: a unit that failed on the way down is still stopped.
-        let bad_state = match kind {
-            JobKind::Start | JobKind::Restart => {
-                status.active_state == "failed"
-                    || (job_result.is_some() && status.active_state != "active")
-            }
-            JobKind::Stop => false,
-        };
-        if bad_job || bad_state {
-            let mut message = format!(
-                "{unit}: {} ({}/{}{})",
-                job_result.map_or("failed".to_string(), |r| format!("job {r}")),
-                status.active_state,
-                status.sub_state,
-                if status.status_text.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", status.status_text)
-                }
-            );
-            for line in systemd.last_log_lines(&status, 10) {
-                message.push_str("\n    ");
-                message.push_str(&line);
-            }
-            failures.push(message);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(active: &str, sub: &str, text: &str) -> UnitStatus {
+        UnitStatus {
+            active_state: active.into(),
+            sub_state: sub.into(),
+            status_text: text.into(),
+            result: "exit-code".into(),
+            ..UnitStatus::default()
         }
     }
-    if !failures.is_empty() {
-        bail!("{}", failures.join("\n"));
+
+    #[test]
+    fn status_text_is_shown_while_running_and_marked_after_a_failure() {
+        assert_eq!(
+            unit("active", "running", "1/1 running").status_line(),
+            "1/1 running"
+        );
+        assert_eq!(
+            unit("failed", "failed", "failed: app exited with code 3").status_line(),
+            "last failure: app exited with code 3"
+        );
+        assert_eq!(
+            unit("activating", "auto-restart", "failed: app exited").status_line(),
+            "restarting; last failure: app exited"
+        );
+        assert_eq!(
+            unit("failed", "failed", "").status_line(),
+            "last failure: exit-code"
+        );
+        assert_eq!(
+            unit("inactive", "dead", "stopping (compose down)").status_line(),
+            ""
+        );
     }
-    Ok(())
 }

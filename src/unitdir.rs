@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -23,6 +23,9 @@ use crate::units::{self, UnitFile};
 const STATE_DIR: &str = ".composectl";
 const CURRENT: &str = "current";
 const PLACEHOLDER: &str = "# composectl: not installed in this generation\n";
+/// Unit files hold no secrets, and systemd warns about world-inaccessible ones on every reload.
+const FILE_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o755;
 
 pub struct UnitDir {
     dir: PathBuf,
@@ -52,8 +55,7 @@ impl UnitDir {
 
     /// Takes the lock and finishes or discards whatever an interrupted composectl left.
     pub fn lock(&self) -> Result<Lock> {
-        fs::create_dir_all(self.state())
-            .with_context(|| format!("cannot create {}", self.state().display()))?;
+        create_dirs(&self.state())?;
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -91,9 +93,11 @@ impl UnitDir {
         found
     }
 
-    /// Stacks with a drop-in installed.
-    pub fn installed_stacks(&self) -> BTreeSet<String> {
-        stacks_of(&self.installed_dropins())
+    /// What composectl installed here.
+    pub fn installed(&self) -> Installed {
+        Installed {
+            dropins: self.installed_dropins(),
+        }
     }
 
     /// Makes the directory hold exactly `shared` and `dropins` of composectl's files; returns the
@@ -174,8 +178,11 @@ impl UnitDir {
         let dir = tempfile::Builder::new()
             .prefix("gen-")
             .tempdir_in(self.state())
-            .with_context(|| format!("cannot write in {}", self.state().display()))?;
-        Ok(dir.keep())
+            .with_context(|| format!("cannot write in {}", self.state().display()))?
+            .keep();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE))
+            .with_context(|| format!("cannot change the mode of {}", dir.display()))?;
+        Ok(dir)
     }
 
     /// The generation `current` names, creating an empty one on first use.
@@ -196,8 +203,7 @@ impl UnitDir {
     fn link(&self, relative: &Path) -> Result<()> {
         let path = self.dir.join(relative);
         let parent = path.parent().context("drop-in without a directory")?;
-        fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        create_dirs(parent)?;
         let target = Path::new("..").join(STATE_DIR).join(CURRENT).join(relative);
         let staged = parent.join(format!(".{}.new", units::DROPIN_NAME));
         let _ = fs::remove_file(&staged);
@@ -245,12 +251,52 @@ impl UnitDir {
     }
 }
 
-/// The stacks among a set of composectl drop-ins.
-pub fn stacks_of(dropins: &BTreeMap<PathBuf, String>) -> BTreeSet<String> {
-    dropins
-        .keys()
-        .filter_map(|path| units::stack_of_dropin(path).map(str::to_string))
-        .collect()
+/// composectl's drop-ins in a unit directory, and what they say about the stacks.
+#[derive(Debug, Clone, Default)]
+pub struct Installed {
+    /// By path relative to the unit directory.
+    pub dropins: BTreeMap<PathBuf, String>,
+}
+
+impl Installed {
+    /// (stack, its drop-in) for every installed stack.
+    fn stack_dropins(&self) -> impl Iterator<Item = (&str, &String)> {
+        self.dropins
+            .iter()
+            .filter_map(|(path, contents)| Some((units::stack_of_dropin(path)?, contents)))
+    }
+
+    /// Stacks with a drop-in installed.
+    pub fn stacks(&self) -> BTreeSet<String> {
+        self.stack_dropins()
+            .map(|(stack, _)| stack.to_string())
+            .collect()
+    }
+
+    pub fn contains(&self, stack: &str) -> bool {
+        self.stack_dropins().any(|(name, _)| name == stack)
+    }
+
+    /// Installed stacks that require `stack`.
+    pub fn dependents(&self, stack: &str) -> Vec<String> {
+        self.stack_dropins()
+            .filter(|(_, contents)| units::required_stacks(contents).iter().any(|s| s == stack))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Each installed stack's unit and the units of the stacks it requires.
+    pub fn required_units(&self) -> BTreeMap<String, Vec<String>> {
+        self.stack_dropins()
+            .map(|(stack, contents)| {
+                let required = units::required_stacks(contents);
+                (
+                    units::stack_unit(stack),
+                    required.iter().map(|s| units::stack_unit(s)).collect(),
+                )
+            })
+            .collect()
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -261,9 +307,17 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 fn write_new(path: &Path, contents: &str) -> Result<()> {
     let parent = path.parent().context("file without a directory")?;
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let mut file =
-        File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    create_dirs(parent)?;
+    let mut file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // Explicitly: the mode at creation is subject to the umask.
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .with_context(|| format!("cannot change the mode of {}", path.display()))?;
     file.write_all(contents.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
@@ -272,17 +326,38 @@ fn write_new(path: &Path, contents: &str) -> Result<()> {
 /// Writes a regular file by rename, so readers see the old or the new contents.
 pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     let dir = path.parent().context("file without a directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dirs(dir)?;
     let mut temp = tempfile::Builder::new()
         .prefix(".composectl-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .with_context(|| format!("cannot change the mode of {}", path.display()))?;
     temp.write_all(contents.as_bytes())
         .and_then(|()| temp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
     temp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Creates `dir` and its missing parents readable by all, whatever the umask.
+fn create_dirs(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+        }
+        _ => {}
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+        .with_context(|| format!("cannot change the mode of {}", dir.display()))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
@@ -320,6 +395,13 @@ mod tests {
         ]);
         dir.apply(&lock, &shared, &first).unwrap();
         assert_eq!(dir.installed_dropins(), first);
+        for path in ["compose@.service", "compose@a.service.d/20-composectl.conf"] {
+            let mode = fs::metadata(temp.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, FILE_MODE, "{path}");
+        }
         fs::write(
             temp.path().join("compose@a.service.d/override.conf"),
             "[Service]\n",
@@ -334,7 +416,7 @@ mod tests {
         assert_eq!(dir.installed_dropins(), second);
         assert_eq!(changed.len(), 3, "{changed:?}");
         assert_eq!(
-            dir.installed_stacks().into_iter().collect::<Vec<_>>(),
+            dir.installed().stacks().into_iter().collect::<Vec<_>>(),
             ["b", "c"]
         );
         assert!(

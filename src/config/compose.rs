@@ -1,13 +1,19 @@
 //! The parts of a compose file composectl needs: the `x-composectl` block, the services (their
-//! networks, healthchecks, container names, profiles) and the top-level networks. Every other key
-//! is tolerated untouched: compose itself is the authority on the rest of the file.
+//! networks, healthchecks, container names, profiles, published ports) and the top-level
+//! networks; and the checks that refuse what `docker compose config` refuses, so that a file
+//! `check` accepts is one compose runs: keys, interpolation, typed values, port and volume
+//! syntax, references to undeclared volumes, secrets, configs, networks and services, env files,
+//! `extends` and `include` targets. Everything else in the file is left to compose.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::env::{EnvLayers, interpolate};
+use super::syntax::{self, Cast, PortSpec};
 use super::yaml::{self, Node};
 use crate::diag::{Diagnostic, Diagnostics};
 
@@ -51,6 +57,9 @@ pub struct Located {
 pub struct Meta {
     pub description: Option<String>,
     pub requires: Vec<Located>,
+    /// Required stacks written with `restart: false`: this stack keeps running when their
+    /// containers are recreated (compose's `depends_on: {x: {restart: false}}`).
+    pub keeps_running_with: Vec<String>,
     pub wants: Vec<Located>,
     pub ready: Option<Ready>,
     pub start_timeout: Option<Duration>,
@@ -81,19 +90,163 @@ pub struct NetworkDecl {
     pub line: usize,
 }
 
+/// A host port a running service publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub service: String,
+    pub spec: PortSpec,
+    pub line: usize,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ComposeFile {
     pub meta: Meta,
     pub services: Vec<Service>,
     pub networks: Vec<NetworkDecl>,
+    /// The services `compose up` starts: no profile, or one named in COMPOSE_PROFILES.
+    pub running: BTreeSet<String>,
+    /// The host ports the running services publish.
+    pub ports: Vec<Published>,
 }
 
-/// Reads a compose file's text, reporting every problem into `diags` with its line.
+/// Top-level keys of the compose specification (`x-*` extensions aside).
+const TOP_LEVEL_KEYS: [&str; 9] = [
+    "version", "name", "include", "services", "networks", "volumes", "secrets", "configs", "models",
+];
+
+/// Service keys of the compose specification as of compose-go 2.13 (`x-*` extensions aside):
+/// keys newer than the installed compose are accepted rather than refused.
+const SERVICE_KEYS: [&str; 93] = [
+    "annotations",
+    "attach",
+    "blkio_config",
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpus",
+    "cpuset",
+    "credential_spec",
+    "depends_on",
+    "deploy",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "extends",
+    "external_links",
+    "extra_hosts",
+    "gpus",
+    "group_add",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "label_file",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "network_mode",
+    "networks",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "pids_limit",
+    "platform",
+    "ports",
+    "post_start",
+    "pre_start",
+    "pre_stop",
+    "privileged",
+    "profiles",
+    "provider",
+    "pull_policy",
+    "pull_refresh_after",
+    "read_only",
+    "restart",
+    "runtime",
+    "scale",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "storage_opt",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "use_api_socket",
+    "user",
+    "userns_mode",
+    "uts",
+    "volumes",
+    "volumes_from",
+    "working_dir",
+];
+
+/// Service keys whose list form the compose schema types as a list of strings: a number or
+/// boolean item (`command: [redis-server, --port, 6379]`) is refused.
+const STRING_LISTS: [&str; 23] = [
+    "annotations",
+    "cap_add",
+    "cap_drop",
+    "command",
+    "depends_on",
+    "device_cgroup_rules",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "entrypoint",
+    "environment",
+    "external_links",
+    "extra_hosts",
+    "label_file",
+    "labels",
+    "links",
+    "networks",
+    "profiles",
+    "security_opt",
+    "sysctls",
+    "tmpfs",
+    "volumes_from",
+    "env_file",
+];
+
+/// Reads a compose file's text, reporting every problem into `diags` with its line. Files the
+/// compose file names (env files, `extends` and `include` targets) are looked up beside it.
 pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) -> ComposeFile {
     let mut parser = Parser { path, env, diags };
     let doc = match yaml::parse(text) {
-        Ok(Some(doc)) => doc,
-        Ok(None) => {
+        Ok(Some(doc)) if !yaml::is_null(&doc) => doc,
+        Ok(_) => {
             parser.error(
                 None,
                 "the file is empty",
@@ -118,13 +271,80 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
         );
         return ComposeFile::default();
     }
-    ComposeFile {
+    parser.interpolation(&doc);
+    let included = parser.top_level(&doc);
+    let networks = parser.networks(&doc);
+    let mut file = ComposeFile {
         meta: yaml::get(&doc, META_KEY)
             .map(|entry| parser.meta(entry.value))
             .unwrap_or_default(),
-        services: parser.services(&doc),
-        networks: parser.networks(&doc),
-    }
+        networks,
+        ..ComposeFile::default()
+    };
+    parser.services(&doc, &included, &mut file);
+    file
+}
+
+/// The profiles COMPOSE_PROFILES in the env layers turns on, as compose reads it.
+fn active_profiles(env: &EnvLayers) -> BTreeSet<String> {
+    env.get("COMPOSE_PROFILES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn runs(profiles: &[String], active: &BTreeSet<String>) -> bool {
+    profiles.is_empty() || active.contains("*") || profiles.iter().any(|p| active.contains(p))
+}
+
+/// The known key closest to a misspelt one, for the hint.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let current = row[j + 1];
+                row[j + 1] = (previous + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(current + 1);
+                previous = current;
+            }
+        }
+        row[b.len()]
+    };
+    known
+        .iter()
+        .map(|k| (distance(key, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// The names a top-level section (`volumes:`, `secrets:`, `configs:`) declares.
+fn declared(doc: &Node, section: &str) -> BTreeSet<String> {
+    yaml::get(doc, section)
+        .map(|entry| {
+            yaml::entries(entry.value)
+                .into_iter()
+                .map(|e| e.key.into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A service's view of the rest of the file, for the checks that cross-reference it.
+struct FileContext {
+    volumes: BTreeSet<String>,
+    secrets: BTreeSet<String>,
+    configs: BTreeSet<String>,
+    networks: BTreeSet<String>,
+    services: BTreeSet<String>,
 }
 
 struct Parser<'p> {
@@ -142,8 +362,9 @@ impl Parser<'_> {
         );
     }
 
-    /// A scalar's text after `${VAR}` interpolation; non-scalars are reported.
-    fn string(&mut self, node: &Node<'_>, what: &str) -> Option<String> {
+    /// A scalar's text after `${VAR}` interpolation; non-scalars are reported. Interpolation
+    /// errors are reported once for the whole file by `interpolation`.
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         let Some(text) = yaml::scalar_text(node) else {
             self.error(
                 Some(yaml::line(node)),
@@ -152,20 +373,15 @@ impl Parser<'_> {
             );
             return None;
         };
-        match interpolate(&text, self.env) {
-            Ok(value) => Some(value),
-            Err(message) => {
-                self.error(
-                    Some(yaml::line(node)),
-                    format!("{what}: {message}"),
-                    "set the variable in the root or stack .env / .env.local, or give a default with ${VAR:-default}",
-                );
-                None
-            }
-        }
+        interpolate(&text, self.env).ok()
     }
 
-    fn string_list(&mut self, node: &Node<'_>, what: &str) -> Vec<Located> {
+    /// A scalar's interpolated text, or nothing (for optional fields whose type compose checks).
+    fn value(&self, node: &Node) -> Option<String> {
+        interpolate(&yaml::scalar_text(node)?, self.env).ok()
+    }
+
+    fn string_list(&mut self, node: &Node, what: &str) -> Vec<Located> {
         let Some(items) = yaml::as_sequence(node) else {
             self.error(
                 Some(yaml::line(node)),
@@ -186,7 +402,21 @@ impl Parser<'_> {
             .collect()
     }
 
-    fn duration(&mut self, node: &Node<'_>, what: &str) -> Option<Duration> {
+    /// A list of strings or a mapping keyed by them (`networks:`, `depends_on:`), with lines.
+    fn names(&mut self, node: &Node, what: &str) -> Vec<Located> {
+        if yaml::is_mapping(node) {
+            return yaml::entries(node)
+                .into_iter()
+                .map(|e| Located {
+                    value: e.key.into_owned(),
+                    line: e.line,
+                })
+                .collect();
+        }
+        self.string_list(node, what)
+    }
+
+    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let text = self.string(node, what)?;
         match crate::duration::parse(&text) {
             Ok(duration) => Some(duration),
@@ -201,7 +431,154 @@ impl Parser<'_> {
         }
     }
 
-    fn meta(&mut self, node: &Node<'_>) -> Meta {
+    /// `requires` as a list of stack names, or as a mapping of stack name to options (only
+    /// `restart`), in the spirit of compose's long `depends_on` syntax. Returns the stacks and
+    /// those written with `restart: false`.
+    fn requirements(&mut self, node: &Node, what: &str) -> (Vec<Located>, Vec<String>) {
+        if !yaml::is_mapping(node) {
+            return (self.string_list(node, what), Vec::new());
+        }
+        let mut requires = Vec::new();
+        let mut keeps_running = Vec::new();
+        for entry in yaml::entries(node) {
+            let stack = entry.key.to_string();
+            if !yaml::is_null(entry.value) && !yaml::is_mapping(entry.value) {
+                self.error(
+                    Some(entry.line),
+                    format!(
+                        "{what}.{stack} is {}, expected a mapping",
+                        yaml::kind(entry.value)
+                    ),
+                    "write requires: {database: {restart: false}}, or a list of stack names",
+                );
+                continue;
+            }
+            for option in yaml::entries(entry.value) {
+                match (option.key.as_ref(), yaml::as_bool(option.value)) {
+                    ("restart", Some(restart)) => {
+                        if !restart {
+                            keeps_running.push(stack.clone());
+                        }
+                    }
+                    ("restart", None) => self.error(
+                        Some(option.line),
+                        format!("{what}.{stack}.restart is {}, expected true or false", yaml::kind(option.value)),
+                        "restart: false keeps this stack running when the required stack's containers are recreated",
+                    ),
+                    (unknown, _) => self.error(
+                        Some(option.line),
+                        format!("unknown key {unknown:?} in {what}.{stack}"),
+                        "the only option of a required stack is restart: true|false",
+                    ),
+                }
+            }
+            requires.push(Located {
+                value: stack,
+                line: entry.line,
+            });
+        }
+        (requires, keeps_running)
+    }
+
+    /// Compose interpolates every string value of the file, extensions included, and refuses
+    /// the file on the first `${VAR:?message}` whose variable no env layer sets. It also needs
+    /// every mapping key to be a string (`1: x` is not).
+    fn interpolation(&mut self, doc: &Node) {
+        let mut problems = Vec::new();
+        let mut keys = Vec::new();
+        yaml::walk(doc, |path, node| {
+            for key in yaml::keys(node) {
+                if !matches!(yaml::kind(key), "a string" | "a tagged value") {
+                    keys.push((yaml::line(key), path.join("."), yaml::kind(key)));
+                }
+            }
+            let Some(text) = yaml::scalar_text(node) else {
+                return;
+            };
+            if text.contains('$')
+                && let Err(message) = interpolate(&text, self.env)
+            {
+                problems.push((yaml::line(node), format!("{}: {message}", path.join("."))));
+            }
+        });
+        for (line, path, kind) in keys {
+            let place = if path.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in {path}")
+            };
+            self.error(
+                Some(line),
+                format!("a key {place} is {kind}; compose needs string keys"),
+                "quote the key, e.g. \"1\": value",
+            );
+        }
+        for (line, message) in problems {
+            self.error(
+                Some(line),
+                message,
+                "set the variable in the root or stack .env / .env.local, or give a default with ${VAR:-default}; write $$ for a literal $",
+            );
+        }
+    }
+
+    /// Unknown top-level keys, typed top-level fields and `include` targets; returns the
+    /// included files that could be read, since compose merges what they declare.
+    fn top_level(&mut self, doc: &Node) -> Vec<Rc<Node>> {
+        for entry in yaml::entries(doc) {
+            let key = entry.key.as_ref();
+            if !TOP_LEVEL_KEYS.contains(&key) && !key.starts_with("x-") {
+                self.unknown_key(entry.line, key, "top-level key", &TOP_LEVEL_KEYS);
+            }
+        }
+        self.casts(doc, syntax::TOP_LEVEL_CASTS, "");
+        let mut included = Vec::new();
+        for item in list(doc, "include") {
+            let paths: Vec<&Node> = match yaml::get(item, "path") {
+                None => vec![item],
+                Some(path) => match yaml::as_sequence(path.value) {
+                    Some(paths) => paths.iter().map(|p| &**p).collect(),
+                    None => vec![path.value],
+                },
+            };
+            for path in paths {
+                included.extend(
+                    self.referenced_file(path, "include", true)
+                        .and_then(read_yaml),
+                );
+            }
+        }
+        included
+    }
+
+    /// A file the compose file names (env_file, label_file, include, extends), which compose
+    /// opens relative to the compose file's directory.
+    fn referenced_file(&mut self, node: &Node, what: &str, required: bool) -> Option<PathBuf> {
+        let name = self.value(node)?;
+        let file = self.path.parent().unwrap_or(Path::new(".")).join(&name);
+        if required && !file.exists() {
+            self.error(
+                Some(yaml::line(node)),
+                format!("{what} {name:?} does not exist ({})", file.display()),
+                "create it (paths are relative to the compose file), fix the path, or, for an env_file, mark it `required: false`",
+            );
+            return None;
+        }
+        Some(file)
+    }
+
+    fn unknown_key(&mut self, line: usize, key: &str, what: &str, known: &[&str]) {
+        let hint = match closest(key, known) {
+            Some(near) => format!("did you mean {near}? (extensions start with x-)"),
+            None => {
+                "see the compose specification for the keys there are; extensions start with x-"
+                    .into()
+            }
+        };
+        self.error(Some(line), format!("unknown {what} {key:?}"), &hint);
+    }
+
+    fn meta(&mut self, node: &Node) -> Meta {
         let mut meta = Meta::default();
         if yaml::is_null(node) {
             return meta;
@@ -218,7 +595,9 @@ impl Parser<'_> {
             let what = format!("{META_KEY}.{}", entry.key);
             match entry.key.as_ref() {
                 "description" => meta.description = self.string(entry.value, &what),
-                "requires" => meta.requires = self.string_list(entry.value, &what),
+                "requires" => {
+                    (meta.requires, meta.keeps_running_with) = self.requirements(entry.value, &what)
+                }
                 "wants" => meta.wants = self.string_list(entry.value, &what),
                 "ready" => {
                     meta.ready = match self.string(entry.value, &what).as_deref() {
@@ -247,14 +626,38 @@ impl Parser<'_> {
         meta
     }
 
-    fn services(&mut self, doc: &Node<'_>) -> Vec<Service> {
+    /// Compose casts the strings of typed fields (`retries: ${RETRIES}`) after interpolation and
+    /// refuses the file when one does not convert; plain YAML numbers and booleans need no cast.
+    fn casts(&mut self, node: &Node, table: &[(&[&str], Cast)], prefix: &str) {
+        for (pattern, cast) in table {
+            let mut found = Vec::new();
+            matching(node, pattern, prefix.to_string(), &mut found);
+            for (path, value) in found {
+                if yaml::kind(value) != "a string" {
+                    continue;
+                }
+                let Some(text) = self.value(value) else {
+                    continue;
+                };
+                if let Err(problem) = cast.check(&text) {
+                    self.error(
+                        Some(yaml::line(value)),
+                        format!("{path}: {problem}"),
+                        "compose converts this field after interpolation; an empty value usually means a variable in it is not set",
+                    );
+                }
+            }
+        }
+    }
+
+    fn services(&mut self, doc: &Node, included: &[Rc<Node>], file: &mut ComposeFile) {
         let Some(services) = yaml::get(doc, "services") else {
             self.error(
                 None,
                 "no services: in the compose file",
                 "a stack needs at least one service under services:",
             );
-            return Vec::new();
+            return;
         };
         if !yaml::is_mapping(services.value) {
             self.error(
@@ -265,15 +668,69 @@ impl Parser<'_> {
                 ),
                 "write services as a mapping of service name to its settings",
             );
-            return Vec::new();
+            return;
         }
-        yaml::entries(services.value)
-            .into_iter()
-            .filter_map(|entry| self.service(&entry.key, entry.line, entry.value))
-            .collect()
+        let entries = yaml::entries(services.value);
+        let read: Vec<(Service, &Node)> = entries
+            .iter()
+            .filter_map(|e| Some((self.service(&e.key, e.line, e.value)?, e.value)))
+            .collect();
+        let active = active_profiles(self.env);
+        file.running = read
+            .iter()
+            .filter(|(s, _)| runs(&s.profiles, &active))
+            .map(|(s, _)| s.name.clone())
+            .collect();
+        // Included files' resources and services count as declared (and their services as
+        // running: their profiles are theirs to check).
+        let all = |section| {
+            std::iter::once(doc)
+                .chain(included.iter().map(|d| &**d))
+                .flat_map(|d| declared(d, section))
+                .collect::<BTreeSet<_>>()
+        };
+        let context = FileContext {
+            volumes: all("volumes"),
+            secrets: all("secrets"),
+            configs: all("configs"),
+            networks: all("networks"),
+            services: all("services"),
+        };
+        let running: BTreeSet<String> = file
+            .running
+            .iter()
+            .cloned()
+            .chain(
+                context
+                    .services
+                    .difference(&read.iter().map(|(s, _)| s.name.clone()).collect())
+                    .cloned(),
+            )
+            .collect();
+        for (service, node) in &read {
+            // Compose parses ports and volumes before it looks at profiles.
+            let ports = self.ports(service, node);
+            let volumes = self.volumes(service, node);
+            self.extends(service, node, &context);
+            if file.running.contains(&service.name) {
+                for (volume, line) in volumes {
+                    if !context.volumes.contains(&volume) {
+                        self.undeclared(line, &service.name, "volume", &volume, "volumes");
+                    }
+                }
+                self.references(service, node, &context, &running);
+                file.ports
+                    .extend(ports.into_iter().map(|(spec, line)| Published {
+                        service: service.name.clone(),
+                        spec,
+                        line,
+                    }));
+            }
+        }
+        file.services = read.into_iter().map(|(s, _)| s).collect();
     }
 
-    fn service(&mut self, name: &str, line: usize, node: &Node<'_>) -> Option<Service> {
+    fn service(&mut self, name: &str, line: usize, node: &Node) -> Option<Service> {
         if !yaml::is_mapping(node) {
             self.error(
                 Some(line),
@@ -282,6 +739,21 @@ impl Parser<'_> {
             );
             return None;
         }
+        for entry in yaml::entries(node) {
+            let key = entry.key.as_ref();
+            if !SERVICE_KEYS.contains(&key) && !key.starts_with("x-") {
+                self.unknown_key(
+                    entry.line,
+                    key,
+                    &format!("key in service {name}:"),
+                    &SERVICE_KEYS,
+                );
+            }
+            if STRING_LISTS.contains(&key) {
+                self.string_items(name, key, entry.value);
+            }
+        }
+        self.casts(node, syntax::SERVICE_CASTS, &format!("services.{name}."));
         let healthcheck = yaml::get(node, "healthcheck").is_some_and(|hc| {
             let disabled = yaml::get(hc.value, "disable")
                 .and_then(|d| yaml::as_bool(d.value))
@@ -289,7 +761,7 @@ impl Parser<'_> {
             let none = yaml::get(hc.value, "test").is_some_and(|test| {
                 yaml::as_sequence(test.value)
                     .and_then(|items| items.first())
-                    .and_then(yaml::scalar_text)
+                    .and_then(|first| yaml::scalar_text(first))
                     .is_some_and(|first| first == "NONE")
             });
             !disabled && !none
@@ -307,17 +779,9 @@ impl Parser<'_> {
             .into_iter()
             .map(|p| p.value)
             .collect();
-        let networks = match yaml::get(node, "networks") {
-            None => Vec::new(),
-            Some(entry) if yaml::is_mapping(entry.value) => yaml::entries(entry.value)
-                .into_iter()
-                .map(|net| Located {
-                    value: net.key.into_owned(),
-                    line: net.line,
-                })
-                .collect(),
-            Some(entry) => self.string_list(entry.value, &format!("service {name}: networks")),
-        };
+        let networks = yaml::get(node, "networks")
+            .map(|entry| self.names(entry.value, &format!("service {name}: networks")))
+            .unwrap_or_default();
         Some(Service {
             name: name.to_string(),
             healthcheck,
@@ -328,7 +792,263 @@ impl Parser<'_> {
         })
     }
 
-    fn networks(&mut self, doc: &Node<'_>) -> Vec<NetworkDecl> {
+    fn string_items(&mut self, service: &str, key: &str, node: &Node) {
+        for (i, item) in yaml::as_sequence(node)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            // env_file items may be mappings (the long syntax); the schema checks those.
+            let kind = yaml::kind(item);
+            if kind != "a string" && !(key == "env_file" && kind == "a mapping") {
+                self.error(
+                    Some(yaml::line(item)),
+                    format!(
+                        "service {service}: {key} item {} is {kind}, expected a string",
+                        i + 1
+                    ),
+                    "quote it, e.g. \"6379\"",
+                );
+            }
+        }
+    }
+
+    /// The service's published ports; syntax errors are reported for every service, since
+    /// compose parses them before it looks at profiles.
+    fn ports(&mut self, service: &Service, node: &Node) -> Vec<(PortSpec, usize)> {
+        let mut specs = Vec::new();
+        for item in list(node, "ports") {
+            let line = yaml::line(item);
+            if yaml::is_mapping(item) {
+                // The long syntax: compose checks its types only, so only a well-formed
+                // published port is kept (for collisions), and nothing is reported here.
+                let field = |key| yaml::get(item, key).and_then(|e| self.value(e.value));
+                let Some(published) = field("published") else {
+                    continue;
+                };
+                let ip = field("host_ip").unwrap_or_default();
+                let ip = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip
+                };
+                let target = field("target").unwrap_or_default();
+                let protocol = field("protocol").unwrap_or_else(|| "tcp".into());
+                if let Ok(spec) =
+                    syntax::parse_port(&format!("{ip}:{published}:{target}/{protocol}"))
+                {
+                    specs.push((spec, line));
+                }
+                continue;
+            }
+            let Some(text) = self.value(item) else {
+                continue;
+            };
+            match syntax::parse_port(&text) {
+                Ok(spec) => specs.push((spec, line)),
+                Err(problem) => self.error(
+                    Some(line),
+                    format!("service {}: port {text:?}: {problem}", service.name),
+                    "write [IP:][HOST:]CONTAINER[/tcp|udp|sctp], e.g. \"127.0.0.1:8080:80\"; an empty part usually means a variable in it is not set",
+                ),
+            }
+        }
+        specs
+    }
+
+    /// `extends:` names a service of this file or of another file, which must exist.
+    fn extends(&mut self, service: &Service, node: &Node, context: &FileContext) {
+        let Some(extends) = yaml::get(node, "extends") else {
+            return;
+        };
+        let (base, file) = if yaml::is_mapping(extends.value) {
+            (
+                yaml::get(extends.value, "service").map(|e| e.value),
+                yaml::get(extends.value, "file").map(|e| e.value),
+            )
+        } else {
+            (Some(extends.value), None)
+        };
+        let Some(base) = base.and_then(|b| self.value(b)) else {
+            return;
+        };
+        let defined = match file {
+            None => context.services.contains(&base),
+            Some(file) => {
+                let what = format!("service {}: extends file", service.name);
+                let Some(path) = self.referenced_file(file, &what, true) else {
+                    return;
+                };
+                read_yaml(path)
+                    .and_then(|doc| {
+                        let services = yaml::get(&doc, "services")?;
+                        Some(yaml::get(services.value, &base).is_some())
+                    })
+                    .unwrap_or(true)
+            }
+        };
+        if !defined {
+            let place = if file.is_some() {
+                "that file"
+            } else {
+                "the file"
+            };
+            self.error(
+                Some(extends.line),
+                format!(
+                    "service {} extends service {base:?}, which {place} does not define",
+                    service.name
+                ),
+                "name a service the file defines, or set file: to the file that defines it",
+            );
+        }
+    }
+
+    /// What compose checks only for the services it starts: references to declared volumes,
+    /// secrets, configs, networks and services, env and label files, an image to run.
+    fn references(
+        &mut self,
+        service: &Service,
+        node: &Node,
+        context: &FileContext,
+        running: &BTreeSet<String>,
+    ) {
+        let name = &service.name;
+        if ["image", "build", "extends", "provider"]
+            .iter()
+            .all(|key| yaml::get(node, key).is_none())
+        {
+            self.error(
+                Some(service.line),
+                format!("service {name} has neither an image nor a build context"),
+                "add image: (or build:) to the service",
+            );
+        }
+        for (section, declared) in [("secrets", &context.secrets), ("configs", &context.configs)] {
+            for item in list(node, section) {
+                let source = yaml::get(item, "source").map_or(&**item, |s| s.value);
+                if let Some(source) = self.value(source)
+                    && !declared.contains(&source)
+                {
+                    self.undeclared(
+                        yaml::line(item),
+                        name,
+                        &section[..section.len() - 1],
+                        &source,
+                        section,
+                    );
+                }
+            }
+        }
+        for net in &service.networks {
+            if net.value != "default" && !context.networks.contains(&net.value) {
+                self.error(
+                    Some(net.line),
+                    format!("service {name} uses network {:?}, which the file does not declare", net.value),
+                    &format!("declare {0} under the top-level networks: (as `{0}: {{external: true}}` for a network of networks.toml)", net.value),
+                );
+            }
+        }
+        for key in ["env_file", "label_file"] {
+            let Some(entry) = yaml::get(node, key) else {
+                continue;
+            };
+            let items: Vec<&Node> = match yaml::as_sequence(entry.value) {
+                Some(items) => items.iter().map(|i| &**i).collect(),
+                None => vec![entry.value],
+            };
+            for item in items {
+                let (path, required) = match yaml::get(item, "path") {
+                    Some(path) => (
+                        path.value,
+                        yaml::get(item, "required")
+                            .and_then(|r| self.value(r.value))
+                            .and_then(|r| yaml::parse_bool(&r))
+                            .unwrap_or(true),
+                    ),
+                    None => (item, true),
+                };
+                self.referenced_file(path, &format!("service {name}: {key}"), required);
+            }
+        }
+        if let Some(deps) = yaml::get(node, "depends_on") {
+            for dep in self.names(deps.value, &format!("service {name}: depends_on")) {
+                let required = yaml::get(deps.value, &dep.value)
+                    .and_then(|d| yaml::get(d.value, "required"))
+                    .and_then(|r| self.value(r.value))
+                    .and_then(|r| yaml::parse_bool(&r))
+                    .unwrap_or(true);
+                let problem = if !context.services.contains(&dep.value) {
+                    "which the file does not define"
+                } else if required && !running.contains(&dep.value) {
+                    "which does not run: its profiles are not in COMPOSE_PROFILES"
+                } else {
+                    continue;
+                };
+                self.error(
+                    Some(dep.line),
+                    format!(
+                        "service {name} depends on service {:?}, {problem}",
+                        dep.value
+                    ),
+                    "depend on a service that runs, or mark the dependency `required: false`",
+                );
+            }
+        }
+        if let Some(mode) = yaml::get(node, "network_mode")
+            && let Some(text) = self.value(mode.value)
+            && let Some(other) = text.strip_prefix("service:")
+            && !running.contains(other)
+        {
+            self.error(
+                Some(mode.line),
+                format!("service {name}: network_mode names service {other:?}, which does not run in this file"),
+                "name a service of this file that runs without a profile",
+            );
+        }
+    }
+
+    fn undeclared(&mut self, line: usize, service: &str, what: &str, name: &str, section: &str) {
+        self.error(
+            Some(line),
+            format!("service {service} uses {what} {name:?}, which the file does not declare"),
+            &format!(
+                "declare it under the top-level {section}: (e.g. `{section}: {{{name}: {{}}}}`)"
+            ),
+        );
+    }
+
+    /// The named volumes a service mounts, with their lines; malformed short-syntax specs
+    /// (`SOURCE:TARGET[:MODE]`) are reported.
+    fn volumes(&mut self, service: &Service, node: &Node) -> Vec<(String, usize)> {
+        let mut named = Vec::new();
+        for item in list(node, "volumes") {
+            let line = yaml::line(item);
+            let volume = if yaml::is_mapping(item) {
+                let field = |key| yaml::get(item, key).and_then(|e| self.value(e.value));
+                field("source").filter(|_| field("type").as_deref() == Some("volume"))
+            } else {
+                let Some(text) = self.value(item) else {
+                    continue;
+                };
+                match syntax::parse_volume(&text) {
+                    Ok(spec) => spec.named_volume().map(str::to_string),
+                    Err(problem) => {
+                        self.error(
+                            Some(line),
+                            format!("service {}: volume {problem}", service.name),
+                            "write SOURCE:TARGET[:ro], e.g. ./data:/data or data:/data; an empty part usually means a variable in it is not set",
+                        );
+                        None
+                    }
+                }
+            };
+            named.extend(volume.filter(|v| !v.is_empty()).map(|v| (v, line)));
+        }
+        named
+    }
+
+    fn networks(&mut self, doc: &Node) -> Vec<NetworkDecl> {
         let Some(networks) = yaml::get(doc, "networks") else {
             return Vec::new();
         };
@@ -352,15 +1072,17 @@ impl Parser<'_> {
             let mut name = None;
             let mut external = false;
             if let Some(ext) = yaml::get(entry.value, "external") {
-                if let Some(flag) = yaml::as_bool(ext.value) {
-                    external = flag;
-                } else if yaml::is_mapping(ext.value) {
+                if yaml::is_mapping(ext.value) {
                     // The legacy `external: {name: x}` form.
                     external = true;
                     name = yaml::get(ext.value, "name").and_then(|n| {
                         self.string(n.value, &format!("network {key}: external.name"))
                     });
-                } else {
+                } else if let Some(flag) = self.value(ext.value).and_then(|v| yaml::parse_bool(&v))
+                {
+                    external = flag;
+                } else if yaml::kind(ext.value) != "a string" {
+                    // A string that is no boolean is reported by the casts.
                     self.error(
                         Some(ext.line),
                         format!(
@@ -382,6 +1104,47 @@ impl Parser<'_> {
             });
         }
         decls
+    }
+}
+
+/// Another compose file's tree, when it can be read and parsed: what it declares matters here,
+/// its own problems are compose's to report when it loads it.
+fn read_yaml(path: PathBuf) -> Option<Rc<Node>> {
+    yaml::parse(&std::fs::read_to_string(path).ok()?)
+        .ok()
+        .flatten()
+}
+
+/// The items of a list-valued key; nothing when the key is absent or not a list.
+fn list<'n>(node: &'n Node, key: &str) -> &'n [Rc<Node>] {
+    yaml::get(node, key)
+        .and_then(|entry| yaml::as_sequence(entry.value))
+        .unwrap_or_default()
+}
+
+/// The nodes below `node` at `pattern` (`*`: every key or item), with their dotted paths.
+fn matching<'n>(node: &'n Node, pattern: &[&str], path: String, out: &mut Vec<(String, &'n Node)>) {
+    let Some((head, rest)) = pattern.split_first() else {
+        out.push((path, node));
+        return;
+    };
+    let dot = if path.is_empty() || path.ends_with('.') {
+        ""
+    } else {
+        "."
+    };
+    if let Some(items) = yaml::as_sequence(node) {
+        if *head == "*" {
+            for (i, item) in items.iter().enumerate() {
+                matching(item, rest, format!("{path}{dot}{i}"), out);
+            }
+        }
+        return;
+    }
+    for entry in yaml::entries(node) {
+        if *head == "*" || entry.key == *head {
+            matching(entry.value, rest, format!("{path}{dot}{}", entry.key), out);
+        }
     }
 }
 
@@ -454,6 +1217,26 @@ networks:
         assert_eq!(file.networks[0].name, "genai");
         assert!(file.networks[0].external);
         assert!(!file.networks[1].external);
+    }
+
+    #[test]
+    fn requires_takes_compose_style_options() {
+        let text = "x-composectl:\n  requires:\n    database: {restart: false}\n    panel:\n    auth: {restart: true}\nservices:\n  a:\n    image: x\n";
+        let (file, diags) = parse_text(text);
+        assert!(diags.is_empty(), "{diags}");
+        let requires: Vec<_> = file
+            .meta
+            .requires
+            .iter()
+            .map(|r| (r.value.as_str(), r.line))
+            .collect();
+        assert_eq!(requires, [("database", 3), ("panel", 4), ("auth", 5)]);
+        assert_eq!(file.meta.keeps_running_with, ["database"]);
+
+        let text = "x-composectl:\n  requires:\n    database: {restart: maybe, colour: red}\n    panel: yes\nservices:\n  a:\n    image: x\n";
+        let (_, diags) = parse_text(text);
+        let lines: Vec<_> = diags.errors().map(|d| d.line.unwrap()).collect();
+        assert_eq!(lines, [3, 3, 4], "{diags}");
     }
 
     #[test]

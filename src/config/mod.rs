@@ -6,6 +6,7 @@ pub mod compose;
 pub mod env;
 pub mod networks;
 pub mod settings;
+pub mod syntax;
 pub mod yaml;
 
 use std::fs;

@@ -45,7 +45,9 @@ struct NetworkEntry {
 }
 
 pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    // Bytes, not str: an offset from a parser may fall inside a multi-byte character.
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Docker accepts `[a-zA-Z0-9][a-zA-Z0-9_.-]*` as a network name.

@@ -58,6 +58,10 @@ const TEMPLATES: [(&str, &str); 6] = [
     ),
 ];
 
+/// Root's docker configuration directory (registry logins, buildx state): the one part of root's
+/// home the system sandbox leaves writable, so `enable` makes sure it exists.
+pub const ROOT_DOCKER_CONFIG: &str = "/root/.docker";
+
 /// Overrides the binary path written into `ExecStart=` (packagers, tests); otherwise the path of
 /// the running composectl.
 pub const EXEC_ENV: &str = "COMPOSECTL_EXEC";
@@ -86,6 +90,20 @@ pub fn stack_of_dropin(path: &Path) -> Option<&str> {
         .strip_prefix("compose@")?
         .strip_suffix(".service.d")
         .filter(|stack| !stack.is_empty())
+}
+
+/// The key of a stack's drop-in that lists its required stacks: systemd ignores `X-` keys, and
+/// `Wants=` alone would not tell requires from wants.
+const REQUIRES_KEY: &str = "X-Composectl-Requires=";
+
+/// The stacks a stack's drop-in (as `render` writes it) requires.
+pub fn required_stacks(dropin: &str) -> Vec<String> {
+    dropin
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(REQUIRES_KEY))
+        .flat_map(str::split_whitespace)
+        .map(str::to_string)
+        .collect()
 }
 
 /// A unit file to install, relative to the unit directory.
@@ -161,6 +179,7 @@ pub fn render(
     shared.insert("exec", Value::from(exec.to_string_lossy()));
     shared.insert("root", Value::from(root.dir.to_string_lossy()));
     shared.insert("wanted_by", Value::from(mode.default_target()));
+    shared.insert("docker_config", Value::from(ROOT_DOCKER_CONFIG));
     shared.insert("start_limit_interval", span(settings.start_limit_interval));
     shared.insert("start_limit_burst", Value::from(settings.start_limit_burst));
     shared.insert("restart_sec", span(settings.restart_sec));
@@ -207,6 +226,29 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_stacks_are_read_back_from_what_render_writes() {
+        let root = crate::model::load(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .expect("the example root loads")
+            .root;
+        let stacks: BTreeSet<String> = root.stacks.keys().cloned().collect();
+        let files = render(
+            &root,
+            &stacks,
+            Mode::System,
+            Path::new("/usr/bin/composectl"),
+        )
+        .expect("renders");
+        for (name, stack) in &root.stacks {
+            let dropin = files
+                .iter()
+                .find(|f| f.path == dropin_path(name))
+                .expect("a drop-in per stack");
+            assert_eq!(required_stacks(&dropin.contents), stack.requires, "{name}");
+        }
+        assert!(root.stacks.values().any(|s| s.requires.len() > 1));
+    }
 
     #[test]
     fn dropin_paths_round_trip() {

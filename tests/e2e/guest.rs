@@ -3,11 +3,11 @@
 //! (`scripts/test.sh` does both). composectl runs there as root, in system mode, on the root
 //! /etc/composectl, exactly as a user's `sudo composectl enable --now ...` does.
 //!
-//! Include it next to the harness as `#[path = "../e2e/guest.rs"] mod guest;` and start each test
-//! with `let Some(guest) = guest::guest() else { return };`. Without a running guest a test
-//! prints `skipping: ...` and passes, unless `COMPOSECTL_E2E=1`, where it panics (as
-//! [`environment`](crate::e2e::environment) does). `COMPOSECTL_GUEST_DIR` says where the guest
-//! lives (scripts/guest.sh's default otherwise).
+//! Include it next to the harness as `#[path = "../e2e/guest.rs"] mod guest;`, mark each test
+//! `#[ignore = "end-to-end, system mode: ..."]` (a plain `cargo test` lists it as ignored, as the
+//! other end-to-end tests) and start it with `let guest = guest::guest();`, which panics with
+//! what is missing. `COMPOSECTL_GUEST_DIR` says where the guest lives (scripts/guest.sh's default
+//! otherwise).
 //!
 //! There is one guest, so a [`Guest`] holds a process-wide lock: tests using it run one at a
 //! time. Acquiring one and dropping it leave the guest clean: no stacks, no composectl units, no
@@ -23,8 +23,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::e2e::{
-    CMD_TIMEOUT, TEST_IMAGE, e2e_required, is_root, parse_journal_export, run_with_timeout,
-    show_property, stderr_of, stdout_of, try_run,
+    CMD_TIMEOUT, TEST_IMAGE, is_root, parse_journal_export, run_with_timeout, show_property,
+    stderr_of, stdout_of, try_run,
 };
 use crate::layered::{Layered, write_file};
 
@@ -61,26 +61,19 @@ fn script() -> PathBuf {
 }
 
 /// Waits for the guest, checks (once per process) that it runs with composectl and the test
-/// image installed, and cleans it. `None` after printing `skipping: <reason>`, or a panic under
-/// `COMPOSECTL_E2E=1`.
-pub fn guest() -> Option<Guest> {
+/// image installed, and cleans it; panics with what is missing.
+pub fn guest() -> Guest {
     static TURN: Mutex<()> = Mutex::new(());
     static CHECK: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     // A test that failed while holding the guest poisons the lock; the next one resets anyway.
     let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
     let rootfs = match CHECK.get_or_init(check_guest) {
         Ok(rootfs) => rootfs.clone(),
-        Err(reason) if e2e_required() => panic!(
-            "COMPOSECTL_E2E=1 but the system-mode guest is not there: {reason} \
-             (scripts/test.sh boots it and installs the .deb)"
+        Err(reason) => panic!(
+            "the system-mode guest is not there: {reason} (scripts/test.sh boots it and installs \
+             the .deb; by hand: scripts/guest.sh start, scripts/guest.sh install \
+             dist/composectl_*.deb)"
         ),
-        Err(reason) => {
-            eprintln!(
-                "skipping: {reason} (scripts/guest.sh start, then scripts/guest.sh install \
-                 dist/composectl_*.deb; COMPOSECTL_E2E=1 turns this skip into a failure)"
-            );
-            return None;
-        }
     };
     let mut guest = Guest {
         _turn: turn,
@@ -92,7 +85,7 @@ pub fn guest() -> Option<Guest> {
     }
     guest.record_events();
     guest.cursor = guest.journal_cursor();
-    Some(guest)
+    guest
 }
 
 fn check_guest() -> Result<PathBuf, String> {
@@ -354,9 +347,8 @@ docker info >/dev/null
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        // No panic here: this may run while a failed test unwinds.
-        if let Err(e) = self.reset() {
-            eprintln!("warning: cannot clean the guest: {e}");
-        }
+        // No panic here: this may run while a failed test unwinds. The next guest() resets
+        // again, and fails with the reason if it still cannot.
+        let _ = self.reset();
     }
 }

@@ -6,14 +6,14 @@
 //! dockerd started by hand, Compose v2, and the local image [`TEST_IMAGE`].
 //!
 //! Include it from an integration test with
-//! `#[path = "e2e/harness.rs"] mod harness;` and start each test with
-//! `let Some(env) = harness::environment() else { return };`: without the
-//! environment a test prints `skipping: ...` and passes, unless
-//! `COMPOSECTL_E2E=1`, in which case it panics (CI must not skip silently).
+//! `#[path = "e2e/harness.rs"] mod harness;`, mark each test `#[ignore = "end-to-end: ..."]`
+//! (a plain `cargo test` counts it as ignored) and start it with
+//! `let env = harness::environment();`, which panics with what is missing.
 //!
 //! Only `std` and `tempfile` are used, on purpose: the harness must not pull
 //! dependencies into the crate, and talking D-Bus here would duplicate (and
 //! could mask bugs of) the code under test. Signals are sent with `kill(1)`.
+// Two test binaries include this file (tests/integration and tests/faults), each using a part.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -64,49 +64,21 @@ const TEMP_PREFIX: &str = "composectl-e2e.";
 /// from a test running at the same time.
 const ENGINE_LOCK: &str = "/run/composectl-e2e-engine.lock";
 
-/// True when `COMPOSECTL_E2E=1`: a missing environment is then a failure, not a skip.
-pub fn e2e_required() -> bool {
-    std::env::var_os("COMPOSECTL_E2E").is_some_and(|v| v == "1")
-}
-
-/// What [`environment`] found.
-#[derive(Debug, Clone)]
-pub struct Env {
-    /// The `systemd` binary started with `--user`.
-    pub systemd: PathBuf,
-    /// First line of `systemctl --version`, e.g. `systemd 252 (252.38-1~deb12u1)`.
-    pub systemd_version: String,
-    /// Docker engine (server) version, e.g. `26.1.5+dfsg1`.
-    pub docker_version: String,
-    /// `docker compose version --short`, e.g. `2.26.1-4` (Debian's has no `v`).
-    pub compose_version: String,
-    /// Always [`TEST_IMAGE`].
-    pub test_image: &'static str,
-}
-
-/// Checks (once per test binary) everything the e2e tests need, after taking
-/// a shared lock on [`ENGINE_LOCK`] that is kept until the process exits.
-/// Returns `None` after printing `skipping: <reason>` to stderr when something
-/// is missing, or panics with the reason when [`e2e_required`].
-pub fn environment() -> Option<Env> {
-    static CHECK: OnceLock<Result<Env, String>> = OnceLock::new();
+/// Checks (once per test binary) everything the e2e tests need, and panics with what is missing
+/// and how to get it. End-to-end tests are `#[ignore = "..."]`, so this only runs where they
+/// were asked for (`--include-ignored`, as the README's test command does). First it takes a
+/// shared lock on [`ENGINE_LOCK`], kept until the process exits.
+pub fn environment() {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
     match CHECK.get_or_init(check_environment) {
-        Ok(env) => Some(env.clone()),
-        Err(reason) if e2e_required() => panic!(
-            "COMPOSECTL_E2E=1 but the e2e environment is not there: {reason} \
-             (run scripts/provision-e2e.sh as root)"
+        Ok(()) => {}
+        Err(reason) => panic!(
+            "the end-to-end environment is not there: {reason} (scripts/provision-e2e.sh sets it up, as root)"
         ),
-        Err(reason) => {
-            eprintln!(
-                "skipping: {reason} (scripts/provision-e2e.sh sets it up; \
-                 COMPOSECTL_E2E=1 turns this skip into a failure)"
-            );
-            None
-        }
     }
 }
 
-fn check_environment() -> Result<Env, String> {
+fn check_environment() -> Result<(), String> {
     // Root: the manager is put into its own cgroup (see UserManager::start),
     // and dockerd's socket is root's.
     if !is_root() {
@@ -114,7 +86,7 @@ fn check_environment() -> Result<Env, String> {
     }
     // Before anything asks the engine: a fault run may have it down right now.
     engine_lock()?;
-    let systemd = find_systemd().ok_or("no systemd binary (package systemd)")?;
+    find_systemd().ok_or("no systemd binary (package systemd)")?;
     for tool in ["systemctl", "journalctl", "docker"] {
         if find_in_path(tool).is_none() {
             return Err(format!("`{tool}` not found in PATH"));
@@ -140,7 +112,6 @@ fn check_environment() -> Result<Env, String> {
             stderr_of(&info).trim()
         ));
     }
-    let docker_version = stdout_of(&info).trim().to_string();
     let compose = try_run(
         Command::new("docker").args(["compose", "version", "--short"]),
         Duration::from_secs(20),
@@ -163,21 +134,11 @@ fn check_environment() -> Result<Env, String> {
     if !image.status.success() {
         return Err(format!("test image {TEST_IMAGE} is missing"));
     }
-    let version = try_run(
-        Command::new("systemctl").arg("--version"),
-        Duration::from_secs(10),
-    )?;
-    let systemd_version = stdout_of(&version).lines().next().unwrap_or("").to_string();
-    Ok(Env {
-        systemd,
-        systemd_version,
-        docker_version,
-        compose_version,
-        test_image: TEST_IMAGE,
-    })
+    Ok(())
 }
 
 /// This process's handle on [`ENGINE_LOCK`], locked shared on first use.
+#[allow(clippy::print_stderr)] // the only sign that a test waits, and for what
 fn engine_lock() -> Result<&'static fs::File, String> {
     static LOCK: OnceLock<Result<fs::File, String>> = OnceLock::new();
     LOCK.get_or_init(|| {
@@ -207,6 +168,7 @@ fn engine_lock() -> Result<&'static fs::File, String> {
 pub struct HostDaemonsExclusive(&'static fs::File);
 
 /// Takes [`HostDaemonsExclusive`], converting this process's shared lock.
+#[allow(clippy::print_stderr)] // the only sign that the fault suite waits, and for what
 pub fn host_daemons_exclusive() -> HostDaemonsExclusive {
     let file = engine_lock().expect("environment() first");
     if file.try_lock().is_err() {
@@ -304,15 +266,6 @@ impl UserManager {
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
-    /// Pid of the running `systemd --user`.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-    /// The manager's cgroup, e.g. `/composectl-e2e-123-abc.slice`; its units
-    /// are below `<this>/app.slice/`.
-    pub fn cgroup(&self) -> String {
-        format!("/{}", self.slice)
-    }
     /// What the manager itself logged to the journal ("Started ...", "Failed
     /// with result ...", "Failed to connect to system bus" is normal here), for
     /// one unit (journald field `USER_UNIT=`) or all. These entries are not
@@ -388,21 +341,6 @@ impl UserManager {
     /// `SubState`, `Result`, `NRestarts`, `StatusText`, `MainPID`).
     pub fn property(&self, unit: &str, property: &str) -> String {
         show_property(|args| self.systemctl(args), unit, property)
-    }
-
-    /// Waits until startup jobs are done (`is-system-running` says running or
-    /// degraded); useful after [`restart`](Self::restart) with enabled units.
-    pub fn wait_startup_finished(&self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let state = stdout_of(&self.systemctl(&["is-system-running"]))
-                .trim()
-                .to_string();
-            if state == "running" || state == "degraded" || Instant::now() >= deadline {
-                return state;
-            }
-            thread::sleep(POLL);
-        }
     }
 
     /// Journal messages of `unit` from *this* manager only: like
@@ -578,37 +516,6 @@ pub fn show_property(
         stderr_of(&out)
     );
     stdout_of(&out).trim().to_string()
-}
-
-/// Journal messages (`-o cat`) of `unit`, from every manager on the machine
-/// and every earlier run: `journalctl -u UNIT --no-pager -q -o cat [MATCHES]`,
-/// one item per output line (a multi-line MESSAGE gives several).
-///
-/// `-u` is right, not `--user-unit`: a manager not running under
-/// `user@.service` gets its units logged with `_SYSTEMD_UNIT=<unit>` (journald
-/// derives it from the cgroup path), no `_SYSTEMD_USER_UNIT`. No
-/// `--directory`/`-m`: journald here is the system one (files in
-/// /run/log/journal). `extra_matches` are `FIELD=value` and are ANDed with the
-/// unit (same field twice = OR), e.g. `["COMPOSE_SERVICE=web"]`.
-///
-/// Caveats: native-protocol entries from a process that exits right after
-/// sending (e.g. `logger --journald`) may lack `_SYSTEMD_*` fields (journald
-/// reads them from /proc after the fact) and then do not match `-u`; and
-/// journald is asynchronous, so poll (see [`wait_until`]) rather than read once.
-/// Prefer [`UserManager::journal_lines`], which ignores other managers.
-pub fn journal_lines(unit: &str, extra_matches: &[&str]) -> Vec<String> {
-    let out = run_with_timeout(
-        Command::new("journalctl")
-            .args(["-u", unit, "--no-pager", "-q", "-o", "cat"])
-            .args(extra_matches),
-        CMD_TIMEOUT,
-    );
-    assert!(
-        out.status.success(),
-        "journalctl -u {unit}: {}",
-        stderr_of(&out)
-    );
-    stdout_of(&out).lines().map(str::to_string).collect()
 }
 
 /// All fields of `unit`'s journal entries (`journalctl -o export`), oldest first.

@@ -12,9 +12,12 @@
 //!   cargo test --test faults -- --include-ignored [--env user|guest|all] [--fault NAME] [FILTER]
 //!
 //! Without `--include-ignored` (or `--ignored`) it only says it was ignored, so `cargo test`
-//! stays quick. Faults that take down the host's dockerd or journald hold the exclusive side of
+//! stays quick; with it, a missing environment is a failure, as for the other end-to-end tests. Faults that take down the host's dockerd or journald hold the exclusive side of
 //! the lock every e2e test process holds shared (tests/e2e/harness.rs), so they never run while
 //! another test needs the host's engine.
+
+// The table and its progress lines are this runner's output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../e2e/harness.rs"]
 mod e2e;
@@ -272,12 +275,12 @@ fn run_row(kind: Kind, fault: Fault, run: u8) -> Row {
     row
 }
 
-/// Whether `kind` is there; without it: a printed skip, or a panic under COMPOSECTL_E2E=1.
-fn available(kind: Kind) -> bool {
+/// Panics with what is missing when `kind` is not there: asked for, so required.
+fn require(kind: Kind) {
     match kind {
-        Kind::User => e2e::environment().is_some(),
-        // Taken and given back at once: the check and a clean guest.
-        Kind::Guest => guest::guest().is_some(),
+        Kind::User => e2e::environment(),
+        // Taken and given back at once: the check, and a clean guest.
+        Kind::Guest => drop(guest::guest()),
     }
 }
 
@@ -304,9 +307,7 @@ fn main() -> ExitCode {
     let mut rows = 0;
     let mut run: u8 = 0;
     for kind in args.kinds {
-        if !available(kind) {
-            continue;
-        }
+        require(kind);
         for fault in args.faults.iter().copied().filter(|f| f.applies(kind)) {
             eprintln!("faults: {} {} ...", kind.name(), fault.name());
             let began = Instant::now();

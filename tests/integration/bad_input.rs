@@ -4,6 +4,8 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use indoc::{formatdoc, indoc};
+
 use crate::harness::Test;
 
 /// Runs `check` and `render --out` on a broken root: both must refuse with the same message and
@@ -27,6 +29,12 @@ fn refuses(test: Test, file: &str, message: &str) {
         .stderr_has(message)
         .run();
     assert_eq!(rendered.stderr, checked.stderr, "check and render disagree");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(
+        stderr.matches(": error: ").count(),
+        1,
+        "one clear error:\n{stderr}"
+    );
 }
 
 fn mkfifo(path: &Path) {
@@ -40,9 +48,15 @@ fn mkfifo(path: &Path) {
 #[test]
 fn malformed_networks_toml() {
     refuses(
-        Test::valid().file("networks.toml", "[networks.front\nsubnet = 1\n"),
+        Test::valid().file(
+            "networks.toml",
+            indoc! {"
+                [networks.front
+                subnet = 1
+            "},
+        ),
         "networks.toml:1:",
-        "",
+        "error: unclosed table, expected `]`",
     );
 }
 
@@ -51,7 +65,11 @@ fn unknown_key_in_networks_toml() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0.0/24\"\ninternl = true\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0.0/24"
+                internl = true
+            "#},
         ),
         "networks.toml:3:",
         "internl",
@@ -63,7 +81,10 @@ fn malformed_subnet() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0/33\"\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0/33"
+            "#},
         ),
         "networks.toml:2:",
         "is not a CIDR block",
@@ -75,7 +96,12 @@ fn overlapping_subnets() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0.0/16\"\n[networks.back]\nsubnet = \"10.0.3.0/24\"\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0.0/16"
+                [networks.back]
+                subnet = "10.0.3.0/24"
+            "#},
         ),
         "networks.toml:4:",
         "overlaps network front",
@@ -87,7 +113,13 @@ fn gateway_outside_subnet() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.front]\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.9.0.1\"\n[networks.back]\nsubnet = \"10.1.0.0/24\"\n",
+            indoc! {r#"
+                [networks.front]
+                subnet = "10.0.0.0/24"
+                gateway = "10.9.0.1"
+                [networks.back]
+                subnet = "10.1.0.0/24"
+            "#},
         ),
         "networks.toml:3:",
         "gateway 10.9.0.1 is not a host address of subnet 10.0.0.0/24",
@@ -97,7 +129,15 @@ fn gateway_outside_subnet() {
 #[test]
 fn subnet_with_host_bits() {
     refuses(
-        Test::valid().file("networks.toml", "[networks.front]\nsubnet = \"10.0.0.7/24\"\n[networks.back]\nsubnet = \"10.1.0.0/24\"\n"),
+        Test::valid().file(
+            "networks.toml",
+            indoc! {r#"
+            [networks.front]
+            subnet = "10.0.0.7/24"
+            [networks.back]
+            subnet = "10.1.0.0/24"
+        "#},
+        ),
         "networks.toml:2:",
         "did you mean \"10.0.0.0/24\"",
     );
@@ -108,7 +148,10 @@ fn invalid_network_name() {
     refuses(
         Test::valid().file(
             "networks.toml",
-            "[networks.\"front net\"]\nsubnet = \"10.0.0.0/24\"\n",
+            indoc! {r#"
+                [networks."front net"]
+                subnet = "10.0.0.0/24"
+            "#},
         ),
         "networks.toml:1:",
         "invalid network name",
@@ -132,7 +175,11 @@ fn malformed_yaml() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: [postgres\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: [postgres
+            "#},
         ),
         "stacks/db/compose.yaml:",
         "YAML syntax error",
@@ -144,7 +191,13 @@ fn duplicate_yaml_keys() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: a\n  db:\n    image: b\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: a
+                  db:
+                    image: b
+            "#},
         ),
         "stacks/db/compose.yaml:",
         "YAML syntax error",
@@ -163,7 +216,13 @@ fn compose_top_level_is_a_list() {
 #[test]
 fn compose_without_services() {
     refuses(
-        Test::valid().file("stacks/db/compose.yaml", "volumes:\n  data:\n"),
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            indoc! {r#"
+            volumes:
+              data:
+        "#},
+        ),
         "stacks/db/compose.yaml",
         "no services:",
     );
@@ -174,7 +233,15 @@ fn unknown_requires() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires:\n    - db\n    - cache\nservices:\n  web:\n    image: nginx\n",
+            indoc! {r#"
+                x-composectl:
+                  requires:
+                    - db
+                    - cache
+                services:
+                  web:
+                    image: nginx
+            "#},
         ),
         "stacks/app/compose.yaml:4:",
         "depends on unknown stack \"cache\"",
@@ -186,7 +253,13 @@ fn requires_itself() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: [app]\nservices:\n  web:\n    image: nginx\n",
+            indoc! {r#"
+                x-composectl:
+                  requires: [app]
+                services:
+                  web:
+                    image: nginx
+            "#},
         ),
         "stacks/app/compose.yaml:2:",
         "depends on itself",
@@ -198,7 +271,13 @@ fn two_stack_cycle() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  wants: [app]\nservices:\n  db:\n    image: postgres\n",
+            indoc! {r#"
+                x-composectl:
+                  wants: [app]
+                services:
+                  db:
+                    image: postgres
+            "#},
         ),
         "stacks/app/compose.yaml:2:",
         "dependency cycle: app -> db -> app",
@@ -211,11 +290,23 @@ fn three_stack_cycle() {
         Test::valid()
             .file(
                 "stacks/db/compose.yaml",
-                "x-composectl:\n  requires: [cache]\nservices:\n  db:\n    image: postgres\n",
+                indoc! {r#"
+                    x-composectl:
+                      requires: [cache]
+                    services:
+                      db:
+                        image: postgres
+                "#},
             )
             .file(
                 "stacks/cache/compose.yaml",
-                "x-composectl:\n  requires: [app]\nservices:\n  redis:\n    image: redis\n",
+                indoc! {r#"
+                    x-composectl:
+                      requires: [app]
+                    services:
+                      redis:
+                        image: redis
+                "#},
             ),
         "stacks/app/compose.yaml",
         "dependency cycle: app -> db -> cache -> app",
@@ -227,7 +318,15 @@ fn external_network_not_in_networks_toml() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: postgres\n    networks: [storage]\nnetworks:\n  storage:\n    external: true\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres
+                    networks: [storage]
+                networks:
+                  storage:
+                    external: true
+            "#},
         ),
         "stacks/db/compose.yaml:6:",
         "network \"storage\" is external but not defined in networks.toml",
@@ -239,7 +338,15 @@ fn shared_network_not_declared_external() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: postgres\n    networks: [back]\nnetworks:\n  back:\n    driver: bridge\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres
+                    networks: [back]
+                networks:
+                  back:
+                    driver: bridge
+            "#},
         ),
         "stacks/db/compose.yaml:6:",
         "not declared external",
@@ -251,7 +358,13 @@ fn service_uses_undeclared_network() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: postgres\n    networks:\n      - back\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres
+                    networks:
+                      - back
+            "#},
         ),
         "stacks/db/compose.yaml:5:",
         "uses network \"back\", which the file does not declare",
@@ -430,7 +543,13 @@ fn unknown_key_in_x_composectl() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  require: [app]\nservices:\n  db:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  require: [app]
+                services:
+                  db:
+                    image: x
+            "#},
         ),
         "stacks/db/compose.yaml:2:",
         "unknown key \"require\" in x-composectl",
@@ -442,7 +561,13 @@ fn bad_duration() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  start_timeout: 5 parsecs\nservices:\n  db:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  start_timeout: 5 parsecs
+                services:
+                  db:
+                    image: x
+            "#},
         ),
         "stacks/db/compose.yaml:2:",
         "unknown time unit",
@@ -454,7 +579,13 @@ fn bad_ready_value() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "x-composectl:\n  ready: eventually\nservices:\n  db:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  ready: eventually
+                services:
+                  db:
+                    image: x
+            "#},
         ),
         "stacks/db/compose.yaml:2:",
         "x-composectl.ready is \"eventually\"",
@@ -466,10 +597,54 @@ fn requires_is_not_a_list() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: {db: true}\nservices:\n  web:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  requires: db
+                services:
+                  web:
+                    image: x
+            "#},
         ),
         "stacks/app/compose.yaml:2:",
         "expected a list",
+    );
+}
+
+#[test]
+fn requires_options_are_not_a_mapping() {
+    refuses(
+        Test::valid().file(
+            "stacks/app/compose.yaml",
+            indoc! {r#"
+                x-composectl:
+                  requires:
+                    db: true
+                services:
+                  web:
+                    image: x
+            "#},
+        ),
+        "stacks/app/compose.yaml:3:",
+        "x-composectl.requires.db is a boolean, expected a mapping",
+    );
+}
+
+#[test]
+fn requires_restart_is_not_a_boolean() {
+    refuses(
+        Test::valid().file(
+            "stacks/app/compose.yaml",
+            indoc! {r#"
+                x-composectl:
+                  requires:
+                    db: {restart: sometimes}
+                services:
+                  web:
+                    image: x
+            "#},
+        ),
+        "stacks/app/compose.yaml:3:",
+        "x-composectl.requires.db.restart is a string, expected true or false",
     );
 }
 
@@ -478,7 +653,14 @@ fn duplicate_dependency() {
     refuses(
         Test::valid().file(
             "stacks/app/compose.yaml",
-            "x-composectl:\n  requires: [db]\n  wants: [db]\nservices:\n  web:\n    image: x\n",
+            indoc! {r#"
+                x-composectl:
+                  requires: [db]
+                  wants: [db]
+                services:
+                  web:
+                    image: x
+            "#},
         ),
         "stacks/app/compose.yaml:3:",
         "db is listed more than once",
@@ -488,7 +670,13 @@ fn duplicate_dependency() {
 #[test]
 fn malformed_env_file() {
     refuses(
-        Test::valid().file("stacks/db/.env", "A=1\nthis is not a variable\n"),
+        Test::valid().file(
+            "stacks/db/.env",
+            indoc! {r#"
+            A=1
+            this is not a variable
+        "#},
+        ),
         "stacks/db/.env:2:",
         "not a KEY=VALUE line",
     );
@@ -499,7 +687,12 @@ fn required_variable_missing() {
     refuses(
         Test::valid().file(
             "stacks/db/compose.yaml",
-            "services:\n  db:\n    image: x\n    container_name: ${DB_NAME:?set DB_NAME}\n",
+            indoc! {r#"
+                services:
+                  db:
+                    image: x
+                    container_name: ${DB_NAME:?set DB_NAME}
+            "#},
         ),
         "stacks/db/compose.yaml:4:",
         "variable DB_NAME is not set: set DB_NAME",
@@ -512,11 +705,21 @@ fn duplicate_container_name() {
         Test::valid()
             .file(
                 "stacks/db/compose.yaml",
-                "services:\n  db:\n    image: x\n    container_name: shared\n",
+                indoc! {r#"
+                    services:
+                      db:
+                        image: x
+                        container_name: shared
+                "#},
             )
             .file(
                 "stacks/cache/compose.yaml",
-                "services:\n  redis:\n    image: x\n    container_name: shared\n",
+                indoc! {r#"
+                    services:
+                      redis:
+                        image: x
+                        container_name: shared
+                "#},
             ),
         "stacks/db/compose.yaml:4:",
         "container_name \"shared\" of service db is also used by service redis of stack cache",
@@ -526,7 +729,13 @@ fn duplicate_container_name() {
 #[test]
 fn unknown_setting_in_composectl_toml() {
     refuses(
-        Test::valid().file("composectl.toml", "[defaults]\nstart_timout = \"5min\"\n"),
+        Test::valid().file(
+            "composectl.toml",
+            indoc! {r#"
+            [defaults]
+            start_timout = "5min"
+        "#},
+        ),
         "composectl.toml:2:",
         "start_timout",
     );
@@ -553,13 +762,458 @@ fn root_without_stacks_dir() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let output = Test::valid()
-        .file("networks.toml", "[networks.front]\nsubnet = \"10.0.0.0/16\"\n[networks.back]\nsubnet = \"10.0.1.0/24\"\n")
-        .file("stacks/db/compose.yaml", "x-composectl:\n  requires: [nosuch]\nservices:\n  db:\n    image: x\n")
-        .file("stacks/bad name/compose.yaml", "services: {a: {image: x}}\n")
-        .args(["check"])
+    let test = Test::valid()
+        .file(
+            "networks.toml",
+            indoc! {r#"
+            [networks.front]
+            subnet = "10.0.0.0/16"
+            [networks.back]
+            subnet = "10.0.1.0/24"
+        "#},
+        )
+        .file(
+            "stacks/db/compose.yaml",
+            indoc! {r#"
+            x-composectl:
+              requires: [nosuch]
+            services:
+              db:
+                image: x
+        "#},
+        )
+        .file(
+            "stacks/bad name/compose.yaml",
+            "services: {a: {image: x}}\n",
+        );
+    let root = test.root().display().to_string();
+    test.args(["check"])
         .code(2)
+        .stderr(&formatdoc! {r#"
+            {root}/networks.toml:4: error: network back: subnet 10.0.1.0/24 overlaps network front (10.0.0.0/16)
+              hint: give every network its own, non-overlapping subnet
+            {root}/stacks/bad name: error: invalid stack name "bad name": ' ' is not allowed; use lowercase letters, digits, '-' and '_'
+              hint: rename the directory; stack names become systemd unit names (compose@NAME.service)
+            {root}/stacks/db/compose.yaml:2: error: stack db depends on unknown stack "nosuch"
+              hint: stacks in this root: app, db
+        "#})
         .run();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.matches("error:").count(), 3, "{stderr}");
+}
+
+/// The valid root with the db stack's compose file replaced: `services:` and `db:` come first,
+/// so the lines of `body` start at 3.
+fn db_service(body: &str) -> Test {
+    Test::valid().file(
+        "stacks/db/compose.yaml",
+        &format!("services:\n  db:\n{body}"),
+    )
+}
+
+#[test]
+fn env_file_missing() {
+    refuses(
+        db_service("    image: postgres\n    env_file:\n      - db.env\n"),
+        "stacks/db/compose.yaml:5:",
+        "env_file \"db.env\" does not exist",
+    );
+}
+
+#[test]
+fn env_file_missing_long_syntax_required() {
+    refuses(
+        db_service(
+            "    image: postgres\n    env_file:\n      - path: db.env\n        required: true\n",
+        ),
+        "stacks/db/compose.yaml:5:",
+        "env_file \"db.env\" does not exist",
+    );
+}
+
+#[test]
+fn env_file_not_required_may_be_missing() {
+    db_service(
+        "    image: postgres\n    env_file:\n      - path: db.env\n        required: false\n",
+    )
+    .args(["check"])
+    .stdout_has("ok (2 stacks: app, db)")
+    .run();
+}
+
+#[test]
+fn label_file_missing() {
+    refuses(
+        db_service("    image: postgres\n    label_file: labels\n"),
+        "stacks/db/compose.yaml:4:",
+        "label_file \"labels\" does not exist",
+    );
+}
+
+#[test]
+fn undeclared_named_volume() {
+    refuses(
+        db_service("    image: postgres\n    volumes:\n      - pgdata:/var/lib/postgresql/data\n"),
+        "stacks/db/compose.yaml:5:",
+        "uses volume \"pgdata\", which the file does not declare",
+    );
+}
+
+#[test]
+fn undeclared_secret() {
+    refuses(
+        db_service("    image: postgres\n    secrets: [db_password]\n"),
+        "stacks/db/compose.yaml:4:",
+        "uses secret \"db_password\", which the file does not declare",
+    );
+}
+
+#[test]
+fn undeclared_config() {
+    refuses(
+        db_service(
+            "    image: postgres\n    configs:\n      - source: pg_conf\n        target: /etc/pg.conf\n",
+        ),
+        "stacks/db/compose.yaml:5:",
+        "uses config \"pg_conf\", which the file does not declare",
+    );
+}
+
+#[test]
+fn volume_with_empty_source() {
+    refuses(
+        db_service("    image: postgres\n    volumes:\n      - :/home/app:z\n"),
+        "stacks/db/compose.yaml:5:",
+        "invalid spec: :/home/app:z: empty section between colons",
+    );
+}
+
+#[test]
+fn volume_source_from_unset_variable() {
+    refuses(
+        db_service("    image: postgres\n    volumes:\n      - ${DATA_DIR}:/data\n"),
+        "stacks/db/compose.yaml:5:",
+        "empty section between colons",
+    );
+}
+
+#[test]
+fn malformed_port() {
+    refuses(
+        db_service("    image: postgres\n    ports:\n      - \"5432:5432/tpc\"\n"),
+        "stacks/db/compose.yaml:5:",
+        "invalid proto: tpc",
+    );
+}
+
+#[test]
+fn port_from_unset_variable() {
+    refuses(
+        db_service("    image: postgres\n    ports:\n      - ${PG_PORT}\n"),
+        "stacks/db/compose.yaml:5:",
+        "no port specified",
+    );
+}
+
+#[test]
+fn required_variable_missing_in_a_field_composectl_does_not_read() {
+    refuses(
+        db_service(
+            "    image: postgres\n    environment:\n      POSTGRES_PASSWORD: ${PG_PASSWORD:?put PG_PASSWORD in .env.local}\n",
+        ),
+        "stacks/db/compose.yaml:5:",
+        "services.db.environment.POSTGRES_PASSWORD: variable PG_PASSWORD is not set: put PG_PASSWORD in .env.local",
+    );
+}
+
+#[test]
+fn required_variable_set_in_an_env_layer() {
+    db_service(
+        "    image: postgres\n    environment:\n      POSTGRES_PASSWORD: ${PG_PASSWORD:?set it}\n",
+    )
+    .file("stacks/db/.env.local", "PG_PASSWORD=secret\n")
+    .with(|root| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = root.join("stacks/db/.env.local");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    })
+    .args(["check"])
+    .stdout_has("ok (2 stacks: app, db)")
+    .run();
+}
+
+#[test]
+fn malformed_interpolation() {
+    refuses(
+        db_service("    image: postgres\n    command: postgres -c ${A!}\n"),
+        "stacks/db/compose.yaml:4:",
+        "invalid interpolation syntax",
+    );
+}
+
+#[test]
+fn typed_field_not_a_number_after_interpolation() {
+    refuses(
+        db_service(
+            "    image: postgres\n    healthcheck:\n      test: [CMD, pg_isready]\n      retries: ${RETRIES}\n",
+        ),
+        "stacks/db/compose.yaml:6:",
+        "services.db.healthcheck.retries: \"\" is not an integer",
+    );
+}
+
+#[test]
+fn extends_file_missing() {
+    refuses(
+        db_service("    extends:\n      file: base.yaml\n      service: postgres\n"),
+        "stacks/db/compose.yaml:4:",
+        "extends file \"base.yaml\" does not exist",
+    );
+}
+
+#[test]
+fn extends_service_missing() {
+    refuses(
+        db_service("    extends: postgres\n"),
+        "stacks/db/compose.yaml:3:",
+        "extends service \"postgres\", which the file does not define",
+    );
+}
+
+#[test]
+fn include_missing() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "include:\n  - extra.yaml\nservices:\n  db:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:2:",
+        "include \"extra.yaml\" does not exist",
+    );
+}
+
+#[test]
+fn depends_on_undefined_service() {
+    refuses(
+        db_service("    image: postgres\n    depends_on:\n      - cache\n"),
+        "stacks/db/compose.yaml:5:",
+        "depends on service \"cache\", which the file does not define",
+    );
+}
+
+#[test]
+fn depends_on_service_behind_a_profile() {
+    refuses(
+        db_service(
+            "    image: postgres\n    depends_on: [backup]\n  backup:\n    image: restic\n    profiles: [tools]\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "its profiles are not in COMPOSE_PROFILES",
+    );
+}
+
+#[test]
+fn network_mode_of_undefined_service() {
+    refuses(
+        db_service("    image: postgres\n    network_mode: service:vpn\n"),
+        "stacks/db/compose.yaml:4:",
+        "network_mode names service \"vpn\"",
+    );
+}
+
+#[test]
+fn service_without_image_or_build() {
+    refuses(
+        db_service("    restart: always\n"),
+        "stacks/db/compose.yaml:2:",
+        "service db has neither an image nor a build context",
+    );
+}
+
+#[test]
+fn misspelt_service_key() {
+    refuses(
+        db_service("    image: postgres\n    enviroment:\n      A: b\n"),
+        "stacks/db/compose.yaml:4:",
+        "did you mean environment?",
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "services:\n  db:\n    image: postgres\nvolume:\n  data:\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "unknown top-level key \"volume\"",
+    );
+}
+
+#[test]
+fn number_in_a_list_of_strings() {
+    refuses(
+        db_service("    image: redis\n    command: [redis-server, --port, 6380]\n"),
+        "stacks/db/compose.yaml:4:",
+        "command item 3 is a number, expected a string",
+    );
+}
+
+#[test]
+fn number_as_a_key() {
+    refuses(
+        db_service("    image: postgres\n    environment:\n      1: one\n"),
+        "stacks/db/compose.yaml:5:",
+        "is a number; compose needs string keys",
+    );
+}
+
+#[test]
+fn yaml_unknown_anchor() {
+    refuses(
+        db_service("    image: postgres\n    environment: *pg_env\n"),
+        "stacks/db/compose.yaml:4:",
+        "unknown anchor: *pg_env",
+    );
+}
+
+#[test]
+fn yaml_alias_inside_its_own_anchor() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "x-a: &a\n  b: *a\nservices:\n  db:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:2:",
+        "alias *a is used inside the node it names",
+    );
+}
+
+#[test]
+fn yaml_merge_key_on_a_list() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "x-a: &a [1]\nservices:\n  db:\n    <<: *a\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "a merge key (<<) takes a mapping or a list of mappings",
+    );
+}
+
+#[test]
+fn yaml_tab_indentation() {
+    refuses(
+        Test::valid().file("stacks/db/compose.yaml", "services:\n\tdb:\n\t\timage: x\n"),
+        "stacks/db/compose.yaml:2:",
+        "YAML syntax error",
+    );
+}
+
+#[test]
+fn yaml_control_character() {
+    refuses(
+        db_service("    image: post\u{1}gres\n"),
+        "stacks/db/compose.yaml:3:",
+        "control characters are not allowed",
+    );
+}
+
+#[test]
+fn yaml_1_2_directive() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "%YAML 1.2\n---\nservices:\n  db:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:1:",
+        "compose reads YAML 1.1 documents only",
+    );
+}
+
+#[test]
+fn yaml_nested_too_deep() {
+    let deep = format!(
+        "    image: postgres\n    x-deep: {}{}\n",
+        "[".repeat(1001),
+        "]".repeat(1001)
+    );
+    refuses(
+        db_service(&deep),
+        "stacks/db/compose.yaml:4:",
+        "nested deeper than 1000 levels",
+    );
+}
+
+#[test]
+fn yaml_more_than_one_document() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "services:\n  db:\n    image: postgres\n---\nservices:\n  extra:\n    image: x\n",
+        ),
+        "stacks/db/compose.yaml:4:",
+        "more than one YAML document",
+    );
+}
+
+#[test]
+fn container_name_twice_in_one_stack() {
+    refuses(
+        db_service(
+            "    image: postgres\n    container_name: pg\n  replica:\n    image: postgres\n    container_name: pg\n",
+        ),
+        "stacks/db/compose.yaml:7:",
+        "container_name \"pg\" of service replica is also used by service db",
+    );
+}
+
+#[test]
+fn host_port_published_by_two_stacks() {
+    refuses(
+        Test::valid()
+            .file(
+                "stacks/db/compose.yaml",
+                "services:\n  db:\n    image: postgres\n    ports: [\"5432:5432\"]\n",
+            )
+            .file(
+                "stacks/cache/compose.yaml",
+                "services:\n  pgbouncer:\n    image: pgbouncer\n    ports:\n      - 127.0.0.1:5432:6432\n",
+            ),
+        "stacks/db/compose.yaml:4:",
+        "host port 5432/tcp of service db is also published by service pgbouncer of stack cache",
+    );
+}
+
+#[test]
+fn services_behind_different_profiles_share_names_and_ports() {
+    db_service(
+        "    image: ollama/ollama\n    container_name: ollama\n    profiles: [cpu]\n    ports: [\"11434:11434\"]\n  db-gpu:\n    image: ollama/ollama\n    container_name: ollama\n    profiles: [gpu]\n    ports: [\"11434:11434\"]\n",
+    )
+    .args(["check"])
+    .stdout_has("ok (2 stacks: app, db)")
+    .run();
+}
+
+#[test]
+fn profiles_turned_on_by_compose_profiles_collide() {
+    refuses(
+        db_service(
+            "    image: ollama/ollama\n    container_name: ollama\n    profiles: [cpu]\n  db-gpu:\n    image: ollama/ollama\n    container_name: ollama\n    profiles: [gpu]\n",
+        )
+        .file("stacks/db/.env", "COMPOSE_PROFILES=cpu,gpu\n"),
+        "stacks/db/compose.yaml:8:",
+        "container_name \"ollama\" of service db-gpu is also used by service db",
+    );
+}
+
+#[test]
+fn extends_service_missing_from_its_file() {
+    refuses(
+        db_service("    extends:\n      file: base.yaml\n      service: postgres\n").file(
+            "stacks/db/base.yaml",
+            "services:\n  pg:\n    image: postgres\n",
+        ),
+        "stacks/db/compose.yaml:3:",
+        "extends service \"postgres\", which that file does not define",
+    );
 }

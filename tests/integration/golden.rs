@@ -49,9 +49,7 @@ fn render_example(mode: &str) -> (Test, std::path::PathBuf) {
 /// Runs `systemd-analyze verify` over every rendered unit, with ExecStart naming the real binary,
 /// and fails on any output: systemd reports unknown keys and bad values as warnings, not errors.
 fn verify(mode: &str) {
-    let Some(analyze) = crate::environment::tool("systemd-analyze") else {
-        return;
-    };
+    let analyze = crate::environment::tool("systemd-analyze", "systemd");
     let (test, out) = render_example(mode);
 
     let runtime = test.dir.path().join("runtime");
@@ -95,21 +93,22 @@ fn verify(mode: &str) {
 }
 
 #[test]
+#[ignore = "needs systemd-analyze (Debian package systemd); scripts/test.sh runs it"]
 fn system_units_pass_systemd_analyze_verify() {
     verify("--system");
 }
 
 #[test]
+#[ignore = "needs systemd-analyze (Debian package systemd); scripts/test.sh runs it"]
 fn user_units_pass_systemd_analyze_verify() {
     verify("--user");
 }
 
-/// The system template's sandbox keeps `systemd-analyze security` exposure low (below 3.0, "OK").
+/// The system template's sandbox keeps `systemd-analyze security` exposure low (2.5 at most).
 #[test]
+#[ignore = "needs systemd-analyze (Debian package systemd); scripts/test.sh runs it"]
 fn system_units_keep_the_security_exposure_low() {
-    let Some(analyze) = crate::environment::tool("systemd-analyze") else {
-        return;
-    };
+    let analyze = crate::environment::tool("systemd-analyze", "systemd");
     let (_test, out) = render_example("--system");
     let output = Command::new(analyze)
         .args([
@@ -136,5 +135,5 @@ fn system_units_keep_the_security_exposure_low() {
                 String::from_utf8_lossy(&output.stderr)
             )
         });
-    assert!(exposure < 3.0, "exposure {exposure}:\n{text}");
+    assert!(exposure <= 2.5, "exposure {exposure}:\n{text}");
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use assert_fs::TempDir;
+use indoc::indoc;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_composectl");
 
@@ -13,6 +14,13 @@ pub fn example_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What stderr must hold: exactly this (empty unless a test says otherwise), or these pieces.
+enum Stderr {
+    Exact(String),
+    Has(Vec<String>),
+}
+
+#[must_use = "a Test checks nothing until .run()"]
 pub struct Test {
     pub dir: TempDir,
     root: PathBuf,
@@ -21,7 +29,7 @@ pub struct Test {
     code: i32,
     stdout: Option<String>,
     stdout_has: Vec<String>,
-    stderr_has: Vec<String>,
+    stderr: Stderr,
 }
 
 impl Test {
@@ -38,7 +46,7 @@ impl Test {
             code: 0,
             stdout: None,
             stdout_has: Vec::new(),
-            stderr_has: Vec::new(),
+            stderr: Stderr::Exact(String::new()),
         }
     }
 
@@ -47,15 +55,42 @@ impl Test {
         Test::new()
             .file(
                 "networks.toml",
-                "[networks.front]\nsubnet = \"10.10.0.0/24\"\n\n[networks.back]\nsubnet = \"10.20.0.0/24\"\ninternal = true\n",
+                indoc! {r#"
+                    [networks.front]
+                    subnet = "10.10.0.0/24"
+
+                    [networks.back]
+                    subnet = "10.20.0.0/24"
+                    internal = true
+                "#},
             )
             .file(
                 "stacks/db/compose.yaml",
-                "services:\n  db:\n    image: postgres:16\n    networks: [back]\nnetworks:\n  back:\n    external: true\n",
+                indoc! {r#"
+                    services:
+                      db:
+                        image: postgres:16
+                        networks: [back]
+                    networks:
+                      back:
+                        external: true
+                "#},
             )
             .file(
                 "stacks/app/compose.yaml",
-                "x-composectl:\n  requires: [db]\nservices:\n  web:\n    image: nginx\n    networks: [front, back]\nnetworks:\n  front:\n    external: true\n  back:\n    external: true\n",
+                indoc! {r#"
+                    x-composectl:
+                      requires: [db]
+                    services:
+                      web:
+                        image: nginx
+                        networks: [front, back]
+                    networks:
+                      front:
+                        external: true
+                      back:
+                        external: true
+                "#},
             )
     }
 
@@ -111,8 +146,18 @@ impl Test {
         self
     }
 
+    /// stderr must be exactly `expected` (by default it must be empty).
+    pub fn stderr(mut self, expected: &str) -> Test {
+        self.stderr = Stderr::Exact(expected.into());
+        self
+    }
+
+    /// stderr must contain `needle`, and may hold anything else.
     pub fn stderr_has(mut self, needle: &str) -> Test {
-        self.stderr_has.push(needle.into());
+        match &mut self.stderr {
+            Stderr::Has(needles) => needles.push(needle.into()),
+            exact => *exact = Stderr::Has(vec![needle.into()]),
+        }
         self
     }
 
@@ -123,6 +168,9 @@ impl Test {
             .arg(&self.root)
             .args(&self.args)
             .env_remove("COMPOSECTL_ROOT")
+            // User mode's unit directory and config live in the test's own directory.
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("NO_COLOR", "1")
             .env("COMPOSECTL_EXEC", "/usr/bin/composectl");
         for (key, value) in &self.env {
@@ -132,6 +180,8 @@ impl Test {
     }
 
     /// Runs and checks everything that was asked for; returns the output for further checks.
+    /// A failure points at the test's line, not at this one.
+    #[track_caller]
     pub fn run(self) -> Output {
         let output = self.command().output().expect("run composectl");
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -158,11 +208,16 @@ impl Test {
                 "stdout lacks {needle:?}\n{context}"
             );
         }
-        for needle in &self.stderr_has {
-            assert!(
-                stderr.contains(needle.as_str()),
-                "stderr lacks {needle:?}\n{context}"
-            );
+        match &self.stderr {
+            Stderr::Exact(expected) => assert_eq!(&stderr, expected, "stderr\n{context}"),
+            Stderr::Has(needles) => {
+                for needle in needles {
+                    assert!(
+                        stderr.contains(needle.as_str()),
+                        "stderr lacks {needle:?}\n{context}"
+                    );
+                }
+            }
         }
         output
     }

@@ -6,6 +6,8 @@ mod bad_input;
 mod commands;
 #[path = "../e2e/harness.rs"]
 mod e2e;
+#[path = "../e2e/engine_proxy.rs"]
+mod engine_proxy;
 mod environment;
 mod golden;
 #[path = "../e2e/guest.rs"]
@@ -15,5 +17,6 @@ mod harness;
 mod layered;
 mod realistic;
 mod stacks;
+mod supervision;
 mod sysmode;
 mod systemd;

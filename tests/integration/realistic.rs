@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use indoc::indoc;
+
 use crate::harness::Test;
 
 fn root() -> PathBuf {
@@ -30,7 +32,10 @@ fn render_orders_them_by_their_metadata() {
         text.contains("Description=authentik SSO: 100%% of logins"),
         "{text}"
     );
-    assert!(text.contains("Requires=compose@authentik.service\nAfter=compose@authentik.service\nWants=compose@observability.service"));
+    assert!(
+        text.contains("X-Composectl-Requires=authentik\nWants=compose@authentik.service\nAfter=compose@authentik.service\nWants=compose@observability.service"),
+        "{text}"
+    );
     assert!(text.contains("TimeoutStartSec=20min"));
     assert!(text.contains("RestartSec=30s"));
 }
@@ -40,6 +45,14 @@ fn graph_layers_real_world_stacks() {
     Test::new()
         .at(&root())
         .args(["graph"])
-        .stdout("layer 0:\n  authentik\n  observability\nlayer 1:\n  immich  requires: authentik  wants: observability\n  librechat  requires: authentik, observability\n  media  requires: authentik\n")
+        .stdout(indoc! {r#"
+            layer 0:
+              authentik
+              observability
+            layer 1:
+              immich  requires: authentik  wants: observability
+              librechat  requires: authentik, observability
+              media  requires: authentik
+        "#})
         .run();
 }

@@ -47,8 +47,9 @@ fn enable_now(guest: &Guest, stacks: &Layered) {
 }
 
 #[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
 fn enable_now_starts_layered_stacks_in_order_with_status_logs_and_a_clean_disable() {
-    let Some(guest) = guest() else { return };
+    let guest = guest();
     let stacks = guest.write_layered();
     let (panel, database, genai) = (stacks.panel(), stacks.database(), stacks.genai());
     let since = now_ns();
@@ -132,8 +133,9 @@ fn composectl_unit_files(guest: &Guest) -> Vec<(String, String)> {
 }
 
 #[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
 fn unit_files_are_world_readable_and_reload_without_warnings() {
-    let Some(guest) = guest() else { return };
+    let guest = guest();
     let stacks = guest.write_layered();
     let enabled = guest.composectl(&["enable", &stacks.genai()]);
     assert!(enabled.status.success(), "{}", text(&enabled));
@@ -178,8 +180,9 @@ fn exposure(output: &str) -> Option<f64> {
 }
 
 #[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
 fn the_shipped_sandbox_keeps_the_exposure_low() {
-    let Some(guest) = guest() else { return };
+    let guest = guest();
     let stacks = guest.write_layered();
     enable_now(&guest, &stacks);
     for stack in stacks.all() {
@@ -195,8 +198,9 @@ fn the_shipped_sandbox_keeps_the_exposure_low() {
 }
 
 #[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
 fn a_stack_with_a_build_starts_under_the_sandbox() {
-    let Some(guest) = guest() else { return };
+    let guest = guest();
     guest.write_layered(); // for networks.toml
     let dir = format!("{ROOT}/stacks/built");
     // Built from the local image: nothing to pull, no network needed.
@@ -230,8 +234,9 @@ fn a_stack_with_a_build_starts_under_the_sandbox() {
 }
 
 #[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
 fn a_reboot_brings_every_enabled_stack_back_in_order() {
-    let Some(guest) = guest() else { return };
+    let guest = guest();
     let stacks = guest.write_layered();
     enable_now(&guest, &stacks);
     let since = now_ns();

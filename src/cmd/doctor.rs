@@ -1,0 +1,200 @@
+//! `composectl doctor`: what this host lacks for composectl, and how to fix each item.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::context::{Context, block_on};
+use crate::engine::Engine;
+use crate::error::{Result, exit};
+use crate::mode::Mode;
+use crate::model;
+use crate::output::{Report, Text};
+
+#[derive(Debug, Serialize)]
+struct Check {
+    what: String,
+    ok: bool,
+    detail: String,
+    fix: String,
+}
+
+fn check(what: &str, result: std::result::Result<String, (String, String)>) -> Check {
+    match result {
+        Ok(detail) => Check {
+            what: what.into(),
+            ok: true,
+            detail,
+            fix: String::new(),
+        },
+        Err((detail, fix)) => Check {
+            what: what.into(),
+            ok: false,
+            detail,
+            fix,
+        },
+    }
+}
+
+/// The nearest existing directory at or above `path` is writable by us.
+fn writable(path: &Path) -> bool {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_ok()
+}
+
+fn compose_version(command: &[String]) -> std::result::Result<String, (String, String)> {
+    let output = Command::new(&command[0])
+        .args(&command[1..])
+        .args(["version", "--short"])
+        .output()
+        .map_err(|e| (format!("`{}` cannot run: {e}", command.join(" ")), "install Docker Compose v2 (Debian: apt install docker-compose; Docker's packages: docker-compose-plugin)".into()))?;
+    let version = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .trim_start_matches('v')
+        .to_string();
+    if output.status.success() && version.starts_with('2') {
+        Ok(format!("{} {version}", command.join(" ")))
+    } else {
+        Err((
+            format!("`{} version` says {:?}; composectl needs Compose v2", command.join(" "), version),
+            "install the Compose v2 plugin (apt install docker-compose from Debian 13, or docker-compose-plugin), or set compose = [...] in composectl.toml".into(),
+        ))
+    }
+}
+
+/// Every check, ok or not; exit code 1 when something is missing.
+struct Findings {
+    checks: Vec<Check>,
+}
+
+impl Report for Findings {
+    fn text(&self, out: &mut Text<'_>) -> std::io::Result<()> {
+        for c in &self.checks {
+            if c.ok {
+                out.line(format!("ok       {:<18} {}", c.what, c.detail))?;
+            } else {
+                // What is missing is the point of doctor: printed even with --quiet.
+                out.data(&format!(
+                    "MISSING  {:<18} {}\n         fix: {}\n",
+                    c.what, c.detail, c.fix
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.checks).ok()
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.checks.iter().all(|c| c.ok) {
+            exit::OK
+        } else {
+            exit::FAILED
+        }
+    }
+}
+
+pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
+    let mut checks = Vec::new();
+    let root_state = model::load(&ctx.root_dir);
+    checks.push(check(
+        "root",
+        match &root_state {
+            Ok(loaded) => Ok(format!(
+                "{} ({} stacks)",
+                ctx.root_dir.display(),
+                loaded.root.stacks.len()
+            )),
+            Err(diags) => Err((
+                format!(
+                    "{}: {} problem(s), first: {}",
+                    ctx.root_dir.display(),
+                    diags.errors().count(),
+                    diags
+                        .errors()
+                        .next()
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                ),
+                "run `composectl check` and fix what it reports".into(),
+            )),
+        },
+    ));
+    let compose = root_state
+        .as_ref()
+        .map(|l| l.root.settings.compose.clone())
+        .unwrap_or_else(|_| crate::config::settings::Settings::default().compose);
+    let engine = block_on(async {
+        Ok(async {
+            let engine = Engine::connect().map_err(|e| e.to_string())?;
+            engine
+                .version()
+                .await
+                .map(|v| format!("Docker {v} on {}", engine.socket()))
+                .map_err(|e| e.to_string())
+        }
+        .await)
+    })?;
+    checks.push(check("docker engine", engine.map_err(|e| (e, "start it (systemctl enable --now docker) and make sure you may use its socket (root, or the docker group)".into()))));
+    checks.push(check("compose v2", compose_version(&compose)));
+    let manager = block_on(async {
+        Ok(crate::systemd::Systemd::connect(ctx.mode)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}")))
+    })?;
+    checks.push(check(
+        "systemd manager",
+        manager.map(|()| format!("{} manager answers on D-Bus", ctx.mode.flag())).map_err(|e| {
+            let fix = match ctx.mode {
+                Mode::System => "composectl needs a host booted with systemd (render and check work anywhere)",
+                Mode::User => "log in through a session, or `loginctl enable-linger $USER` and export XDG_RUNTIME_DIR=/run/user/$(id -u); or use --system as root",
+            };
+            (e, fix.to_string())
+        }),
+    ));
+    if ctx.mode == Mode::System {
+        checks.push(check(
+            "privileges",
+            if nix::unistd::geteuid().is_root() {
+                Ok("root".into())
+            } else {
+                Err((
+                    "system mode needs root".into(),
+                    "run with sudo, or use --user for stacks of your own".into(),
+                ))
+            },
+        ));
+    }
+    let unit_dir = ctx.mode.unit_dir();
+    checks.push(check(
+        "unit directory",
+        if writable(&unit_dir) {
+            Ok(format!("{} is writable", unit_dir.display()))
+        } else {
+            Err((
+                format!("{} is not writable", unit_dir.display()),
+                "run with sudo (system mode) or fix the directory's owner".into(),
+            ))
+        },
+    ));
+    checks.push(check(
+        "journald",
+        if Path::new("/run/systemd/journal/socket").exists() {
+            Ok("listening".into())
+        } else {
+            Err((
+                "no /run/systemd/journal/socket: container logs will not reach the journal".into(),
+                "start systemd-journald".into(),
+            ))
+        },
+    ));
+
+    Ok(Box::new(Findings { checks }))
+}

@@ -1,0 +1,213 @@
+//! check, render, diff, graph: what the root says, and what `enable` would write. Nothing here
+//! changes the system (`render --out` writes only into the directory it is given).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::GraphFormat;
+use crate::context::Context;
+use crate::diag::Diagnostics;
+use crate::error::Result;
+use crate::model::{self, STACKS_DIR, StackName};
+use crate::output::{Report, report};
+use crate::units;
+
+#[derive(Serialize)]
+struct Checked {
+    valid: bool,
+    root: PathBuf,
+    stacks: BTreeSet<String>,
+    /// Warnings only: errors make `check` fail.
+    diagnostics: Diagnostics,
+}
+
+pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
+    let (root, diags) = model::load_partial(&ctx.root_dir);
+    let stacks = match &root {
+        // With every named stack loaded, their dependencies are checked too.
+        Some(root) if names.iter().all(|n| root.stacks.contains_key(&**n)) => {
+            root.selection(names)?
+        }
+        _ => names.iter().map(ToString::to_string).collect(),
+    };
+    let diags = if names.is_empty() {
+        diags
+    } else {
+        only_about(diags, &ctx.root_dir.join(STACKS_DIR), &stacks)
+    };
+    if diags.has_errors() {
+        return Err(diags.into());
+    }
+    if !ctx.out.json() {
+        ctx.out.diagnostics(&diags);
+    }
+    let checked = Checked {
+        valid: true,
+        root: ctx.root_dir.clone(),
+        stacks,
+        diagnostics: diags,
+    };
+    Ok(Box::new(report(checked, |c, out| {
+        let names: Vec<&str> = c.stacks.iter().map(String::as_str).collect();
+        out.line(format!(
+            "{}: ok ({} stacks: {})",
+            c.root.display(),
+            names.len(),
+            names.join(", ")
+        ))
+    })))
+}
+
+/// Keeps the diagnostics about shared files and the selected stacks' directories.
+fn only_about(diags: Diagnostics, stacks_dir: &Path, stacks: &BTreeSet<String>) -> Diagnostics {
+    let mut kept = Diagnostics::default();
+    for diag in diags.into_vec() {
+        let relevant = match diag
+            .file
+            .as_deref()
+            .and_then(|f| f.strip_prefix(stacks_dir).ok())
+        {
+            Some(inside) => inside
+                .components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str())
+                .is_some_and(|stack| stacks.contains(stack)),
+            None => true,
+        };
+        if relevant {
+            kept.push(diag);
+        }
+    }
+    kept
+}
+
+#[derive(Serialize)]
+struct RenderedFile {
+    path: PathBuf,
+    contents: String,
+}
+
+#[derive(Serialize)]
+struct Written {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+pub fn render(ctx: &Context, names: &[StackName], out: Option<&Path>) -> Result<Box<dyn Report>> {
+    let root = ctx.load()?;
+    let stacks = root.selection(names)?;
+    let files = ctx.render(&root, &stacks)?;
+    if let Some(dir) = out {
+        for file in &files {
+            crate::unitdir::write_atomically(&dir.join(&file.path), &file.contents)?;
+        }
+        let written = Written {
+            dir: dir.to_path_buf(),
+            files: files.iter().map(|f| dir.join(&f.path)).collect(),
+        };
+        return Ok(Box::new(report(written, |w, out| {
+            out.line(format!(
+                "wrote {} files to {}",
+                w.files.len(),
+                w.dir.display()
+            ))
+        })));
+    }
+    let unit_dir = ctx.mode.unit_dir();
+    let rendered: Vec<RenderedFile> = files
+        .into_iter()
+        .map(|f| RenderedFile {
+            path: unit_dir.join(&f.path),
+            contents: f.contents,
+        })
+        .collect();
+    Ok(Box::new(report(rendered, |files, out| {
+        for (index, file) in files.iter().enumerate() {
+            if index > 0 {
+                out.data("\n")?;
+            }
+            out.data(&format!("# {}\n{}", file.path.display(), file.contents))?;
+        }
+        Ok(())
+    })))
+}
+
+#[derive(Serialize)]
+struct FileChange {
+    path: PathBuf,
+    change: &'static str,
+    diff: String,
+}
+
+#[derive(Serialize)]
+struct Changes {
+    unit_dir: PathBuf,
+    changes: Vec<FileChange>,
+}
+
+pub fn diff(
+    ctx: &Context,
+    names: &[StackName],
+    unit_dir: Option<PathBuf>,
+) -> Result<Box<dyn Report>> {
+    let root = ctx.load()?;
+    let stacks = root.selection(names)?;
+    let files = ctx.render(&root, &stacks)?;
+    let unit_dir = unit_dir.unwrap_or_else(|| ctx.mode.unit_dir());
+    let mut changes = Vec::new();
+    for file in &files {
+        let path = unit_dir.join(&file.path);
+        let (change, old) = match fs::read_to_string(&path) {
+            Ok(old) if old == file.contents => continue,
+            Ok(old) => ("changed", old),
+            Err(_) => ("new", String::new()),
+        };
+        let diff = similar::TextDiff::from_lines(&old, &file.contents)
+            .unified_diff()
+            .header(&path.display().to_string(), &path.display().to_string())
+            .to_string();
+        changes.push(FileChange { path, change, diff });
+    }
+    if names.is_empty() {
+        for stack in crate::unitdir::UnitDir::new(&unit_dir).installed().stacks() {
+            if !root.stacks.contains_key(&stack) {
+                changes.push(FileChange {
+                    diff: format!("stack {stack} is no longer in the root\n"),
+                    path: unit_dir.join(units::dropin_path(&stack)),
+                    change: "removed",
+                });
+            }
+        }
+    }
+    Ok(Box::new(report(Changes { unit_dir, changes }, |c, out| {
+        if c.changes.is_empty() {
+            return out.line(format!("{}: up to date", c.unit_dir.display()));
+        }
+        for change in &c.changes {
+            out.data(&format!(
+                "{} {}\n{}",
+                change.change,
+                change.path.display(),
+                change.diff
+            ))?;
+        }
+        Ok(())
+    })))
+}
+
+pub fn graph(ctx: &Context, names: &[StackName], format: GraphFormat) -> Result<Box<dyn Report>> {
+    let root = ctx.load()?;
+    let stacks = root.selection(names)?;
+    let graph = root.graph().subgraph(&stacks);
+    let text = match format {
+        GraphFormat::Text => graph.to_text(),
+        GraphFormat::Dot => graph.to_dot(),
+        GraphFormat::Mermaid => graph.to_mermaid(),
+    };
+    let value = json!({"layers": graph.layers(), "edges": graph.edges()});
+    Ok(Box::new(report(value, move |_, out| out.data(&text))))
+}

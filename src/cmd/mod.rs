@@ -1,0 +1,55 @@
+//! The commands. Each file holds one family and imports the context and the layers below it,
+//! never another command's file; each command returns a report that `output` prints, or an
+//! error that `lib::run` turns into the exit code.
+
+mod doctor;
+mod inspect;
+mod install;
+mod jobs;
+mod logs;
+mod networks;
+mod run;
+mod status;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+use crate::error::Result;
+use crate::output::{Output, Report};
+use crate::systemd::JobKind;
+
+pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
+    let ctx = Context::new(&cli.global, out)?;
+    match cli.command {
+        Command::Check(stacks) => inspect::check(&ctx, &stacks.names),
+        Command::Render { stacks, out } => inspect::render(&ctx, &stacks.names, out.as_deref()),
+        Command::Diff { stacks, unit_dir } => inspect::diff(&ctx, &stacks.names, unit_dir),
+        Command::Graph { stacks, format } => inspect::graph(&ctx, &stacks.names, format),
+        Command::Enable { stacks, now } => install::enable(&ctx, &stacks.names, now),
+        Command::Disable { stacks, now } => install::disable(&ctx, &stacks.names, now),
+        Command::Start(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Start),
+        Command::Stop(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Stop),
+        Command::Restart(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Restart),
+        Command::Update(stacks) => jobs::update(&ctx, &stacks.names),
+        Command::Status(stacks) => status::status(&ctx, &stacks.names),
+        Command::List => status::list(&ctx),
+        Command::Networks { wait } => networks::networks(&ctx, wait),
+        Command::Doctor => doctor::doctor(&ctx),
+        Command::Run { stack } => run::run(&ctx, &stack),
+        Command::Logs {
+            stack,
+            service,
+            follow,
+            lines,
+            since,
+        } => logs::logs(
+            &ctx,
+            &logs::Query {
+                stack: &stack,
+                service: service.as_deref(),
+                follow,
+                lines,
+                since: since.as_deref(),
+            },
+        ),
+    }
+}

@@ -1,0 +1,208 @@
+//! status and list: systemd's view of the stacks' units, with their containers from one engine
+//! query.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::context::{Context, block_on};
+use crate::engine::{self, ContainerSummary, Engine};
+use crate::error::{Result, exit};
+use crate::model::{self, StackName};
+use crate::output::{Report, Text, report};
+use crate::systemd::{Systemd, UnitStatus};
+use crate::units;
+
+/// "1h 2min ago", as systemctl says it; "-" for never.
+fn since(usec: u64) -> String {
+    if usec == 0 {
+        return "-".into();
+    }
+    let then = UNIX_EPOCH + Duration::from_micros(usec);
+    let ago = SystemTime::now().duration_since(then).unwrap_or_default();
+    format!("{} ago", crate::duration::human(ago))
+}
+
+/// Every compose project's containers from one engine query; None when the engine is away.
+async fn container_summaries() -> Option<BTreeMap<String, ContainerSummary>> {
+    let engine = Engine::connect().ok()?;
+    if !engine.answers(engine::PROBE).await {
+        return None;
+    }
+    let containers = engine.containers(None).await.ok()?;
+    let mut summaries: BTreeMap<String, ContainerSummary> = BTreeMap::new();
+    for container in &containers {
+        summaries
+            .entry(container.project.clone())
+            .or_default()
+            .add(container);
+    }
+    Some(summaries)
+}
+
+#[derive(Serialize)]
+struct StackState {
+    stack: String,
+    unit: UnitStatus,
+    /// What the supervisor says (see `UnitStatus::status_line`).
+    status: String,
+    /// None when the engine does not answer.
+    containers: Option<ContainerSummary>,
+}
+
+/// Every stack's unit and containers: systemd's answers and the engine's, asked at once.
+async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<StackState>> {
+    let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
+    let statuses = async {
+        let systemd = Systemd::connect(ctx.mode).await?;
+        systemd.statuses(&unit_names).await
+    };
+    let (statuses, summaries) = tokio::join!(statuses, container_summaries());
+    Ok(stacks
+        .iter()
+        .zip(statuses?)
+        .map(|(stack, unit)| StackState {
+            stack: stack.clone(),
+            status: unit.status_line(),
+            unit,
+            containers: summaries
+                .as_ref()
+                .map(|s| s.get(stack).cloned().unwrap_or_default()),
+        })
+        .collect())
+}
+
+fn containers(state: &StackState) -> String {
+    state
+        .containers
+        .as_ref()
+        .map_or("engine unreachable".to_string(), ToString::to_string)
+}
+
+/// The status of the stacks, or of every enabled stack; exit code 3 unless all are active.
+struct Status {
+    stacks: Vec<StackState>,
+    /// One stack was named: show it in detail.
+    detailed: bool,
+}
+
+impl Report for Status {
+    fn text(&self, out: &mut Text<'_>) -> std::io::Result<()> {
+        if self.stacks.is_empty() {
+            return out.line("no stacks are enabled");
+        }
+        if self.detailed {
+            let state = &self.stacks[0];
+            let s = &state.unit;
+            return out.line(format!(
+                "{} ({})\n  enabled:    {}\n  state:      {}/{} since {}\n  status:     {}\n  containers: {}\n  restarts:   {}\n  main pid:   {}",
+                state.stack,
+                s.unit,
+                s.unit_file_state,
+                s.active_state,
+                s.sub_state,
+                since(s.since_usec),
+                if state.status.is_empty() { "-" } else { &state.status },
+                containers(state),
+                s.n_restarts,
+                s.main_pid
+            ));
+        }
+        out.line(format!(
+            "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} STATUS",
+            "STACK", "ENABLED", "STATE", "SINCE", "RESTARTS", "CONTAINERS"
+        ))?;
+        for state in &self.stacks {
+            let s = &state.unit;
+            out.line(format!(
+                "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} {}",
+                state.stack,
+                s.unit_file_state,
+                format!("{}/{}", s.active_state, s.sub_state),
+                since(s.since_usec),
+                s.n_restarts,
+                containers(state),
+                state.status
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.stacks).ok()
+    }
+
+    fn exit_code(&self) -> u8 {
+        let all_active =
+            !self.stacks.is_empty() && self.stacks.iter().all(|s| s.unit.active_state == "active");
+        if all_active {
+            exit::OK
+        } else {
+            exit::NOT_ACTIVE
+        }
+    }
+}
+
+pub fn status(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
+    let stacks: BTreeSet<String> = if names.is_empty() {
+        ctx.unit_dir().installed().stacks()
+    } else {
+        names.iter().map(ToString::to_string).collect()
+    };
+    let stacks = block_on(states(ctx, &stacks))?;
+    Ok(Box::new(Status {
+        detailed: names.len() == 1,
+        stacks,
+    }))
+}
+
+#[derive(Serialize)]
+struct Listed {
+    stack: String,
+    in_root: bool,
+    installed: bool,
+    enabled: String,
+    active: String,
+    sub: String,
+}
+
+pub fn list(ctx: &Context) -> Result<Box<dyn Report>> {
+    let (root, diags) = model::load_partial(&ctx.root_dir);
+    ctx.out.diagnostics(&diags);
+    let in_root: BTreeSet<String> = root
+        .map(|r| r.stacks.into_keys().collect())
+        .unwrap_or_default();
+    let installed = ctx.unit_dir().installed().stacks();
+    let all: BTreeSet<String> = in_root.union(&installed).cloned().collect();
+    let listed: Vec<Listed> = block_on(states(ctx, &all))?
+        .into_iter()
+        .map(|state| Listed {
+            in_root: in_root.contains(&state.stack),
+            installed: installed.contains(&state.stack),
+            enabled: state.unit.unit_file_state,
+            active: state.unit.active_state,
+            sub: state.unit.sub_state,
+            stack: state.stack,
+        })
+        .collect();
+    Ok(Box::new(report(listed, |listed, out| {
+        out.line(format!(
+            "{:<16} {:<9} {:<10} NOTE",
+            "STACK", "ENABLED", "ACTIVE"
+        ))?;
+        for l in listed {
+            let note = match (l.in_root, l.installed) {
+                (true, true) => "installed",
+                (true, false) => "not installed",
+                _ => "orphan: not in the root (composectl disable it)",
+            };
+            let enabled = if l.installed { l.enabled.as_str() } else { "-" };
+            out.line(format!(
+                "{:<16} {:<9} {:<10} {note}",
+                l.stack, enabled, l.active
+            ))?;
+        }
+        Ok(())
+    })))
+}

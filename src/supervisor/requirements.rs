@@ -1,0 +1,148 @@
+//! The stacks a stack requires, as its supervisor handles them.
+//!
+//! A stack's unit only `Wants=` and is `After=` the stacks it requires: with systemd 252's
+//! `Requires=`, a required stack whose first start attempt fails fails its dependents' start
+//! jobs for good (they never start, even once it is restarted and ready), and every restart of
+//! the required unit restarts its dependents, even when its containers never stopped (a
+//! supervisor killed and restarted). So the rest of "requires" is done here:
+//! - before `compose up`, wait until every required stack is active (ready);
+//! - when a required stack's containers are removed: if its unit is being stopped, stop with it;
+//!   otherwise (restarted, failed, recreated) restart, so this stack comes back after it, unless
+//!   the stack said `restart: false` for that dependency (then keep running).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use futures_util::{Stream, StreamExt, stream};
+
+use crate::engine::Engine;
+use crate::mode::Mode;
+use crate::model::Stack;
+use crate::systemd::Systemd;
+use crate::units;
+
+/// How often the state of required units is asked while waiting for them.
+const POLL: Duration = Duration::from_millis(500);
+
+/// What a required stack's removed containers mean for this stack.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// The required stack is being stopped: stop with it.
+    Stop(String),
+    /// It is restarted, failed or recreated: restart after it.
+    Restart(String),
+    /// It is restarted, and this stack said `restart: false` for it.
+    KeepRunning(String),
+}
+
+pub struct Requirements {
+    mode: Mode,
+    /// (stack, unit) of every required stack.
+    required: Vec<(String, String)>,
+    /// The required stacks whose recreation does not restart this one.
+    keep_running_with: Vec<String>,
+}
+
+pub type RemovedStream = Pin<Box<dyn Stream<Item = String> + Send>>;
+
+impl Requirements {
+    pub fn of(stack: &Stack, mode: Mode) -> Requirements {
+        Requirements {
+            mode,
+            required: stack
+                .requires
+                .iter()
+                .map(|name| (name.clone(), units::stack_unit(name)))
+                .collect(),
+            keep_running_with: stack.keeps_running_with.iter().cloned().collect(),
+        }
+    }
+
+    /// Returns once every required stack is active; `status` hears what is waited for. Fails at
+    /// once when one was stopped (nothing will start it); a failed one is waited for, since an
+    /// administrator may start it again (systemd's TimeoutStartSec bounds the wait).
+    pub async fn wait_until_ready(&self, mut status: impl FnMut(&str)) -> Result<()> {
+        if self.required.is_empty() {
+            return Ok(());
+        }
+        let systemd = Systemd::connect(self.mode).await?;
+        let units: Vec<String> = self.required.iter().map(|(_, u)| u.clone()).collect();
+        loop {
+            let states = systemd.unit_states(&units).await?;
+            let mut waiting = Vec::new();
+            for ((stack, _), state) in self.required.iter().zip(&states) {
+                match (state.active_state.as_str(), &state.job) {
+                    ("active", _) => {}
+                    ("inactive", None) => bail!(
+                        "required stack {stack} is stopped and nothing starts it: start it first (composectl start {stack})"
+                    ),
+                    (active, _) => waiting.push(format!("{stack} ({active}/{})", state.sub_state)),
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            status(&format!(
+                "waiting for required stacks: {}",
+                waiting.join(", ")
+            ));
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The required stacks whose containers are removed from `since` (unix seconds) on, one
+    /// item per removal. Never ends when there are none.
+    pub fn removals(&self, engine: &Engine, since: i64) -> RemovedStream {
+        if self.required.is_empty() {
+            return stream::pending().boxed();
+        }
+        let streams = self.required.iter().map(|(stack, _)| {
+            let stack = stack.clone();
+            engine
+                .events(&stack, since, &["destroy"])
+                .filter_map(move |event| {
+                    let stack = stack.clone();
+                    async move { event.ok().map(|_| stack) }
+                })
+                .boxed()
+        });
+        stream::select_all(streams).boxed()
+    }
+
+    /// Why `stack`'s containers were removed. Its unit tells, even when asked a little late: a
+    /// stop job, or stopped with no job left, means it is being stopped; a restart job (a
+    /// `start` job once the restart's stop part is done), a failure or a recreation otherwise.
+    pub async fn removal(&self, stack: &str) -> Removal {
+        let unit = units::stack_unit(stack);
+        let state = match Systemd::connect(self.mode).await {
+            Ok(systemd) => systemd
+                .unit_states(std::slice::from_ref(&unit))
+                .await
+                .map(|states| states.into_iter().next()),
+            Err(e) => Err(e),
+        };
+        let stopping = match state {
+            Ok(Some(state)) => {
+                state.job.as_deref() == Some("stop")
+                    || (state.active_state == "inactive" && state.job.is_none())
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!("cannot ask systemd about {unit}: {e:#}");
+                false
+            }
+        };
+        if stopping {
+            Removal::Stop(format!("required stack {stack} is being stopped"))
+        } else if self.keep_running_with.iter().any(|s| s == stack) {
+            Removal::KeepRunning(format!(
+                "required stack {stack}'s containers were removed; it says restart: false for it"
+            ))
+        } else {
+            Removal::Restart(format!(
+                "required stack {stack}'s containers were removed (restarted or failed)"
+            ))
+        }
+    }
+}
