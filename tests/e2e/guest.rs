@@ -315,14 +315,21 @@ docker info >/dev/null
         self.write(
             &format!("/etc/systemd/system/{EVENTS_UNIT}"),
             &format!(
-                "[Unit]\nDescription=composectl e2e: the engine's container events\n\
-                 Wants=docker.service\nAfter=docker.service\nStartLimitIntervalSec=0\n\n\
-                 [Service]\nExecStart=/usr/bin/docker events --since 0 --filter type=container \
-                 --filter event=create --filter event=start --filter event=die \
-                 --filter event=health_status \
-                 --format '{{{{.TimeNano}}}} {{{{index .Actor.Attributes \"com.docker.compose.project\"}}}} {{{{.Action}}}}'\n\
-                 StandardOutput=append:{EVENTS_LOG}\nRestart=always\nRestartSec=1\n\n\
-                 [Install]\nWantedBy=multi-user.target\n"
+                r#"[Unit]
+Description=composectl e2e: the engine's container events
+Wants=docker.service
+After=docker.service
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=/usr/bin/docker events --since 0 --filter type=container --filter event=create --filter event=start --filter event=die --filter event=health_status --format '{{{{.TimeNano}}}} {{{{index .Actor.Attributes "com.docker.compose.project"}}}} {{{{.Action}}}}'
+StandardOutput=append:{EVENTS_LOG}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"#
             ),
         );
         let out = self.systemctl(&["daemon-reload"]);

@@ -15,7 +15,15 @@ use crate::e2e::TEST_IMAGE;
 /// after the top-level `networks:` (e.g. a `volumes:` section).
 pub fn compose_file(meta: &str, service: &str, network: &str, tail: &str) -> String {
     format!(
-        "{meta}services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n{service}    networks: [{network}]\nnetworks:\n  {network}:\n    external: true\n{tail}"
+        r#"{meta}services:
+  app:
+    image: {TEST_IMAGE}
+    pull_policy: never
+{service}    networks: [{network}]
+networks:
+  {network}:
+    external: true
+{tail}"#
     )
 }
 
@@ -24,7 +32,16 @@ pub fn compose_file(meta: &str, service: &str, network: &str, tail: &str) -> Str
 /// before all of it (empty for nothing).
 pub fn ready_after(name: &str, delay: &str, first: &str) -> String {
     format!(
-        "    init: true\n    restart: \"no\"\n    command: [\"sh\", \"-c\", \"{first}echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-e\", \"/tmp/ready\"]\n      interval: 200ms\n      start_period: 60s\n      start_interval: 200ms\n      retries: 3\n"
+        r#"    init: true
+    restart: "no"
+    command: ["sh", "-c", "{first}echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
+    healthcheck:
+      test: ["CMD", "test", "-e", "/tmp/ready"]
+      interval: 200ms
+      start_period: 60s
+      start_interval: 200ms
+      retries: 3
+"#
     )
 }
 

@@ -211,7 +211,15 @@ fn a_stack_with_a_build_starts_under_the_sandbox() {
     guest.write(
         &format!("{dir}/compose.yaml"),
         &format!(
-            "services:\n  app:\n    build: .\n    command: [\"sh\", \"-c\", \"cat /built; exec sleep 100000\"]\n    networks: [{NETWORK}]\nnetworks:\n  {NETWORK}:\n    external: true\n"
+            r#"services:
+  app:
+    build: .
+    command: ["sh", "-c", "cat /built; exec sleep 100000"]
+    networks: [{NETWORK}]
+networks:
+  {NETWORK}:
+    external: true
+"#
         ),
     );
     let built = unit("built");
