@@ -81,6 +81,14 @@ impl Fault {
         self != Fault::DockerRestart || kind == Kind::Guest
     }
 
+    /// An engine outage: recovery is timed from the engine's return.
+    pub fn engine_outage(self) -> bool {
+        matches!(
+            self,
+            Fault::EngineTerm | Fault::EngineKill | Fault::EngineLate | Fault::DockerRestart
+        )
+    }
+
     /// Whether, in the user environment, it takes down the host's dockerd or journald, which
     /// every other test on the machine shares.
     pub fn takes_host_daemons(self) -> bool {
@@ -95,7 +103,8 @@ impl Fault {
 pub struct Caused {
     /// When recovery is timed from: the fault, or the engine's return for an engine outage.
     pub origin: Instant,
-    /// The stacks were certainly not ready at some point (the engine was away).
+    /// The stacks were certainly not ready at some point (the engine was away, or everything
+    /// was stopped).
     pub broken: bool,
     pub notes: Vec<String>,
 }

@@ -232,7 +232,16 @@ fn run_row(kind: Kind, fault: Fault, run: u8) -> Row {
     let recovered = fault::cause(fault, &mut target).and_then(|caused| {
         row.notes.extend(caused.notes.iter().cloned());
         match recover(&target, start, &caused) {
-            Recovery::Ready { after, seen_broken } => Ok((after, seen_broken)),
+            Recovery::Ready { after, seen_broken } => {
+                if fault.engine_outage() {
+                    let total = caused.origin.saturating_duration_since(start) + after;
+                    row.notes.push(format!(
+                        "all ready {:.1} s after the fault itself",
+                        total.as_secs_f64()
+                    ));
+                }
+                Ok((after, seen_broken))
+            }
             Recovery::Not(why) => Err(why),
         }
     });
