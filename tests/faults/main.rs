@@ -12,7 +12,9 @@
 //!   cargo test --test faults -- --include-ignored [--env user|guest|all] [--fault NAME] [FILTER]
 //!
 //! Without `--include-ignored` (or `--ignored`) it only says it was ignored, so `cargo test`
-//! stays quick; with it, a missing environment is a failure, as for the other end-to-end tests. Faults that take down the host's dockerd or journald hold the exclusive side of
+//! stays quick; with it, a missing environment is a failure, as for the other end-to-end tests.
+//! FILTER (what `cargo test FILTER` passes to every test binary) keeps the faults whose name
+//! contains it. Faults that take down the host's dockerd or journald hold the exclusive side of
 //! the lock every e2e test process holds shared (tests/e2e/harness.rs), so they never run while
 //! another test needs the host's engine.
 
@@ -49,17 +51,18 @@ const USAGE: &str = "usage: cargo test --test faults -- --include-ignored \
                      [--env user|guest|all] [--fault NAME] [FILTER]";
 
 struct Args {
+    help: bool,
     run: bool,
     kinds: Vec<Kind>,
     faults: Vec<Fault>,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut help = false;
     let mut run = false;
     let mut kinds = vec![Kind::User, Kind::Guest];
     let mut only: Option<Fault> = None;
     let mut filter: Option<String> = None;
-    let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -93,7 +96,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                         })?,
                 );
             }
-            "-h" | "--help" => return Err(String::new()),
+            "-h" | "--help" => help = true,
             // libtest's options that take a value (cargo passes them to every test binary).
             "--test-threads" | "--skip" | "--color" | "--format" | "--logfile" | "-Z" => {
                 value();
@@ -111,7 +114,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
                 .is_none_or(|s| f.name().contains(s.as_str()))
         })
         .collect();
-    Ok(Args { run, kinds, faults })
+    Ok(Args {
+        help,
+        run,
+        kinds,
+        faults,
+    })
 }
 
 /// One line of the table.
@@ -301,11 +309,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     if !args.run {
         println!(
             "faults: ignored (takes minutes and real engine outages; \
              run: cargo test --test faults -- --include-ignored)"
         );
+        return ExitCode::SUCCESS;
+    }
+    if args.faults.is_empty() {
+        println!("faults: none matches the filter");
         return ExitCode::SUCCESS;
     }
     println!(
