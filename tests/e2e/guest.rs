@@ -213,13 +213,18 @@ impl Guest {
         selector: &[&str],
         matches: &[&str],
     ) -> Vec<std::collections::BTreeMap<String, String>> {
-        let after = format!("--after-cursor={}", self.cursor);
-        let mut args = vec!["journalctl", "--no-pager", "-q", "-o", "export", &after];
+        // --cursor, and the entry at the cursor dropped here: with field matches, journalctl 252's
+        // --after-cursor also skips the first entry after the cursor that matches them.
+        let from = format!("--cursor={}", self.cursor);
+        let mut args = vec!["journalctl", "--no-pager", "-q", "-o", "export", &from];
         args.extend_from_slice(selector);
         args.extend_from_slice(matches);
         let out = self.exec(&args);
         assert!(out.status.success(), "journalctl: {}", stderr_of(&out));
         parse_journal_export(&out.stdout)
+            .into_iter()
+            .filter(|e| e.get("__CURSOR") != Some(&self.cursor))
+            .collect()
     }
 
     /// Container events of the guest's engine at or after `since_ns` (see [`now_ns`]), oldest

@@ -236,7 +236,8 @@ networks:
             .journal(&built, &["COMPOSE_SERVICE=app"])
             .iter()
             .any(|l| l == "built from a Dockerfile")),
-        "{}",
+        "journalctl -u {built} COMPOSE_SERVICE=app: {:?}\n{}",
+        guest.journal(&built, &["COMPOSE_SERVICE=app"]),
         guest.diagnostics(&[&built])
     );
 }
