@@ -9,8 +9,11 @@
 #   scripts/guest.sh start        build if needed, boot the guest in the background, wait until
 #                                 its boot has settled, build the test image in the guest's engine
 #   scripts/guest.sh stop         clean poweroff of the guest (waits for nspawn to exit)
-#   scripts/guest.sh reboot       clean poweroff, then boot again and wait until the boot settled
-#                                 (nspawn exits on an in-guest reboot, so it is done from here)
+#   scripts/guest.sh reboot [--no-settle]
+#                                 clean poweroff, then boot again and wait until the boot settled
+#                                 (nspawn exits on an in-guest reboot, so it is done from here);
+#                                 --no-settle: only until the guest's PID 1 answers, its boot jobs
+#                                 (enabled stacks included) may still run
 #   scripts/guest.sh status       key=value lines: state (running/stopped), nspawn, leader, rootfs,
 #                                 machine; exit 3 when stopped
 #   scripts/guest.sh exec CMD...  run CMD inside the guest (all namespaces of the guest's PID 1)
@@ -142,7 +145,8 @@ gexec() {
     exec nsenter -t "$l" -a env -i PATH="$GUEST_PATH" HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 "$@"
 }
 
-boot() { # boots the built rootfs and waits until the guest's boot settled
+boot() { # boots the built rootfs; waits until its boot settled, or with "answer" until PID 1 answers
+    local mode=${1:-settle}
     host_packages
     mkdir -p "$LOGS"
     local t0=$SECONDS console
@@ -177,11 +181,13 @@ boot() { # boots the built rootfs and waits until the guest's boot settled
     for _ in $(seq 1 100); do l=$(leader) && break; sleep 0.1; done
     [ -n "$l" ] || { tail -n 20 "$console" >&2; die "nspawn did not start a guest; see $console"; }
     # Until the guest's manager answers on its bus and has finished its boot jobs (enabled
-    # stacks included) or given up on them.
+    # stacks included) or given up on them; or, asked to, until it answers at all.
     local state="" limit=${COMPOSECTL_GUEST_BOOT_TIMEOUT:-300}
     for _ in $(seq 1 $((limit * 5))); do
         state=$(nsenter -t "$l" -a systemctl is-system-running 2>/dev/null || true)
-        case "$state" in running | degraded | maintenance | stopping) break ;; esac
+        case "$mode/$state" in
+        */running | */degraded | */maintenance | */stopping | answer/?*) break ;;
+        esac
         sleep 0.2
     done
     log "guest booted in $((SECONDS - t0)) s: leader $l, system state: ${state:-unknown}"
@@ -216,9 +222,9 @@ stop() {
     log "stopped after $((SECONDS - t0)) s"
 }
 
-reboot() {
+reboot() { # MODE as boot's
     stop
-    boot
+    boot "$1"
 }
 
 cleanup_cgroups() { # empty cgroups nspawn leaves behind
@@ -265,10 +271,16 @@ case "${1:-}" in
 build) locked build ;;
 start) locked start ;;
 stop) locked stop ;;
-reboot) locked reboot ;;
+reboot)
+    case "${2:-}" in
+    "") locked reboot settle ;;
+    --no-settle) locked reboot answer ;;
+    *) die "usage: $0 reboot [--no-settle]" ;;
+    esac
+    ;;
 status) status ;;
 exec) shift; gexec "$@" ;;
 shell) gexec /bin/bash -l ;;
 install) locked install_deb "${2:-}" ;;
-*) echo "usage: $0 build|start|stop|reboot|status|exec CMD...|shell|install DEB" >&2; exit 2 ;;
+*) echo "usage: $0 build|start|stop|reboot [--no-settle]|status|exec CMD...|shell|install DEB" >&2; exit 2 ;;
 esac

@@ -265,8 +265,22 @@ impl Guest {
     /// Powers the guest off cleanly and boots it again (`scripts/guest.sh reboot`), which returns
     /// once the boot settled (its start jobs, enabled stacks included, are done or failed).
     pub fn reboot(&self) {
-        let out = run_with_timeout(Command::new(script()).arg("reboot"), REBOOT_TIMEOUT);
-        assert!(out.status.success(), "guest.sh reboot: {}", stderr_of(&out));
+        self.guest_sh(&["reboot"]);
+    }
+
+    /// [`reboot`](Self::reboot), returning as soon as the guest's PID 1 answers: its start jobs
+    /// may still run (or wait, e.g. for an engine that is not there yet).
+    pub fn reboot_without_settling(&self) {
+        self.guest_sh(&["reboot", "--no-settle"]);
+    }
+
+    fn guest_sh(&self, args: &[&str]) {
+        let out = run_with_timeout(Command::new(script()).args(args), REBOOT_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "guest.sh {args:?}: {}",
+            stderr_of(&out)
+        );
     }
 
     /// The guest as a test expects to find it: docker.service running (a fault may have masked

@@ -241,7 +241,9 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
                 guest.systemctl(&["mask", "docker.service", "docker.socket"]),
                 "mask docker",
             )?;
-            guest.reboot();
+            // Not until the boot settles: the stacks may wait for the engine as long as their
+            // start timeout allows.
+            guest.reboot_without_settling();
             sleep(ENGINE_LATE);
             ok(
                 guest.systemctl(&["unmask", "docker.service", "docker.socket"]),
@@ -255,7 +257,7 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
                 return Err("the guest's engine did not answer after its start".into());
             }
             Ok(Caused::engine_back(vec![
-                "docker masked over a reboot, started 20 s after the boot".into(),
+                "docker masked over a reboot, started 20 s after the boot began".into(),
             ]))
         }
         // Everything was stopped: broken, even when the stacks are back before anyone looks
