@@ -29,12 +29,14 @@ networks:
 
 /// The settings of a service that prints `NAME starting`, turns healthy `delay` seconds later
 /// (its healthcheck tests /tmp/ready), prints `NAME ready` and sleeps. `first` is shell run
-/// before all of it (empty for nothing).
+/// before all of it (empty for nothing). /tmp/ready goes first: a container started again (not
+/// recreated, e.g. after an engine restart) keeps its files, and would otherwise be healthy at
+/// once.
 pub fn ready_after(name: &str, delay: &str, first: &str) -> String {
     format!(
         r#"    init: true
     restart: "no"
-    command: ["sh", "-c", "{first}echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
+    command: ["sh", "-c", "rm -f /tmp/ready; {first}echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
     healthcheck:
       test: ["CMD", "test", "-e", "/tmp/ready"]
       interval: 200ms
