@@ -51,11 +51,6 @@ log() { printf 'guest: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root"
 
-mirror() {
-    awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null |
-        grep . || die "no URIs: line in /etc/apt/sources.list.d/debian.sources to take the mirror from"
-}
-
 host_packages() {
     command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null && return 0
     log "installing debootstrap systemd-container on the host"
@@ -76,7 +71,9 @@ recipe() {
 build_rootfs() { # DIR: debootstrap into DIR and set it up
     local tmp=$1 t0=$SECONDS
     log "debootstrap $SUITE (log: $LOGS/debootstrap.log)"
-    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$(mirror)" \
+    local mirror
+    mirror=$("$here/trixie-source.sh" --mirror)
+    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$mirror" \
         >"$LOGS/debootstrap.log" 2>&1 || { tail -n 20 "$LOGS/debootstrap.log" >&2; die "debootstrap failed"; }
     log "debootstrap done after $((SECONDS - t0)) s"
 
@@ -133,9 +130,19 @@ nspawn_pid() { # prints the PID of our systemd-nspawn if it runs
 }
 
 leader() { # prints the guest's PID 1 as seen from the host
-    local pid
+    local pid ns children child
     pid=$(nspawn_pid) || return 1
-    awk 'NF { print $1; found = 1; exit } END { exit !found }' /proc/"$pid"/task/*/children 2>/dev/null
+    ns=$(readlink /proc/"$pid"/ns/pid) || return 1
+    children=$(cat /proc/"$pid"/task/*/children 2>/dev/null) || return 1
+    # The child in a PID namespace of its own: while the guest starts, nspawn also has a
+    # short-lived helper child in the host's.
+    for child in $children; do
+        if [ "$(readlink /proc/"$child"/ns/pid 2>/dev/null)" != "$ns" ]; then
+            echo "$child"
+            return 0
+        fi
+    done
+    return 1
 }
 
 gexec() {

@@ -5,14 +5,12 @@
 # scripts/provision-e2e.sh for the host and by scripts/guest.sh for the guest's rootfs.
 #
 # The mirror is read from /etc/apt/sources.list.d/debian.sources (its first URIs:), never written
-# into the project. Leaves existing files alone.
+# into the project; --mirror prints it (scripts/guest.sh debootstraps from it). Leaves existing
+# files alone.
 #
 #   scripts/trixie-source.sh [ROOT]
+#   scripts/trixie-source.sh --mirror
 set -euo pipefail
-
-root=${1:-/}
-source_file=$root/etc/apt/sources.list.d/composectl-trixie.sources
-pin_file=$root/etc/apt/preferences.d/composectl-trixie
 
 log() { printf 'trixie-source: %s\n' "$*" >&2; }
 
@@ -21,6 +19,14 @@ if [ -z "$mirror" ]; then
     log "ERROR: no URIs: line in /etc/apt/sources.list.d/debian.sources to take the mirror from"
     exit 1
 fi
+if [ "${1:-}" = --mirror ]; then
+    echo "$mirror"
+    exit 0
+fi
+
+root=${1:-/}
+source_file=$root/etc/apt/sources.list.d/composectl-trixie.sources
+pin_file=$root/etc/apt/preferences.d/composectl-trixie
 
 if [ ! -f "$source_file" ]; then
     log "adding $source_file"
