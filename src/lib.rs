@@ -19,6 +19,7 @@ mod journal;
 mod mode;
 mod model;
 mod output;
+mod process;
 mod supervisor;
 mod systemd;
 mod unitdir;
