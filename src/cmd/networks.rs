@@ -23,7 +23,7 @@ pub fn networks(ctx: &Context, wait: bool) -> Result<Box<dyn Report>> {
             engine.version().await?;
             engine
         };
-        Ok(engine.ensure_networks(&specs).await?)
+        Ok(engine.ensure_networks(&specs, engine::Scope::Local).await?)
     })?;
     // A drifted network is a failure, with what differs and how to fix it.
     engine::drift_error(&checks)?;
