@@ -116,7 +116,7 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
 
 /// Service keys of the compose specification as of compose-go 2.13 (`x-*` extensions aside):
 /// keys newer than the installed compose are accepted rather than refused.
-const SERVICE_KEYS: [&str; 93] = [
+pub const SERVICE_KEYS: [&str; 93] = [
     "annotations",
     "attach",
     "blkio_config",

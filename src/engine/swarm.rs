@@ -27,6 +27,16 @@ pub const HEALTHCHECK_LABEL: &str = "org.composectl.healthcheck";
 /// bollard's model would lose its healthcheck).
 pub const UPDATE_LABEL: &str = "org.composectl.update";
 
+/// Where an engine stands in a swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmState {
+    /// inactive, pending, active, error, locked.
+    pub state: String,
+    pub manager: bool,
+    pub nodes: i64,
+    pub managers: i64,
+}
+
 /// A service of a stack, as the swarm's manager reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SwarmService {
@@ -128,9 +138,8 @@ fn mode_of(mode: Option<&bollard::models::ServiceSpecMode>) -> String {
 }
 
 impl Engine {
-    /// The swarm this engine is a manager of, as (nodes, managers); otherwise an error that says
-    /// how to get a manager.
-    pub async fn swarm_manager(&self) -> Result<(i64, i64)> {
+    /// Where this engine stands in a swarm.
+    pub async fn swarm_state(&self) -> Result<SwarmState> {
         let info = self.docker.info().await.map_err(|e| {
             anyhow!(
                 "the Docker engine does not answer on {}: {e}; is dockerd running?",
@@ -138,27 +147,37 @@ impl Engine {
             )
         })?;
         let swarm = info.swarm.unwrap_or_default();
-        let state = swarm
-            .local_node_state
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        if state != "active" {
+        Ok(SwarmState {
+            state: swarm
+                .local_node_state
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "inactive".into()),
+            manager: swarm.control_available == Some(true),
+            nodes: swarm.nodes.unwrap_or(0),
+            managers: swarm.managers.unwrap_or(0),
+        })
+    }
+
+    /// The swarm this engine is a manager of; otherwise an error that says how to get one.
+    pub async fn swarm_manager(&self) -> Result<SwarmState> {
+        let swarm = self.swarm_state().await?;
+        if swarm.state != "active" {
             return Err(anyhow!(
-                "the Docker engine on {} is not part of a swarm (state: {}): run `docker swarm init` \
-                 to make it a single-node swarm manager, or point DOCKER_HOST at a manager of your swarm \
-                 (`composectl doctor` says more)",
+                "the Docker engine on {} is not part of a swarm (state: {}): `docker swarm init` makes it \
+                 a single-node swarm manager, or point DOCKER_HOST at a manager of your swarm",
                 self.socket,
-                if state.is_empty() { "inactive" } else { &state }
+                swarm.state
             ));
         }
-        if swarm.control_available != Some(true) {
+        if !swarm.manager {
             return Err(anyhow!(
                 "the Docker engine on {} is a swarm worker; composectl deploys through a manager: \
                  point DOCKER_HOST at one (`docker node ls` on a manager lists them)",
                 self.socket
             ));
         }
-        Ok((swarm.nodes.unwrap_or(0), swarm.managers.unwrap_or(0)))
+        Ok(swarm)
     }
 
     /// The services of one stack, or of every stack, with their desired task counts.
