@@ -1512,12 +1512,21 @@ mod tests {
     use crate::config::compose::SERVICE_KEYS;
 
     #[test]
-    fn every_service_key_has_a_policy() {
+    fn every_service_key_has_a_policy_and_the_readme_lists_it() {
         let keys: Vec<&str> = SERVICE_POLICY.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             keys, SERVICE_KEYS,
             "one policy per compose service key, in the same order"
         );
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .expect("README.md");
+        for key in keys {
+            assert!(
+                readme.contains(&format!("`{key}`")),
+                "README's swarm table lacks `{key}`"
+            );
+        }
     }
 
     #[test]
