@@ -308,12 +308,7 @@ pub fn status(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
         .unwrap_or_default();
     let stacks = block_on(async {
         let engine = manager().await?;
-        let deployed: BTreeSet<String> = engine
-            .stack_services(None)
-            .await?
-            .into_iter()
-            .map(|s| s.stack)
-            .collect();
+        let deployed = engine.stacks().await?;
         let wanted: BTreeSet<String> = if names.is_empty() {
             in_root.union(&deployed).cloned().collect()
         } else {
@@ -360,12 +355,7 @@ pub fn rm(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
     let limit = root.settings.stop_timeout;
     let removed = block_on(async {
         let engine = manager().await?;
-        let deployed: BTreeSet<String> = engine
-            .stack_services(None)
-            .await?
-            .into_iter()
-            .map(|s| s.stack)
-            .collect();
+        let deployed = engine.stacks().await?;
         let order = removal_order(&root, names, &deployed);
         let mut removed = Vec::new();
         for stack in order {

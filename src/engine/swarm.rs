@@ -3,7 +3,7 @@
 //! `docker stack deploy` needs the docker CLI (`swarm::stack_cli`); everything read or removed
 //! here goes through the API, bounded like every other request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Result, anyhow};
 use base64::Engine as _;
@@ -226,6 +226,16 @@ impl Engine {
                     update: update.map(|(state, _)| state).filter(|s| !s.is_empty()),
                 }
             })
+            .collect())
+    }
+
+    /// The stacks that have services on the swarm.
+    pub async fn stacks(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .stack_services(None)
+            .await?
+            .into_iter()
+            .map(|s| s.stack)
             .collect())
     }
 

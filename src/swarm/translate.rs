@@ -92,7 +92,7 @@ pub struct Translation {
 
 impl Translation {
     /// The file's text, with all services or only `services`; `stamps` are the values of
-    /// [`UPDATE_LABEL`] for the services that have one.
+    /// [`UPDATE_LABEL`] (a container label) for the services that have one.
     pub fn yaml(
         &self,
         services: Option<&BTreeSet<String>>,
@@ -105,7 +105,7 @@ impl Translation {
         }
         for (name, stamp) in stamps {
             if let Some(Value::Map(service)) = all.get_mut(name) {
-                add_label(service, UPDATE_LABEL, stamp);
+                set_entry(service, "labels", UPDATE_LABEL, stamp, true);
             }
         }
         to_yaml(&doc)
@@ -148,6 +148,10 @@ pub enum Policy {
 
 const CPU_TUNING: Policy = Policy::Warn(
     "swarm cannot apply this CPU setting; it is left out (deploy.resources.limits.cpus is what swarm has)",
+);
+const START_HOOK: Policy = Policy::Refuse(
+    "swarm runs no lifecycle hooks",
+    "move the hook into the image's entrypoint",
 );
 const MEMORY_TUNING: Policy =
     Policy::Warn("swarm cannot apply this memory setting; it is left out");
@@ -218,8 +222,8 @@ pub const SERVICE_POLICY: [(&str, Policy); 93] = [
     ("pids_limit", Policy::Translate),
     ("platform", Policy::Translate),
     ("ports", Policy::Translate),
-    ("post_start", Policy::Refuse("swarm runs no lifecycle hooks", "move the hook into the image's entrypoint")),
-    ("pre_start", Policy::Refuse("swarm runs no lifecycle hooks", "move the hook into the image's entrypoint")),
+    ("post_start", START_HOOK),
+    ("pre_start", START_HOOK),
     ("pre_stop", Policy::Refuse("swarm runs no lifecycle hooks", "move the hook into the image's stop handling (stop_signal, the entrypoint)")),
     ("privileged", Policy::Refuse("swarm cannot run privileged tasks", "grant the capabilities the service needs with cap_add")),
     ("profiles", Policy::Translate),
@@ -306,17 +310,8 @@ pub fn translate(stack: &Stack) -> Translation {
             .iter()
             .all(|p| matches!(p.as_str(), "never" | "missing" | "if_not_present"));
     for name in &t.host_networks {
-        doc.map_mut("networks").insert(
-            name.clone(),
-            Value::Map(
-                [
-                    ("external".to_string(), Value::Plain("true".into())),
-                    ("name".to_string(), Value::str(name.clone())),
-                ]
-                .into_iter()
-                .collect(),
-            ),
-        );
+        doc.map_mut("networks")
+            .insert(name.clone(), declared_external(Value::str(name.clone())));
     }
     // In the order of the file, whatever order the keys were translated in.
     t.changes.sort_by_key(|c| c.line);
@@ -357,34 +352,26 @@ struct DeployAddition {
 }
 
 impl Translator<'_> {
-    fn change(&mut self, line: usize, key: &str, action: Action, note: impl Into<String>) {
+    fn push(&mut self, line: usize, key: &str, action: Action, note: String, hint: Option<String>) {
         self.changes.push(Change {
             line,
             key: key.to_string(),
             action,
-            note: note.into(),
-            hint: None,
+            note,
+            hint,
         });
+    }
+
+    fn change(&mut self, line: usize, key: &str, action: Action, note: impl Into<String>) {
+        self.push(line, key, action, note.into(), None);
     }
 
     fn refuse(&mut self, line: usize, key: &str, why: impl Into<String>, hint: impl Into<String>) {
-        self.changes.push(Change {
-            line,
-            key: key.to_string(),
-            action: Action::Refused,
-            note: why.into(),
-            hint: Some(hint.into()),
-        });
+        self.push(line, key, Action::Refused, why.into(), Some(hint.into()));
     }
 
     fn warn(&mut self, line: usize, key: &str, why: impl Into<String>, hint: impl Into<String>) {
-        self.changes.push(Change {
-            line,
-            key: key.to_string(),
-            action: Action::Warned,
-            note: why.into(),
-            hint: Some(hint.into()),
-        });
+        self.push(line, key, Action::Warned, why.into(), Some(hint.into()));
     }
 
     /// A scalar's text after interpolation (None for null and collections).
@@ -545,11 +532,14 @@ impl Translator<'_> {
         }
         // Variables and labels from files first; what the file writes itself wins, as in compose.
         for (target, vars) in from_files {
-            let merged = out.map_mut(target);
             for (key, value) in vars.iter() {
-                if merged.get(key).is_none() {
-                    merged.insert(key, value.clone());
-                }
+                set_entry(
+                    &mut out,
+                    target,
+                    key,
+                    value.text().unwrap_or_default(),
+                    false,
+                );
             }
         }
         if !extra_volumes.is_empty() {
@@ -565,7 +555,13 @@ impl Translator<'_> {
             .iter()
             .any(|s| s.name == name && s.healthcheck)
         {
-            add_label(out.map_mut("deploy"), HEALTHCHECK_LABEL, "true");
+            set_entry(
+                out.map_mut("deploy"),
+                "labels",
+                HEALTHCHECK_LABEL,
+                "true",
+                true,
+            );
         }
         out
     }
@@ -740,10 +736,11 @@ impl Translator<'_> {
                 vars.insert(key, Value::Str(value));
             }
             for problem in problems.errors() {
+                let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
                 self.refuse(
                     line,
                     path,
-                    problem.to_string(),
+                    format!("{}{at}: {}", file.display(), problem.message),
                     "fix the file: one NAME=value a line",
                 );
             }
@@ -1223,13 +1220,7 @@ impl Translator<'_> {
                     _ => network.get("name").cloned(),
                 }
                 .unwrap_or_else(|| Value::str(key));
-                let normal: Map = [
-                    ("external".to_string(), Value::Plain("true".into())),
-                    ("name".to_string(), name),
-                ]
-                .into_iter()
-                .collect();
-                out.insert(key, Value::Map(normal));
+                out.insert(key, declared_external(name));
                 continue;
             }
             match network.get("driver").and_then(Value::text) {
@@ -1394,13 +1385,7 @@ impl Translator<'_> {
                 data,
                 labels,
             });
-            let declared: Map = [
-                ("external".to_string(), Value::Plain("true".into())),
-                ("name".to_string(), Value::str(name)),
-            ]
-            .into_iter()
-            .collect();
-            out.insert(key, Value::Map(declared));
+            out.insert(key, declared_external(Value::str(name)));
         }
         out
     }
@@ -1425,14 +1410,39 @@ impl Translator<'_> {
     }
 }
 
-/// Sets a label in `labels:` of `map`, which may be written as a mapping or as a list.
-fn add_label(map: &mut Map, key: &str, value: &str) {
-    match map.get_mut("labels") {
+/// A network, config or secret declared as existing already, under its name on the engine.
+fn declared_external(name: Value) -> Value {
+    Value::Map(
+        [
+            ("external".to_string(), Value::Plain("true".into())),
+            ("name".to_string(), name),
+        ]
+        .into_iter()
+        .collect(),
+    )
+}
+
+/// Sets `key` in the `section` of `map` (`labels`, `environment`), written as a mapping or as
+/// a list of `KEY=VALUE`; a value already there stays unless `replace`.
+fn set_entry(map: &mut Map, section: &str, key: &str, value: &str, replace: bool) {
+    let prefix = format!("{key}=");
+    match map.get_mut(section) {
         Some(Value::Seq(items)) => {
-            items.retain(|i| !i.text().is_some_and(|t| t.starts_with(&format!("{key}="))));
+            let present = items
+                .iter()
+                .any(|i| i.text().is_some_and(|t| t.starts_with(&prefix) || t == key));
+            if present && !replace {
+                return;
+            }
+            items.retain(|i| !i.text().is_some_and(|t| t.starts_with(&prefix) || t == key));
             items.push(Value::str(format!("{key}={value}")));
         }
-        _ => map.map_mut("labels").insert(key, Value::str(value)),
+        _ => {
+            let entries = map.map_mut(section);
+            if replace || entries.get(key).is_none() {
+                entries.insert(key, Value::str(value));
+            }
+        }
     }
 }
 
@@ -1527,6 +1537,31 @@ mod tests {
                 "README's swarm table lacks `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn entries_are_set_in_lists_and_mappings_alike() {
+        let mut service = Map::default();
+        service.insert(
+            "labels",
+            Value::Seq(vec![Value::str("a=1"), Value::str("b")]),
+        );
+        set_entry(&mut service, "labels", "a", "2", false);
+        set_entry(&mut service, "labels", "b", "2", true);
+        set_entry(&mut service, "labels", "c", "3", false);
+        let items: Vec<&str> = match service.get("labels") {
+            Some(Value::Seq(items)) => items.iter().filter_map(Value::text).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(items, ["a=1", "b=2", "c=3"]);
+        let mut service = Map::default();
+        set_entry(&mut service, "environment", "A", "1", false);
+        set_entry(&mut service, "environment", "A", "2", false);
+        let env = service
+            .get("environment")
+            .and_then(Value::as_map)
+            .expect("a mapping");
+        assert_eq!(env.get("A").and_then(Value::text), Some("1"));
     }
 
     #[test]
