@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::e2e::{CMD_TIMEOUT, TEST_IMAGE, run_with_timeout, wait_until};
 use crate::harness::Test;
-use crate::stacks::{healthy_after, now_secs, text};
+use crate::stacks::{healthy_after, text};
 
 const SOLO: &str = "/run/composectl-swarm/1/docker.sock";
 const MULTI: [&str; 3] = [
@@ -238,41 +238,71 @@ fn sweep_leftovers(manager: &str) {
 /// A container event on a node: (action, swarm service, container, time in ns).
 type Event = (String, String, String, i64);
 
-fn events(nodes: &[&str], since: u64) -> Vec<Event> {
-    let until = (now_secs() + 1).to_string();
-    let since = since.to_string();
-    nodes
-        .iter()
-        .flat_map(|node| {
-            lines(&docker(
-                node,
-                &[
-                    "events",
-                    "--since",
-                    &since,
-                    "--until",
-                    &until,
-                    "--filter",
-                    "type=container",
-                    "--format",
-                    "{{json .}}",
-                ],
-            ))
-        })
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
-        .map(|e| {
-            let attrs = &e["Actor"]["Attributes"];
-            (
-                e["Action"].as_str().unwrap_or_default().to_string(),
-                attrs["com.docker.swarm.service.name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                attrs["name"].as_str().unwrap_or_default().to_string(),
-                e["timeNano"].as_i64().unwrap_or_default(),
-            )
-        })
-        .collect()
+/// The `start` and `health_status` events of every node, streamed live while the watch runs:
+/// an engine keeps only its last 256 events to replay, and healthchecks every 200 ms on a
+/// dozen tasks push the start of a deploy out of that within seconds.
+struct EventWatch {
+    streams: Vec<(std::process::Child, std::thread::JoinHandle<Vec<Event>>)>,
+}
+
+impl EventWatch {
+    fn start(nodes: &[&str]) -> EventWatch {
+        let streams = nodes
+            .iter()
+            .map(|node| {
+                let mut child = Command::new("docker")
+                    .arg("--host")
+                    .arg(format!("unix://{node}"))
+                    .args([
+                        "events",
+                        "--filter",
+                        "type=container",
+                        "--filter",
+                        "event=start",
+                    ])
+                    .args(["--filter", "event=health_status", "--format", "{{json .}}"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("docker events");
+                let stdout = child.stdout.take().expect("stdout");
+                let reader = std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    std::io::BufReader::new(stdout)
+                        .lines()
+                        .map_while(Result::ok)
+                        .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+                        .map(|e| {
+                            let attrs = &e["Actor"]["Attributes"];
+                            let field =
+                                |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                            (
+                                field(&e["Action"]),
+                                field(&attrs["com.docker.swarm.service.name"]),
+                                field(&attrs["name"]),
+                                e["timeNano"].as_i64().unwrap_or_default(),
+                            )
+                        })
+                        .collect()
+                });
+                (child, reader)
+            })
+            .collect();
+        // The streams are subscribed once the engines answered them; give them that moment.
+        std::thread::sleep(Duration::from_millis(500));
+        EventWatch { streams }
+    }
+
+    fn stop(self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (mut child, reader) in self.streams {
+            let _ = child.kill();
+            let _ = child.wait();
+            events.extend(reader.join().expect("event reader"));
+        }
+        events.sort_by_key(|e| e.3);
+        events
+    }
 }
 
 /// No container of `dependent` started before every container of each `required` service was
@@ -359,8 +389,9 @@ fn deploy_in_layers(root: &SwarmRoot, replicas: usize) -> Vec<f64> {
     let rendered = root.composectl(&["swarm", "render", &genai]);
     assert!(rendered.status.success(), "{}", text(&rendered));
 
-    let since = now_secs();
+    let watch = EventWatch::start(root.nodes);
     let deployed = root.composectl(&["-o", "json", "swarm", "deploy", &genai]);
+    let events = watch.stop();
     assert!(deployed.status.success(), "{}", text(&deployed));
     let report: serde_json::Value = serde_json::from_slice(&deployed.stdout).expect("json");
     let layers: Vec<f64> = report["layers"]
@@ -371,7 +402,6 @@ fn deploy_in_layers(root: &SwarmRoot, replicas: usize) -> Vec<f64> {
         .collect();
     assert_eq!(layers.len(), 2, "{report}");
 
-    let events = events(root.nodes, since);
     let app = |stack: &str| format!("{stack}_app");
     assert_ready_before(&events, &app(&genai), &[app(&panel), app(&database)]);
     assert_ready_before(&events, &format!("{genai}_worker"), &[app(&genai)]);
