@@ -131,8 +131,10 @@ pub enum Command {
         /// The stack to run
         stack: StackName,
     },
-    /// Beyond one host: deploy the root to Docker Swarm, layer by layer, through the swarm
-    /// manager DOCKER_HOST names (`composectl doctor` says how to get one)
+    /// Deploy the root to Docker Swarm, layer by layer, health-gated
+    ///
+    /// Beyond one host: the stacks go to the swarm whose manager DOCKER_HOST names (`composectl
+    /// doctor` says how to get one), each compose file translated for `docker stack deploy`.
     Swarm {
         #[command(subcommand)]
         command: SwarmCommand,

@@ -387,6 +387,9 @@ pub fn rm(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
         })
     })?;
     Ok(Box::new(report(removed, |r, out| {
+        if r.stacks.is_empty() && r.networks.is_empty() {
+            return out.line("nothing to remove");
+        }
         for stack in &r.stacks {
             let objects: Vec<String> = stack
                 .objects
