@@ -4,7 +4,8 @@
 # own dockerd (/var/run/docker.sock) is never touched: it stays out of swarm mode.
 #
 #   swarm-lab.sh up       build the lab, or repair it (idempotent; seconds when it is up)
-#   swarm-lab.sh down     stop every engine of the lab and remove everything it made
+#   swarm-lab.sh down     stop every engine of the lab and remove everything it made but its
+#                         logs (/var/log/composectl-swarm, rewritten by the next up)
 #   swarm-lab.sh status   what runs (exit 1 unless the whole lab is up)
 #   swarm-lab.sh env      DOCKER_HOST lines for the two swarms' managers
 #

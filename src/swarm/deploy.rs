@@ -101,7 +101,7 @@ impl Snapshot {
             .filter(move |t| t.service_id == service.id)
     }
 
-    /// A task in words: `app.1 on swarm-2: failed: task: non-zero exit (3)`.
+    /// A task in words: `task app.1 on swarm-2 failed: task: non-zero exit (3)`.
     fn describe(&self, service: &SwarmService, task: &SwarmTask) -> String {
         let slot = task.slot.map(|s| format!(".{s}")).unwrap_or_default();
         let node = if task.node_id.is_empty() {
@@ -138,7 +138,7 @@ impl Snapshot {
             Some("updating" | "paused" | "rollback_started" | "rollback_paused")
         );
         let ready = if service.mode.ends_with("-job") {
-            current.iter().all(|t| t.state == TaskState::COMPLETE)
+            !current.is_empty() && current.iter().all(|t| t.state == TaskState::COMPLETE)
         } else {
             running >= service.desired && !updating
         };
