@@ -154,35 +154,38 @@ pub fn deploy(ctx: &Context, names: &[StackName], update: bool) -> Result<Box<dy
         seconds: started.elapsed().as_secs_f64(),
     };
     let stacks = || deployed.layers.iter().flat_map(|l| &l.stacks);
-    if let Some(failed) = stacks().find(|s| s.outcome == Outcome::Failed) {
-        let ready: Vec<String> = stacks()
-            .filter(|s| s.outcome == Outcome::Ready)
-            .map(|s| format!("{} ({:.1}s)", s.stack, s.seconds))
-            .collect();
-        let skipped: Vec<&str> = stacks()
-            .filter(|s| s.outcome == Outcome::Skipped)
-            .map(|s| s.stack.as_str())
-            .collect();
-        let mut message = format!(
-            "stack {} failed: {}",
-            failed.stack,
-            failed.error.as_deref().unwrap_or("")
-        );
-        for other in stacks().filter(|s| s.outcome == Outcome::Failed && s.stack != failed.stack) {
-            message.push_str(&format!(
-                "\nstack {} failed: {}",
-                other.stack,
-                other.error.as_deref().unwrap_or("")
-            ));
-        }
-        if !ready.is_empty() {
-            message.push_str(&format!("\n  ready: {}", ready.join(", ")));
-        }
-        if !skipped.is_empty() {
-            message.push_str(&format!(
-                "\n  not deployed (they require a failed stack): {}",
-                skipped.join(", ")
-            ));
+    let failed: Vec<String> = stacks()
+        .filter(|s| s.outcome == Outcome::Failed)
+        .map(|s| {
+            format!(
+                "stack {} failed: {}",
+                s.stack,
+                s.error.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        let listed = |outcome: Outcome| -> Vec<String> {
+            stacks()
+                .filter(|s| s.outcome == outcome)
+                .map(|s| match outcome {
+                    Outcome::Ready => format!("{} ({:.1}s)", s.stack, s.seconds),
+                    _ => s.stack.clone(),
+                })
+                .collect()
+        };
+        let mut message = failed.join("\n");
+        for (outcome, what) in [
+            (Outcome::Ready, "ready"),
+            (
+                Outcome::Skipped,
+                "not deployed (they require a failed stack)",
+            ),
+        ] {
+            let names = listed(outcome);
+            if !names.is_empty() {
+                message.push_str(&format!("\n  {what}: {}", names.join(", ")));
+            }
         }
         message.push_str("\n  `composectl swarm status` shows every service; `docker service ps --no-trunc STACK_SERVICE` each task");
         return Err(Error::Failed(anyhow!(message)));
@@ -191,16 +194,7 @@ pub fn deploy(ctx: &Context, names: &[StackName], update: bool) -> Result<Box<dy
         let networks: Vec<String> = d
             .networks
             .iter()
-            .map(|n| {
-                format!(
-                    "{} {}",
-                    n.name,
-                    serde_json::to_value(n.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                )
-            })
+            .map(|n| format!("{} {}", n.name, n.state.word()))
             .collect();
         if !networks.is_empty() {
             out.line(format!("networks: {}", networks.join(", ")))?;

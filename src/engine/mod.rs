@@ -166,6 +166,16 @@ pub enum NetworkState {
     Drifted,
 }
 
+impl NetworkState {
+    pub fn word(self) -> &'static str {
+        match self {
+            NetworkState::Ok => "ok",
+            NetworkState::Created => "created",
+            NetworkState::Drifted => "drifted",
+        }
+    }
+}
+
 impl NetworkCheck {
     /// Why a drifted network stops the stack, and how to fix it.
     pub fn problem(&self) -> Option<String> {
