@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::document::{Map, Value, to_yaml};
-use crate::config::compose::META_KEY;
+use crate::config::compose::{self, META_KEY};
 use crate::config::env::{self, EnvLayers};
 use crate::config::syntax;
 use crate::config::yaml::{self, Node};
@@ -697,23 +697,9 @@ impl Translator<'_> {
     /// `env_file` and `label_file`, read as compose reads them and written into the service, so
     /// the CLI's own reader (which keeps quotes) never sees them.
     fn env_files(&mut self, line: usize, path: &str, target: &str, node: &Node) -> Map {
-        let items: Vec<&Node> = match yaml::as_sequence(node) {
-            Some(items) => items.iter().map(|i| &**i).collect(),
-            None => vec![node],
-        };
         let mut vars = Map::default();
         let mut read = Vec::new();
-        for item in items {
-            let (file, required) = match yaml::get(item, "path") {
-                Some(p) => (
-                    p.value,
-                    yaml::get(item, "required")
-                        .and_then(|r| self.text(r.value))
-                        .and_then(|r| yaml::parse_bool(&r))
-                        .unwrap_or(true),
-                ),
-                None => (item, true),
-            };
+        for (file, required) in compose::listed_files(node, |n| self.text(n)) {
             let Some(name) = self.text(file) else {
                 continue;
             };
