@@ -131,6 +131,14 @@ pub enum Command {
         /// The stack to run
         stack: StackName,
     },
+    /// Deploy the root to Docker Swarm, layer by layer, health-gated
+    ///
+    /// Beyond one host: the stacks go to the swarm whose manager DOCKER_HOST names (`composectl
+    /// doctor` says how to get one), each compose file translated for `docker stack deploy`.
+    Swarm {
+        #[command(subcommand)]
+        command: SwarmCommand,
+    },
     /// Show a stack's logs from the journal (-o json: journald's JSON, one entry a line)
     Logs {
         /// The stack
@@ -147,6 +155,32 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Print each stack's compose file as `docker stack deploy` gets it, under a table of what
+    /// was translated, dropped, warned about or refused (exit 2 when anything is refused)
+    Render(StackArgs),
+    /// Create the networks of networks.toml as overlay networks, then deploy the stacks layer by
+    /// layer, each once every service of the stacks it requires is running and healthy
+    Deploy(StackArgs),
+    /// Deploy again, giving every service new tasks (the nodes pull its image again), layer by
+    /// layer
+    Update(StackArgs),
+    /// Show the stacks' services: tasks running of desired, health, nodes; exit code 3 unless
+    /// all are ready
+    Status(StackArgs),
+    /// Remove stacks from the swarm, with the deployed stacks that require them
+    Rm(RemovedStacks),
+}
+
+#[derive(Debug, Args)]
+pub struct RemovedStacks {
+    /// Stacks to remove, with the deployed stacks that require them [default: every stack of
+    /// the root, and then its overlay networks]
+    #[arg(value_name = "STACK")]
+    pub names: Vec<StackName>,
 }
 
 #[derive(Debug, Args)]

@@ -1,19 +1,14 @@
 //! The compose CLI (`docker compose` unless composectl.toml names another), built in one place:
 //! every call names the project, its file, its directory and its env layers in their fixed order.
-//! Calls that run on a stop or failure path take a time limit, so a hung engine cannot hold them.
+//! Calls that run on a stop or failure path take a time limit, so a hung engine cannot hold them;
+//! `process` runs them.
 
-use std::collections::VecDeque;
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use anyhow::Result;
 use tokio::process::Command;
 
 use crate::model::{Root, Stack};
-
-/// How many of compose's last stderr lines a failure quotes.
-const QUOTED_LINES: usize = 8;
 
 /// The compose command for one stack.
 pub struct Compose<'a> {
@@ -83,49 +78,14 @@ impl<'a> Compose<'a> {
         limit: Option<Duration>,
     ) -> Result<()> {
         let what = format!("`{} {}`", self.program.join(" "), args.join(" "));
-        let mut child = command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                anyhow!(
-                    "cannot run {what}: {e}; install Compose v2 (docker compose) or set compose = [...] in composectl.toml"
-                )
-            })?;
-        let stderr = child.stderr.take();
-        let finished = async {
-            let mut tail = VecDeque::with_capacity(QUOTED_LINES);
-            if let Some(stderr) = stderr {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if tail.len() == QUOTED_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
-            }
-            (child.wait().await, tail)
-        };
-        let (status, tail) = match limit {
-            Some(limit) => tokio::time::timeout(limit, finished).await.map_err(|_| {
-                anyhow!(
-                    "{what} did not finish within {}",
-                    crate::duration::format(limit)
-                )
-            })?,
-            None => finished.await,
-        };
-        let status = status.map_err(|e| anyhow!("{what}: {e}"))?;
-        if !status.success() {
-            let quoted: Vec<String> = tail
-                .into_iter()
-                .map(|line| format!("\n    {line}"))
-                .collect();
-            bail!("{what} failed ({status}){}", quoted.concat());
-        }
-        Ok(())
+        command.args(args);
+        crate::process::run(
+            command,
+            &what,
+            "install Compose v2 (docker compose) or set compose = [...] in composectl.toml",
+            None,
+            limit,
+        )
+        .await
     }
 }

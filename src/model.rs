@@ -42,6 +42,9 @@ pub struct Stack {
     /// The env files compose gets, in layer order (root .env, root .env.local, stack .env,
     /// stack .env.local); only those that exist.
     pub env_files: Vec<PathBuf>,
+    /// Their variables, merged in that order: what the file is interpolated with.
+    #[serde(skip)]
+    pub env: EnvLayers,
     /// Where each requires/wants entry is written, for pointing errors at it.
     #[serde(skip)]
     pub dependency_lines: BTreeMap<String, usize>,
@@ -430,7 +433,8 @@ fn load_stack(
         running: parsed.running.clone(),
         services: parsed.services,
         networks: parsed.networks,
-        env_files: env.files,
+        env_files: env.files.clone(),
+        env,
         compose_file,
     };
     Some((stack, claims))

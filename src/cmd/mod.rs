@@ -10,8 +10,9 @@ mod logs;
 mod networks;
 mod run;
 mod status;
+mod swarm;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SwarmCommand};
 use crate::context::Context;
 use crate::error::Result;
 use crate::output::{Output, Report};
@@ -35,6 +36,13 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
         Command::Networks { wait } => networks::networks(&ctx, wait),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Run { stack } => run::run(&ctx, &stack),
+        Command::Swarm { command } => match command {
+            SwarmCommand::Render(stacks) => swarm::render(&ctx, &stacks.names),
+            SwarmCommand::Deploy(stacks) => swarm::deploy(&ctx, &stacks.names, false),
+            SwarmCommand::Update(stacks) => swarm::deploy(&ctx, &stacks.names, true),
+            SwarmCommand::Status(stacks) => swarm::status(&ctx, &stacks.names),
+            SwarmCommand::Rm(stacks) => swarm::rm(&ctx, &stacks.names),
+        },
         Command::Logs {
             stack,
             service,

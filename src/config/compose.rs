@@ -116,7 +116,7 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
 
 /// Service keys of the compose specification as of compose-go 2.13 (`x-*` extensions aside):
 /// keys newer than the installed compose are accepted rather than refused.
-const SERVICE_KEYS: [&str; 93] = [
+pub const SERVICE_KEYS: [&str; 93] = [
     "annotations",
     "attach",
     "blkio_config",
@@ -953,21 +953,7 @@ impl Parser<'_> {
             let Some(entry) = yaml::get(node, key) else {
                 continue;
             };
-            let items: Vec<&Node> = match yaml::as_sequence(entry.value) {
-                Some(items) => items.iter().map(|i| &**i).collect(),
-                None => vec![entry.value],
-            };
-            for item in items {
-                let (path, required) = match yaml::get(item, "path") {
-                    Some(path) => (
-                        path.value,
-                        yaml::get(item, "required")
-                            .and_then(|r| self.value(r.value))
-                            .and_then(|r| yaml::parse_bool(&r))
-                            .unwrap_or(true),
-                    ),
-                    None => (item, true),
-                };
+            for (path, required) in listed_files(entry.value, |n| self.value(n)) {
                 self.referenced_file(path, &format!("service {name}: {key}"), required);
             }
         }
@@ -1113,6 +1099,28 @@ fn read_yaml(path: PathBuf) -> Option<Rc<Node>> {
     yaml::parse(&std::fs::read_to_string(path).ok()?)
         .ok()
         .flatten()
+}
+
+/// The files an `env_file` or `label_file` value names (one, a list, or the long syntax's
+/// `{path, required}` items), each with whether it must exist; `value` interpolates a scalar.
+pub fn listed_files(node: &Node, value: impl Fn(&Node) -> Option<String>) -> Vec<(&Node, bool)> {
+    let items: Vec<&Node> = match yaml::as_sequence(node) {
+        Some(items) => items.iter().map(|i| &**i).collect(),
+        None => vec![node],
+    };
+    items
+        .into_iter()
+        .map(|item| match yaml::get(item, "path") {
+            Some(path) => {
+                let required = yaml::get(item, "required")
+                    .and_then(|r| value(r.value))
+                    .and_then(|r| yaml::parse_bool(&r))
+                    .unwrap_or(true);
+                (path.value, required)
+            }
+            None => (item, true),
+        })
+        .collect()
 }
 
 /// The items of a list-valued key; nothing when the key is absent or not a list.

@@ -176,6 +176,7 @@ mod tests {
             running: ["db".to_string(), "web".to_string()].into(),
             networks: Vec::new(),
             env_files: Vec::new(),
+            env: Default::default(),
             dependency_lines: BTreeMap::new(),
         }
     }

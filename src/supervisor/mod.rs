@@ -174,7 +174,11 @@ impl Supervisor<'_> {
             .external_networks()
             .filter_map(|name| self.root.networks.get(name))
             .collect();
-        let checks = match self.engine.ensure_networks(&networks).await {
+        let checks = match self
+            .engine
+            .ensure_networks(&networks, engine::Scope::Local)
+            .await
+        {
             Ok(checks) => checks,
             Err(e) => return Err(self.give_up(format!("{e:#}"), false).await),
         };

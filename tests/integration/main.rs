@@ -13,4 +13,6 @@ mod harness;
 mod realistic;
 mod stacks;
 mod supervision;
+mod swarm;
+mod swarm_render;
 mod systemd;

@@ -124,22 +124,9 @@ impl Stacks {
         self.custom(stack, &meta, &self.healthy_after(stack, delay), network)
     }
 
-    /// The service settings of [`stack`](Self::stack): says "NAME ready" and turns healthy
-    /// `delay` seconds after it starts; no restart policy.
+    /// The service settings of [`stack`](Self::stack): see [`healthy_after`].
     pub fn healthy_after(&self, stack: &str, delay: &str) -> String {
-        let name = self.name(stack);
-        format!(
-            r#"    init: true
-    restart: "no"
-    command: ["sh", "-c", "echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
-    healthcheck:
-      test: ["CMD", "test", "-e", "/tmp/ready"]
-      interval: 200ms
-      start_period: 60s
-      start_interval: 200ms
-      retries: 3
-"#
-        )
+        healthy_after(&self.name(stack), delay)
     }
 
     /// A stack with one busybox service `app` on `network`: `meta` goes before `services:`,
@@ -196,6 +183,23 @@ impl Drop for Stacks {
             ))
             .output();
     }
+}
+
+/// A busybox service's settings (indented four spaces): says "NAME ready" and turns healthy
+/// `delay` seconds after it starts; no restart policy.
+pub fn healthy_after(name: &str, delay: &str) -> String {
+    format!(
+        r#"    init: true
+    restart: "no"
+    command: ["sh", "-c", "echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
+    healthcheck:
+      test: ["CMD", "test", "-e", "/tmp/ready"]
+      interval: 200ms
+      start_period: 60s
+      start_interval: 200ms
+      retries: 3
+"#
+    )
 }
 
 pub fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {

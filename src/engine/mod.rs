@@ -1,5 +1,6 @@
 //! The Docker engine, through its API on the unix socket (bollard): networks, the containers of
-//! a compose project, their events and their logs. Nothing here parses CLI output.
+//! a compose project, their events and their logs; `swarm` adds a swarm's services, tasks and
+//! nodes. Nothing here parses CLI output.
 //!
 //! Every request is bounded ([`REQUEST_TIMEOUT`]): an engine that hangs (a socket-activated
 //! dockerd that is not coming back, a wedged daemon) must never hold a stop or a failure path
@@ -17,6 +18,10 @@ use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
 
 use crate::config::networks::NetworkSpec;
+
+mod swarm;
+
+pub use swarm::{HEALTHCHECK_LABEL, Kind, StackObject, SwarmService, SwarmTask, UPDATE_LABEL};
 
 /// Compose's labels on the containers it creates.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -115,6 +120,31 @@ pub struct Event {
     pub time_nano: i64,
 }
 
+/// Where the networks of networks.toml live: on one engine, as compose uses them (their
+/// driver, bridge by default), or across a swarm as attachable overlay networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Local,
+    Swarm,
+}
+
+impl Scope {
+    fn driver(self, spec: &NetworkSpec) -> &str {
+        match self {
+            Scope::Local => &spec.driver,
+            Scope::Swarm => "overlay",
+        }
+    }
+
+    /// The command that creates the networks as networks.toml says.
+    fn creator(self) -> &'static str {
+        match self {
+            Scope::Local => "composectl networks",
+            Scope::Swarm => "composectl swarm deploy",
+        }
+    }
+}
+
 /// What `ensure_networks` found or did for one network of networks.toml.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NetworkCheck {
@@ -124,6 +154,8 @@ pub struct NetworkCheck {
     /// How the engine's network differs from networks.toml, as sentences (state `drifted`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
+    #[serde(skip)]
+    scope: Scope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -134,16 +166,27 @@ pub enum NetworkState {
     Drifted,
 }
 
+impl NetworkState {
+    pub fn word(self) -> &'static str {
+        match self {
+            NetworkState::Ok => "ok",
+            NetworkState::Created => "created",
+            NetworkState::Drifted => "drifted",
+        }
+    }
+}
+
 impl NetworkCheck {
     /// Why a drifted network stops the stack, and how to fix it.
     pub fn problem(&self) -> Option<String> {
         (self.state == NetworkState::Drifted).then(|| {
             format!(
                 "network {name} differs from networks.toml: {}. Containers may use it, so composectl will not \
-                 recreate it: stop what uses it, `docker network rm {name}`, then run `composectl networks` \
+                 recreate it: stop what uses it, `docker network rm {name}`, then run `{creator}` \
                  (or change networks.toml to match)",
                 self.drift.join("; "),
-                name = self.name
+                name = self.name,
+                creator = self.scope.creator()
             )
         })
     }
@@ -163,14 +206,23 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<(bool, Vec<u8>)>> + Send>>;
 
 /// How a network on the engine differs from networks.toml, as sentences.
-pub fn network_drift(spec: &NetworkSpec, actual: &bollard::models::NetworkInspect) -> Vec<String> {
+pub fn network_drift(
+    spec: &NetworkSpec,
+    actual: &bollard::models::NetworkInspect,
+    scope: Scope,
+) -> Vec<String> {
     let mut drift = Vec::new();
     let driver = actual.driver.clone().unwrap_or_default();
-    if driver != spec.driver {
-        drift.push(format!(
-            "driver is {driver}, networks.toml says {}",
-            spec.driver
-        ));
+    if driver != scope.driver(spec) {
+        let wanted = match scope {
+            Scope::Local => format!("networks.toml says {}", spec.driver),
+            Scope::Swarm => "a swarm needs overlay".to_string(),
+        };
+        drift.push(format!("driver is {driver}, {wanted}"));
+    }
+    // Containers outside the swarm's services (compose on a node, `docker run`) may join.
+    if scope == Scope::Swarm && actual.attachable != Some(true) {
+        drift.push("it is not attachable, composectl creates it attachable".into());
     }
     let internal = actual.internal.unwrap_or(false);
     if internal != spec.internal {
@@ -339,10 +391,11 @@ impl Engine {
         }
     }
 
-    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+    pub async fn create_network(&self, spec: &NetworkSpec, scope: Scope) -> Result<()> {
         let request = bollard::models::NetworkCreateRequest {
             name: spec.name.clone(),
-            driver: Some(spec.driver.clone()),
+            driver: Some(scope.driver(spec).to_string()),
+            attachable: (scope == Scope::Swarm).then_some(true),
             internal: Some(spec.internal),
             enable_ipv6: Some(spec.subnet.addr().is_ipv6()),
             ipam: Some(bollard::models::Ipam {
@@ -365,12 +418,16 @@ impl Engine {
 
     /// Creates the networks that are missing; compares the others with their spec (never
     /// recreating one: containers may use it).
-    pub async fn ensure_networks(&self, specs: &[&NetworkSpec]) -> Result<Vec<NetworkCheck>> {
+    pub async fn ensure_networks(
+        &self,
+        specs: &[&NetworkSpec],
+        scope: Scope,
+    ) -> Result<Vec<NetworkCheck>> {
         let mut checks = Vec::new();
         for spec in specs {
             let existing = match self.network(&spec.name).await? {
                 Some(actual) => Some(actual),
-                None => match self.create_network(spec).await {
+                None => match self.create_network(spec, scope).await {
                     Ok(()) => None,
                     // Another stack's supervisor created it meanwhile (stacks start together).
                     Err(e) => Some(self.network(&spec.name).await?.ok_or(e)?),
@@ -379,7 +436,7 @@ impl Engine {
             let (state, drift) = match existing {
                 None => (NetworkState::Created, Vec::new()),
                 Some(actual) => {
-                    let drift = network_drift(spec, &actual);
+                    let drift = network_drift(spec, &actual, scope);
                     let state = if drift.is_empty() {
                         NetworkState::Ok
                     } else {
@@ -393,6 +450,7 @@ impl Engine {
                 subnet: spec.subnet.to_string(),
                 state,
                 drift,
+                scope,
             });
         }
         Ok(checks)
@@ -587,7 +645,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let drift = network_drift(&spec, &actual);
+        let drift = network_drift(&spec, &actual, Scope::Local);
         assert_eq!(
             drift,
             [
