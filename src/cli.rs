@@ -124,6 +124,14 @@ pub enum Command {
     },
     /// Pull the stacks' images, then restart their units
     Update(RequiredStacks),
+    /// Generate the secrets stacks declare that no env file sets yet (into .env.local, mode 0600)
+    Secrets {
+        #[command(flatten)]
+        stacks: StackArgs,
+        /// Print the secrets' values too
+        #[arg(long)]
+        show: bool,
+    },
     /// What this host lacks for composectl, and how to fix it
     Doctor,
     /// The supervisor: the main process of compose@STACK.service (not for interactive use)

@@ -21,6 +21,7 @@ mod mode;
 mod model;
 mod output;
 mod process;
+mod secrets;
 mod supervisor;
 mod swarm;
 mod systemd;

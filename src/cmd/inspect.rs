@@ -1,7 +1,7 @@
 //! check, render, diff, graph: what the root says, and what `enable` would write. Nothing here
 //! changes the system (`render --out` writes only into the directory it is given).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,8 @@ struct Checked {
     stacks: BTreeSet<String>,
     /// Warnings only: errors make `check` fail.
     diagnostics: Diagnostics,
+    /// Declared secrets no env file sets yet, by stack: `secrets` or `enable` generates them.
+    secrets_to_generate: BTreeMap<String, Vec<String>>,
 }
 
 pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
@@ -45,11 +47,18 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
     if !ctx.out.json() {
         ctx.out.diagnostics(&diags);
     }
+    let secrets_to_generate = root
+        .iter()
+        .flat_map(|root| root.stacks.values())
+        .filter(|s| stacks.contains(&s.name) && !s.missing_secrets.is_empty())
+        .map(|s| (s.name.clone(), s.missing_secrets.clone()))
+        .collect();
     let checked = Checked {
         valid: true,
         root: ctx.root_dir.clone(),
         stacks,
         diagnostics: diags,
+        secrets_to_generate,
     };
     Ok(Box::new(report(checked, |c, out| {
         let names: Vec<&str> = c.stacks.iter().map(String::as_str).collect();
@@ -58,7 +67,14 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
             c.root.display(),
             names.len(),
             names.join(", ")
-        ))
+        ))?;
+        for (stack, missing) in &c.secrets_to_generate {
+            out.line(format!(
+                "{stack}: secrets to generate: {} (composectl secrets {stack}, or enable)",
+                missing.join(", ")
+            ))?;
+        }
+        Ok(())
     })))
 }
 

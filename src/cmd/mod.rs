@@ -9,6 +9,7 @@ mod jobs;
 mod logs;
 mod networks;
 mod run;
+mod secrets;
 mod status;
 mod swarm;
 
@@ -34,6 +35,7 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
         Command::Status(stacks) => status::status(&ctx, &stacks.names),
         Command::List => status::list(&ctx),
         Command::Networks { wait } => networks::networks(&ctx, wait),
+        Command::Secrets { stacks, show } => secrets::secrets(&ctx, &stacks.names, show),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Run { stack } => run::run(&ctx, &stack),
         Command::Swarm { command } => match command {

@@ -23,6 +23,10 @@ pub struct Settings {
     /// How long a container that died or turned unhealthy may take to come back on its own
     /// (restart policy, healthcheck retries) before the supervisor gives up on the stack.
     pub failure_grace: Duration,
+    /// The supervisor forwards at most `log_rate_limit_burst` lines per container and
+    /// `log_rate_limit_interval`; journald's limit for the unit is sized from them.
+    pub log_rate_limit_interval: Duration,
+    pub log_rate_limit_burst: u32,
 }
 
 impl Default for Settings {
@@ -35,6 +39,9 @@ impl Default for Settings {
             start_limit_interval: Duration::from_secs(10 * 60),
             start_limit_burst: 5,
             failure_grace: Duration::from_secs(10),
+            // journald's own default for one unit: each container gets what a unit would get.
+            log_rate_limit_interval: Duration::from_secs(30),
+            log_rate_limit_burst: 10_000,
         }
     }
 }
@@ -56,6 +63,8 @@ struct DefaultsTable {
     start_limit_interval: Option<String>,
     start_limit_burst: Option<u32>,
     failure_grace: Option<String>,
+    log_rate_limit_interval: Option<String>,
+    log_rate_limit_burst: Option<u32>,
 }
 
 pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
@@ -66,7 +75,7 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             diags.push(
                 Diagnostic::error(path.to_path_buf(), e.message().trim().to_string())
                     .at_line(e.span().map(|span| line_of(text, span.start)))
-                    .hint("known settings: compose = [\"docker\", \"compose\"] and a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst, failure_grace"),
+                    .hint("known settings: compose = [\"docker\", \"compose\"] and a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst, failure_grace, log_rate_limit_interval, log_rate_limit_burst"),
             );
             return settings;
         }
@@ -108,6 +117,11 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             defaults.failure_grace,
             &mut settings.failure_grace,
         ),
+        (
+            "log_rate_limit_interval",
+            defaults.log_rate_limit_interval,
+            &mut settings.log_rate_limit_interval,
+        ),
     ] {
         let Some(value) = value else { continue };
         match crate::duration::parse(&value) {
@@ -120,6 +134,18 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
     }
     if let Some(burst) = defaults.start_limit_burst {
         settings.start_limit_burst = burst;
+    }
+    match defaults.log_rate_limit_burst {
+        Some(0) => diags.push(
+            Diagnostic::error(path.to_path_buf(), "defaults.log_rate_limit_burst is 0")
+                .at_line(Some(line_of(
+                    text,
+                    text.find("log_rate_limit_burst").unwrap_or(0),
+                )))
+                .hint("burst counts the lines each container may log per interval, e.g. 10000"),
+        ),
+        Some(burst) => settings.log_rate_limit_burst = burst,
+        None => {}
     }
     settings
 }

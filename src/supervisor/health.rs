@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
-use crate::config::compose::Ready;
+use crate::config::meta::Ready;
 use crate::engine::{Container, ContainerSummary, Engine, Event};
 use crate::model::Stack;
 
@@ -155,6 +155,8 @@ mod tests {
             container_name: None,
             profiles: profiles.iter().map(|p| p.to_string()).collect(),
             networks: Vec::new(),
+            image: None,
+            health_budget: None,
             line: 1,
         };
         Stack {
@@ -178,6 +180,11 @@ mod tests {
             env_files: Vec::new(),
             env: Default::default(),
             dependency_lines: BTreeMap::new(),
+            mounts: BTreeSet::new(),
+            secrets: Vec::new(),
+            missing_secrets: Vec::new(),
+            log_rate_limit: (Duration::from_secs(30), 10_000),
+            backup: Default::default(),
         }
     }
 

@@ -151,6 +151,7 @@ fn engine() -> Result<Environment<'static>> {
     }
     env.add_filter("exec_arg", |value: &str| escape::exec_arg(value));
     env.add_filter("unit_value", |value: &str| escape::unit_value(value));
+    env.add_filter("path_item", |value: &str| escape::path_item(value));
     Ok(env)
 }
 
@@ -215,6 +216,18 @@ pub fn render(
         context.insert("wants", Value::from(stack.wants.clone()));
         context.insert("start_timeout", span(stack.start_timeout));
         context.insert("restart_sec", span(stack.restart_sec));
+        let mounts: Vec<String> = stack
+            .mounts
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        context.insert("mounts", Value::from(mounts));
+        let (interval, burst) = stack.log_rate_limit;
+        context.insert("log_interval", span(interval));
+        context.insert("log_burst", Value::from(burst));
+        // Every container's share, and one more for the supervisor's own messages.
+        let shares = u32::try_from(stack.running.len() + 1).unwrap_or(u32::MAX);
+        context.insert("unit_log_burst", Value::from(burst.saturating_mul(shares)));
         files.push(UnitFile {
             path: dropin_path(name),
             contents: render_template(&env, STACK_DROPIN, &context)?,
