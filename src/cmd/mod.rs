@@ -12,6 +12,7 @@ mod run;
 mod secrets;
 mod status;
 mod swarm;
+mod update;
 
 use crate::cli::{Cli, Command, SwarmCommand};
 use crate::context::Context;
@@ -31,13 +32,19 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
         Command::Start(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Start),
         Command::Stop(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Stop),
         Command::Restart(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Restart),
-        Command::Update(stacks) => jobs::update(&ctx, &stacks.names),
+        Command::Reload(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Reload),
+        Command::Update { names, all, check } => {
+            if check {
+                update::check(&ctx, &names, all)
+            } else {
+                update::update(&ctx, &names, all)
+            }
+        }
         Command::Status(stacks) => status::status(&ctx, &stacks.names),
         Command::List => status::list(&ctx),
         Command::Networks { wait } => networks::networks(&ctx, wait),
         Command::Secrets { stacks, show } => secrets::secrets(&ctx, &stacks.names, show),
         Command::Doctor => doctor::doctor(&ctx),
-        Command::Run { stack } => run::run(&ctx, &stack),
         Command::Swarm { command } => match command {
             SwarmCommand::Render(stacks) => swarm::render(&ctx, &stacks.names),
             SwarmCommand::Deploy(stacks) => swarm::deploy(&ctx, &stacks.names, false),
@@ -45,6 +52,13 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
             SwarmCommand::Status(stacks) => swarm::status(&ctx, &stacks.names),
             SwarmCommand::Rm(stacks) => swarm::rm(&ctx, &stacks.names),
         },
+        Command::Run { stack, reload } => {
+            if reload {
+                run::reload(&ctx, &stack)
+            } else {
+                run::run(&ctx, &stack)
+            }
+        }
         Command::Logs {
             stack,
             service,

@@ -26,6 +26,9 @@ pub use swarm::{HEALTHCHECK_LABEL, Kind, StackObject, SwarmService, SwarmTask, U
 /// Compose's labels on the containers it creates.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// The hash of the service's configuration the container was created from: compose recreates
+/// the container when the files give another one.
+pub const CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
 
 /// The oldest API with everything composectl uses (Docker 20.10); newer engines accept it.
 const API_VERSION: ClientVersion = ClientVersion {
@@ -57,6 +60,10 @@ pub struct Container {
     pub health: Option<String>,
     /// The exit code of a stopped container.
     pub exit_code: Option<i64>,
+    /// The ID of the image it runs (`sha256:...`).
+    pub image: String,
+    #[serde(skip)]
+    pub config_hash: Option<String>,
 }
 
 impl Container {
@@ -97,6 +104,20 @@ impl std::fmt::Display for ContainerSummary {
         }
         Ok(())
     }
+}
+
+/// An image ID as people compare them (`docker images`): the first 12 hex digits.
+pub fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// An image present on the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    pub id: String,
+    /// `name@sha256:...` for each registry it came from; empty for built or imported images.
+    pub repo_digests: Vec<String>,
 }
 
 /// What the engine says about a container that stopped.
@@ -485,6 +506,8 @@ impl Engine {
                     running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
                     health: c.status.as_deref().and_then(health_from_status),
                     exit_code: c.status.as_deref().and_then(exit_code_from_status),
+                    image: c.image_id.unwrap_or_default(),
+                    config_hash: labels.get(CONFIG_HASH_LABEL).cloned(),
                 }
             })
             .collect())
@@ -520,6 +543,55 @@ impl Engine {
                 .map_err(|e| anyhow!("cannot remove network {network}: {e}"))?;
         }
         Ok(containers.len())
+    }
+
+    /// What a local image reference (`name:tag`, an ID) names: its ID and the registry digests
+    /// it was pulled or pushed as. None when there is no such image here.
+    pub async fn image(&self, reference: &str) -> Result<Option<LocalImage>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(LocalImage {
+                id: image.id.unwrap_or_default(),
+                repo_digests: image.repo_digests.unwrap_or_default(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(anyhow!("cannot inspect image {reference}: {e}")),
+        }
+    }
+
+    /// The digest a registry gives for `reference` now, without pulling it.
+    pub async fn registry_digest(&self, reference: &str) -> Result<String> {
+        let found = self
+            .docker
+            .inspect_registry_image(reference, None)
+            .await
+            .map_err(|e| anyhow!("cannot ask the registry about {reference}: {e}"))?;
+        Ok(found.descriptor.digest.unwrap_or_default())
+    }
+
+    /// The output of a container's last healthcheck probes, newest last.
+    pub async fn health_log(&self, id: &str) -> Vec<String> {
+        let Ok(detail) = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        else {
+            return Vec::new();
+        };
+        detail
+            .state
+            .and_then(|s| s.health)
+            .and_then(|h| h.log)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|probe| probe.output)
+            .map(|output| output.trim().to_string())
+            .filter(|output| !output.is_empty())
+            .collect()
     }
 
     /// Inspects one container for why it stopped and whether it comes back by itself.

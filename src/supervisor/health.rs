@@ -130,10 +130,17 @@ impl Trouble {
                     return Ok(Some(format!("{what} and the engine does not restart it")));
                 }
             }
-            action if action.starts_with("health_status: unhealthy") => {
+            action
+                if action.starts_with("health_status: unhealthy")
+                    && !self.deadlines.contains_key(&event.id) =>
+            {
+                // What the check said is usually why: "connection refused", a stack trace.
+                let why = match engine.health_log(&event.id).await.pop() {
+                    Some(output) => format!("{who} is unhealthy (its check said: {output})"),
+                    None => format!("{who} is unhealthy"),
+                };
                 self.deadlines
-                    .entry(event.id.clone())
-                    .or_insert_with(|| (Instant::now() + grace, format!("{who} is unhealthy")));
+                    .insert(event.id.clone(), (Instant::now() + grace, why));
             }
             _ => {}
         }
@@ -202,6 +209,8 @@ mod tests {
             running,
             health: health.map(str::to_string),
             exit_code,
+            image: "sha256:1".into(),
+            config_hash: None,
         }
     }
 

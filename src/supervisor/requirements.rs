@@ -7,8 +7,10 @@
 //! supervisor killed and restarted). So the rest of "requires" is done here:
 //! - before `compose up`, wait until every required stack is active (ready);
 //! - when a required stack's containers are removed: if its unit is being stopped, stop with it;
-//!   otherwise (restarted, failed, recreated) restart, so this stack comes back after it, unless
-//!   the stack said `restart: false` for that dependency (then keep running).
+//!   if it is reloading (a reload or an update recreates what changed while the unit stays
+//!   active, each service away for seconds, as when the engine restarts one of its containers)
+//!   keep running; otherwise (restarted, failed, recreated) restart, so this stack comes back
+//!   after it, unless the stack said `restart: false` for that dependency (then keep running).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub enum Removal {
     Stop(String),
     /// It is restarted, failed or recreated: restart after it.
     Restart(String),
-    /// It is restarted, and this stack said `restart: false` for it.
+    /// It is reloading, or restarted and this stack said `restart: false` for it.
     KeepRunning(String),
 }
 
@@ -111,8 +113,9 @@ impl Requirements {
     }
 
     /// Why `stack`'s containers were removed. Its unit tells, even when asked a little late: a
-    /// stop job, or stopped with no job left, means it is being stopped; a restart job (a
-    /// `start` job once the restart's stop part is done), a failure or a recreation otherwise.
+    /// stop job, or stopped with no job left, means it is being stopped; `reloading` (held until
+    /// the reload or update is ready again) a reload; a restart job (a `start` job once the
+    /// restart's stop part is done), a failure or a recreation otherwise.
     pub async fn removal(&self, stack: &str) -> Removal {
         let unit = units::stack_unit(stack);
         let state = match Systemd::connect(self.mode).await {
@@ -122,19 +125,24 @@ impl Requirements {
                 .map(|states| states.into_iter().next()),
             Err(e) => Err(e),
         };
-        let stopping = match state {
-            Ok(Some(state)) => {
+        let (stopping, reloading) = match state {
+            Ok(Some(state)) => (
                 state.job.as_deref() == Some("stop")
-                    || (state.active_state == "inactive" && state.job.is_none())
-            }
-            Ok(None) => false,
+                    || (state.active_state == "inactive" && state.job.is_none()),
+                state.active_state == "reloading",
+            ),
+            Ok(None) => (false, false),
             Err(e) => {
                 tracing::warn!("cannot ask systemd about {unit}: {e:#}");
-                false
+                (false, false)
             }
         };
         if stopping {
             Removal::Stop(format!("required stack {stack} is being stopped"))
+        } else if reloading {
+            Removal::KeepRunning(format!(
+                "required stack {stack} is reloading or updating: it recreates what changed and stays active"
+            ))
         } else if self.keep_running_with.iter().any(|s| s == stack) {
             Removal::KeepRunning(format!(
                 "required stack {stack}'s containers were removed; it says restart: false for it"

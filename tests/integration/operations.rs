@@ -1,0 +1,387 @@
+//! Day-2 operations end to end, in a private user manager on the real engine: reload without
+//! downtime (only what changed is recreated, the unit stays active, dependents keep running),
+//! health-gated update with rollback to the previous image, required mounts, generated secrets.
+//! Each test prints what it measured (`-- --nocapture`).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::e2e::{TEST_IMAGE, UserManager, environment, wait_until};
+use crate::stacks::{Stacks, composectl, now_secs, text, wait_for};
+use crate::supervision::{active, unit};
+
+/// The ID of the container of one service of a stack ("" when there is none).
+fn container(stack: &str, service: &str) -> String {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc"])
+        .arg("--filter")
+        .arg(format!("label=com.docker.compose.project={stack}"))
+        .arg("--filter")
+        .arg(format!("label=com.docker.compose.service={service}"))
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn image_of(container: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.Image}}", container])
+        .output()
+        .expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// How long a service was away while its container was replaced: from the old container's
+/// kill (or death) to the new one's first `healthy`, from the engine's own timestamps.
+fn downtime(stack: &str, old: &str, new: &str, since: u64) -> Duration {
+    let out = Command::new("docker")
+        .args(["events", "--since", &since.to_string()])
+        .args(["--until", &(now_secs() + 1).to_string()])
+        .args(["--filter", "type=container"])
+        .arg("--filter")
+        .arg(format!("label=com.docker.compose.project={stack}"))
+        .args(["--format", "{{json .}}"])
+        .output()
+        .expect("docker events");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let time = |id: &str, actions: &[&str]| {
+        events
+            .iter()
+            .filter(|e| {
+                e["Actor"]["ID"] == id && actions.contains(&e["Action"].as_str().unwrap_or(""))
+            })
+            .filter_map(|e| e["timeNano"].as_i64())
+            .min()
+            .unwrap_or_else(|| panic!("no {actions:?} of {id} in {events:?}"))
+    };
+    let gone = time(old, &["kill", "die"]);
+    let back = time(new, &["health_status: healthy"]);
+    Duration::from_nanos(u64::try_from(back - gone).expect("back after gone"))
+}
+
+#[allow(clippy::print_stderr)]
+fn measured(what: &str, value: impl std::fmt::Debug) {
+    eprintln!("measured: {what}: {value:?}");
+}
+
+/// A two-service stack: `app` and `side` (whose environment comes from SIDE_VERSION), both
+/// healthy at once, `side` with a bind mount of `data`.
+fn two_services(stacks: &Stacks, stack: &str, network: &str, data: &Path) -> String {
+    let name = stacks.name(stack);
+    let service = stacks.healthy_after(stack, "0");
+    let compose = format!(
+        "services:\n  app:\n    image: {TEST_IMAGE}\n    pull_policy: never\n{service}    networks: [{network}]\n  side:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    environment:\n      VERSION: ${{SIDE_VERSION}}\n    volumes: [\"{}:/data\"]\n{service}    networks: [{network}]\nnetworks:\n  {network}:\n    external: true\n",
+        data.display()
+    );
+    let dir = stacks.root().join("stacks").join(&name);
+    fs::create_dir_all(&dir).expect("stack dir");
+    fs::write(dir.join("compose.yaml"), compose).expect("compose.yaml");
+    fs::write(dir.join(".env"), "SIDE_VERSION=1\n").expect(".env");
+    name
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn reload_recreates_only_what_changed_keeps_the_unit_active_and_leaves_dependents_alone() {
+    environment();
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let net = stacks.network("net");
+    let data = manager.root().join("disk/data");
+    fs::create_dir_all(&data).expect("data dir");
+    let db = two_services(&stacks, "db", &net, &data);
+    let web = stacks.stack("web", "0", &["db"], &net);
+    let root = stacks.root().to_path_buf();
+    let enabled = composectl(&manager, &root, &["enable", "--now", &web]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+
+    // The bind mount's source is a mount the unit requires (systemd resolves it itself).
+    let mounts = manager.property(&unit(&db), "RequiresMountsFor");
+    assert!(mounts.contains(&data.display().to_string()), "{mounts}");
+
+    let (app, side, web_app) = (
+        container(&db, "app"),
+        container(&db, "side"),
+        container(&web, "app"),
+    );
+    let invocations = (
+        manager.property(&unit(&db), "InvocationID"),
+        manager.property(&unit(&web), "InvocationID"),
+    );
+
+    // Nothing changed: nothing pending, and a reload recreates nothing.
+    let diff = composectl(&manager, &root, &["diff", &db]);
+    assert!(diff.status.success(), "{}", text(&diff));
+    assert!(!text(&diff).contains("running stack"), "{}", text(&diff));
+
+    // side's environment changes: diff shows it (the variable, not its value), reload applies
+    // it to side alone.
+    fs::write(
+        root.join("stacks").join(&db).join(".env"),
+        "SIDE_VERSION=2\n",
+    )
+    .expect(".env");
+    let diff = composectl(&manager, &root, &["diff", &db]);
+    let shown = text(&diff);
+    assert!(
+        shown.contains(&format!(
+            "running stack {db}: composectl reload {db} recreates side"
+        )) && shown.contains("  env SIDE_VERSION: changed"),
+        "{shown}"
+    );
+    let since = now_secs();
+    let begun = Instant::now();
+    let reloaded = manager.systemctl(&["reload", &unit(&db)]);
+    let took = begun.elapsed();
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    assert_eq!(manager.property(&unit(&db), "ActiveState"), "active");
+    let new_side = container(&db, "side");
+    assert_eq!(
+        container(&db, "app"),
+        app,
+        "app did not change: same container"
+    );
+    assert_ne!(new_side, side, "side changed: recreated");
+    assert_eq!(
+        container(&web, "app"),
+        web_app,
+        "the dependent's container stays"
+    );
+    assert_eq!(
+        (
+            manager.property(&unit(&db), "InvocationID"),
+            manager.property(&unit(&web), "InvocationID"),
+        ),
+        invocations,
+        "neither unit was restarted"
+    );
+    assert_eq!(manager.property(&unit(&web), "NRestarts"), "0");
+    assert!(
+        wait_until(Duration::from_secs(10), || manager
+            .journal_lines(&unit(&web), &[])
+            .iter()
+            .any(
+                |l| l.contains("is reloading or updating") && l.contains("keeping running")
+            )),
+        "{}",
+        manager.journal_lines(&unit(&web), &[]).join("\n")
+    );
+    measured("reload (systemctl reload, one service recreated)", took);
+    measured(
+        "reload downtime of the recreated service",
+        downtime(&db, &side, &new_side, since),
+    );
+    let diff = composectl(&manager, &root, &["diff", &db]);
+    assert!(!text(&diff).contains("running stack"), "{}", text(&diff));
+
+    // Through composectl, nothing left to apply.
+    let again = composectl(&manager, &root, &["reload", &db]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(container(&db, "side"), new_side);
+
+    // An invalid root changes nothing and says why.
+    let compose = root.join("stacks").join(&db).join("compose.yaml");
+    let good = fs::read_to_string(&compose).expect("read");
+    fs::write(&compose, good.replace("services:", "services: [")).expect("break");
+    let refused = composectl(&manager, &root, &["reload", &db]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let output = manager
+        .command(crate::harness::BIN)
+        .args(["--user", "--root"])
+        .arg(&root)
+        .args(["run", &db, "--reload"])
+        .output()
+        .expect("run --reload");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("the root is not valid; nothing was changed"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(manager.property(&unit(&db), "ActiveState"), "active");
+    assert_eq!(container(&db, "side"), new_side);
+    fs::write(&compose, good).expect("repair");
+}
+
+/// Images built here under one tag, removed when dropped (the engine is shared).
+struct Images {
+    tag: String,
+    ids: Vec<String>,
+}
+
+impl Images {
+    fn new(stacks: &Stacks) -> Images {
+        Images {
+            tag: format!("composectl-test/{}:latest", stacks.name("img")),
+            ids: Vec::new(),
+        }
+    }
+
+    /// Builds an image from the test image with `marker` in it and tags it; returns its ID.
+    fn build(&mut self, marker: &str) -> String {
+        let dir = tempfile::tempdir().expect("build dir");
+        fs::write(
+            dir.path().join("Dockerfile"),
+            format!("FROM {TEST_IMAGE}\nRUN touch /{marker}\nLABEL composectl.test={marker}\n"),
+        )
+        .expect("Dockerfile");
+        let built = Command::new("docker")
+            .args(["build", "-q", "-t", &self.tag])
+            .arg(dir.path())
+            .output()
+            .expect("docker build");
+        assert!(built.status.success(), "{}", text(&built));
+        let id = String::from_utf8_lossy(&built.stdout).trim().to_string();
+        self.ids.push(id.clone());
+        id
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.tag])
+            .output();
+        for id in &self.ids {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes_ready() {
+    environment();
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let mut images = Images::new(&stacks);
+    let net = stacks.network("net");
+    let v1 = images.build("v1");
+    // An image with /broken never reports healthy; its healthcheck fails after 1 s.
+    let service = r#"    init: true
+    restart: "no"
+    command: ["sh", "-c", "test -e /broken || touch /tmp/ready; exec sleep 100000"]
+    healthcheck:
+      test: ["CMD", "test", "-e", "/tmp/ready"]
+      interval: 200ms
+      start_period: 1s
+      start_interval: 200ms
+      retries: 2
+"#;
+    let app = stacks.name("app");
+    let dir = stacks.root().join("stacks").join(&app);
+    fs::create_dir_all(&dir).expect("stack dir");
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            "services:\n  app:\n    image: {}\n    pull_policy: never\n{service}    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n",
+            images.tag
+        ),
+    )
+    .expect("compose.yaml");
+    let web = stacks.stack("web", "0", &["app"], &net);
+    let root = stacks.root().to_path_buf();
+    let enabled = composectl(&manager, &root, &["enable", "--now", &web]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    let web_invocation = manager.property(&unit(&web), "InvocationID");
+    let check = |expected: i32, state: &str| {
+        let checked = composectl(&manager, &root, &["-o", "json", "update", "--check", &app]);
+        assert_eq!(checked.status.code(), Some(expected), "{}", text(&checked));
+        let value: serde_json::Value = serde_json::from_slice(&checked.stdout).expect("json");
+        assert_eq!(value[0]["state"], state, "{value}");
+        value
+    };
+    check(0, "up-to-date");
+
+    // A new image under the same tag, unhealthy: found by --check, rolled back by update.
+    let v2 = images.build("broken");
+    let value = check(4, "newer-local");
+    assert_eq!(value[0]["running"], v1.as_str());
+    assert_eq!(value[0]["local"], v2.as_str());
+    let begun = Instant::now();
+    let updated = composectl(&manager, &root, &["update", &app]);
+    let took = begun.elapsed();
+    let shown = text(&updated);
+    assert_eq!(updated.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("the new images did not become ready")
+            && shown.contains("(service app) is unhealthy")
+            && shown.contains("back on the images they replaced"),
+        "{shown}"
+    );
+    measured("update rolled back (unhealthy image, grace 2s)", took);
+    measured("what it said", String::from_utf8_lossy(&updated.stderr));
+    assert_eq!(manager.property(&unit(&app), "ActiveState"), "active");
+    assert_eq!(image_of(&container(&app, "app")), v1, "back on v1");
+    assert_eq!(
+        manager.property(&unit(&web), "InvocationID"),
+        web_invocation,
+        "the dependent keeps running through an update and its rollback"
+    );
+    let pinned = manager
+        .home()
+        .join(".local/state/composectl/stacks")
+        .join(&app)
+        .join("pinned.yaml");
+    assert!(fs::read_to_string(&pinned).expect("pinned").contains(&v1));
+    check(4, "pinned");
+
+    // A restart keeps the pinned image although the tag names v2.
+    let restarted = composectl(&manager, &root, &["restart", &app]);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    assert_eq!(
+        image_of(&container(&app, "app")),
+        v1,
+        "pinned across a restart"
+    );
+    // A restart recreates app's containers: web restarts after it, as before.
+    wait_for(
+        &manager,
+        &unit(&web),
+        "InvocationID",
+        Duration::from_secs(60),
+        |id| id != web_invocation,
+    );
+    active(&manager, &web);
+    let web_invocation = manager.property(&unit(&web), "InvocationID");
+
+    // A healthy v3: the update goes through, the pin goes.
+    let v3 = images.build("v3");
+    let old = container(&app, "app");
+    let since = now_secs();
+    let begun = Instant::now();
+    let updated = composectl(&manager, &root, &["-o", "json", "update", &app]);
+    let took = begun.elapsed();
+    assert!(updated.status.success(), "{}", text(&updated));
+    let value: serde_json::Value = serde_json::from_slice(&updated.stdout).expect("json");
+    assert_eq!(value[0]["result"], "updated", "{value}");
+    assert_eq!(value[0]["images"][0]["to"], v3.as_str(), "{value}");
+    let new = container(&app, "app");
+    assert_eq!(image_of(&new), v3);
+    assert!(
+        !pinned.exists(),
+        "the pin goes once an update becomes ready"
+    );
+    check(0, "up-to-date");
+    measured("update to a healthy image", took);
+    measured(
+        "update downtime of the service",
+        downtime(&app, &old, &new, since),
+    );
+
+    assert_eq!(
+        manager.property(&unit(&web), "InvocationID"),
+        web_invocation,
+        "the dependent keeps running through an update"
+    );
+    let web_journal = manager.journal_lines(&unit(&web), &[]).join("\n");
+    assert!(
+        web_journal.contains("is reloading or updating"),
+        "{web_journal}"
+    );
+}
