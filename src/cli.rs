@@ -152,6 +152,30 @@ pub enum Command {
         #[arg(long)]
         show: bool,
     },
+    /// Archive a stack's named volumes (and the paths it marks) after its backup hooks, into
+    /// one file of mode 0600
+    Backup {
+        /// The stack
+        stack: StackName,
+        /// Directory for the archive [default: [backup] dir in composectl.toml, else
+        /// /var/backups/composectl, or ~/.local/state/composectl/backups with --user]
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Then keep only the newest N archives of the stack there [default: [backup] keep]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
+    /// Put a stack's volumes (and marked paths) back from an archive of `backup`
+    Restore {
+        /// The stack
+        stack: StackName,
+        /// The archive
+        archive: PathBuf,
+        /// Stop the stack (and what requires it) for the restore and start them again after;
+        /// without it a running stack is refused
+        #[arg(long)]
+        stop: bool,
+    },
     /// What this host lacks for composectl, and how to fix it
     Doctor,
     /// The supervisor: the main process of compose@STACK.service (not for interactive use)

@@ -6,6 +6,7 @@
 //! deploys the root to Docker Swarm; the commands in `cmd` use them and return reports that
 //! `output` prints. See ARCHITECTURE.md.
 
+mod backup;
 pub mod cli;
 mod cmd;
 mod compose;

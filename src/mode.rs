@@ -76,6 +76,14 @@ impl Mode {
         }
     }
 
+    /// Where `composectl backup` writes unless told otherwise.
+    pub fn backup_dir(self) -> PathBuf {
+        match self {
+            Mode::System => PathBuf::from("/var/backups/composectl"),
+            Mode::User => self.state_dir().join("backups"),
+        }
+    }
+
     /// Where running supervisors keep their sockets and what they applied: the template's
     /// `RuntimeDirectory=composectl/%i` lives below it (`/run/composectl`, or
     /// `$XDG_RUNTIME_DIR/composectl`).

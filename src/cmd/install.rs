@@ -144,7 +144,13 @@ pub fn disable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn 
             )));
         }
     }
-    let stack_units: Vec<String> = targets.iter().map(|s| units::stack_unit(s)).collect();
+    let mut stack_units: Vec<String> = targets.iter().map(|s| units::stack_unit(s)).collect();
+    // The stacks' backup timers go with them, the update timer with the last stack.
+    let last = installed.stacks().iter().all(|s| targets.contains(s));
+    stack_units.extend(targets.iter().map(|s| units::backup_timer(s)));
+    if last {
+        stack_units.push(units::UPDATE_TIMER.to_string());
+    }
     let (jobs, removed) = block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
         let mut jobs = Vec::new();
@@ -162,7 +168,7 @@ pub fn disable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn 
         for name in &targets {
             installed.dropins.remove(&units::dropin_path(name));
         }
-        if installed.stacks().is_empty() {
+        if last {
             systemd.disable(&[units::TARGET_UNIT.to_string()]).await?;
             unit_dir.apply(&lock, &[], &BTreeMap::new())?;
             unit_dir.remove_all(&lock)?;

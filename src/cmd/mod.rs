@@ -2,6 +2,7 @@
 //! never another command's file; each command returns a report that `output` prints, or an
 //! error that `lib::run` turns into the exit code.
 
+mod backup;
 mod doctor;
 mod inspect;
 mod install;
@@ -44,6 +45,14 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
         Command::List => status::list(&ctx),
         Command::Networks { wait } => networks::networks(&ctx, wait),
         Command::Secrets { stacks, show } => secrets::secrets(&ctx, &stacks.names, show),
+        Command::Backup { stack, to, keep } => {
+            backup::backup(&ctx, &stack, to, keep.map(|k| k as usize))
+        }
+        Command::Restore {
+            stack,
+            archive,
+            stop,
+        } => backup::restore(&ctx, &stack, &archive, stop),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Swarm { command } => match command {
             SwarmCommand::Render(stacks) => swarm::render(&ctx, &stacks.names),

@@ -1377,3 +1377,39 @@ fn log_rate_limit_defaults_in_composectl_toml() {
         "defaults.log_rate_limit_interval",
     );
 }
+
+#[test]
+fn backup_and_update_settings_in_composectl_toml() {
+    refuses(
+        Test::valid().file("composectl.toml", "[backup]\ndir = \"backups\"\n"),
+        "composectl.toml:2:",
+        "backup.dir backups is not an absolute path",
+    );
+    refuses(
+        Test::valid().file("composectl.toml", "[backup]\nkeep = 0\n"),
+        "composectl.toml:2:",
+        "backup.keep is 0",
+    );
+    refuses(
+        Test::valid().file("composectl.toml", "[update]\ntimer = \"weekly\"\n"),
+        "composectl.toml:2:",
+        "unknown variant `weekly`, expected `update` or `check`",
+    );
+}
+
+/// restore refuses what is not a backup of the stack before it touches anything.
+#[test]
+fn restore_refuses_what_is_not_a_backup_of_the_stack() {
+    let test = Test::valid().file("notes.tar", "not a tar archive at all");
+    let notes = test.root().join("notes.tar");
+    test.args(["--user", "restore", "db"])
+        .args([notes.to_str().expect("utf-8")])
+        .code(2)
+        .stderr_has("is not a composectl backup")
+        .run();
+    Test::valid()
+        .args(["--user", "restore", "db", "/nonexistent/db.tar"])
+        .code(2)
+        .stderr_has("cannot read /nonexistent/db.tar")
+        .run();
+}

@@ -256,6 +256,8 @@ fn every_command_speaks_json_even_when_it_fails() {
         (&["update", "--check", "app"], 1),
         (&["update"], 2),
         (&["secrets"], 0),
+        (&["backup", "app"], 1),
+        (&["restore", "app", "/nonexistent.tar"], 2),
         (&["run", "app", "--reload"], 1),
         (&["status", "app"], 1),
         (&["list"], 1),

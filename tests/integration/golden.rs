@@ -59,6 +59,10 @@ fn verify(mode: &str, root: &Path) {
         "compose@.service",
         "composectl.target",
         "composectl-networks.service",
+        "composectl-update.service",
+        "composectl-update.timer",
+        "composectl-backup@.service",
+        "composectl-backup@genai.timer",
     ]
     .map(String::from)
     .to_vec();

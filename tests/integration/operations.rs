@@ -385,3 +385,354 @@ fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes
         "{web_journal}"
     );
 }
+
+fn exec(container: &str, script: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    assert!(out.status.success(), "{script}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What the volume holds, as bytes and ownership: the same after a restore.
+fn fingerprint(container: &str) -> String {
+    exec(
+        container,
+        "cd /data && sha256sum blob note && stat -c '%n %u:%g %a' blob note owned",
+    )
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn backup_runs_its_hooks_and_a_restore_gives_back_the_same_bytes() {
+    use std::os::unix::fs::PermissionsExt;
+    environment();
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let net = stacks.network("net");
+    let conf = manager.root().join("conf");
+    fs::create_dir_all(&conf).expect("conf");
+    fs::write(conf.join("settings.ini"), "colour = blue\n").expect("settings");
+    let meta = format!(
+        "x-composectl:\n  backup:\n    paths: [\"{}\"]\n    pre:\n      - service: app\n        run: echo dump; cat /data/note\n        output: dump.txt\n",
+        conf.display()
+    );
+    let service = format!(
+        "    volumes: [\"data:/data\", \"{}:/conf\"]\n{}",
+        conf.display(),
+        stacks.healthy_after("db", "0")
+    );
+    let db = stacks.custom("db", &meta, &service, &net);
+    let compose = stacks.root().join("stacks").join(&db).join("compose.yaml");
+    let text_of = fs::read_to_string(&compose).expect("compose") + "volumes:\n  data:\n";
+    fs::write(&compose, text_of).expect("compose");
+    let web = stacks.stack("web", "0", &["db"], &net);
+    let root = stacks.root().to_path_buf();
+    let enabled = composectl(&manager, &root, &["enable", "--now", &web]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    let app = container(&db, "app");
+    exec(
+        &app,
+        "dd if=/dev/urandom of=/data/blob bs=1M count=32 2>/dev/null && echo hello > /data/note && touch /data/owned && chown 1000:1000 /data/owned && chmod 640 /data/note",
+    );
+    let before = fingerprint(&app);
+
+    // Live (the default): the hook's output and the volume, while the stack runs.
+    let to = manager.root().join("backups");
+    let backup = |args: &[&str]| {
+        let mut all = vec!["-o", "json", "backup", &db, "--to"];
+        let to = to.to_str().expect("utf-8");
+        all.push(to);
+        all.extend(args);
+        let out = composectl(&manager, &root, &all);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let begun = Instant::now();
+    let first = backup(&[]);
+    let took = begun.elapsed();
+    let archive = Path::new(first["archive"].as_str().expect("archive")).to_path_buf();
+    let mode = fs::metadata(&archive)
+        .expect("archive")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        first["manifest"]["volumes"][0]["name"],
+        format!("{db}_data"),
+        "{first}"
+    );
+    measured(
+        "backup of 32 MiB (live, one hook)",
+        (took, first["bytes"].clone()),
+    );
+    let listed = Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .expect("tar");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for member in ["composectl-backup.json", "hooks/dump.txt", "paths/0.tar"] {
+        assert!(listed.contains(member), "{listed}");
+    }
+    let dump = Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg("hooks/dump.txt")
+        .output()
+        .expect("tar");
+    assert_eq!(String::from_utf8_lossy(&dump.stdout), "dump\nhello\n");
+
+    // --keep: older archives of the stack go (stamps have whole seconds).
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1100));
+        backup(&["--keep", "2"]);
+    }
+    let kept = fs::read_dir(&to).expect("backups").count();
+    assert_eq!(kept, 2, "--keep 2");
+    assert!(!archive.exists(), "the oldest went");
+    let archive = to.join(
+        fs::read_dir(&to)
+            .expect("backups")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .min()
+            .expect("an archive"),
+    );
+
+    // The data changes; a restore refuses a running stack unless told to stop it.
+    exec(
+        &app,
+        "rm /data/blob && echo changed > /data/note && touch /data/extra",
+    );
+    fs::write(conf.join("settings.ini"), "colour = red\n").expect("settings");
+    let archive_arg = archive.to_str().expect("utf-8");
+    let refused = composectl(&manager, &root, &["restore", &db, archive_arg]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--stop"), "{}", text(&refused));
+    let wrong = composectl(&manager, &root, &["restore", &web, archive_arg]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    let begun = Instant::now();
+    let restored = composectl(&manager, &root, &["restore", &db, archive_arg, "--stop"]);
+    measured(
+        "restore with --stop (stop, 32 MiB, start again)",
+        begun.elapsed(),
+    );
+    assert!(restored.status.success(), "{}", text(&restored));
+    active(&manager, &db);
+    active(&manager, &web);
+    let app = container(&db, "app");
+    assert_eq!(fingerprint(&app), before, "same bytes, owners and modes");
+    assert_eq!(
+        exec(&app, "ls /data"),
+        "blob\nnote\nowned",
+        "the volume was replaced"
+    );
+    assert_eq!(
+        fs::read_to_string(conf.join("settings.ini")).expect("settings"),
+        "colour = blue\n"
+    );
+
+    // Into a fresh volume: the stack gone, its volume removed, then restored and started.
+    let disabled = composectl(&manager, &root, &["disable", "--now", &web, &db]);
+    assert!(disabled.status.success(), "{}", text(&disabled));
+    let removed = Command::new("docker")
+        .args(["volume", "rm", &format!("{db}_data")])
+        .output()
+        .expect("docker volume rm");
+    assert!(removed.status.success(), "{}", text(&removed));
+    let restored = composectl(&manager, &root, &["restore", &db, archive_arg]);
+    assert!(restored.status.success(), "{}", text(&restored));
+    let enabled = composectl(&manager, &root, &["enable", "--now", &db]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    assert_eq!(fingerprint(&container(&db, "app")), before);
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn the_update_and_backup_timers_run_their_commands_and_go_with_their_stacks() {
+    environment();
+    let manager = UserManager::start();
+    let backups = manager.root().join("archives");
+    let mut stacks = Stacks::with_settings(&format!(
+        "{}[backup]\ndir = \"{}\"\nkeep = 1\n[update]\ntimer = \"check\"\n",
+        crate::stacks::FAST_DEFAULTS,
+        backups.display()
+    ));
+    let net = stacks.network("net");
+    let app = stacks.stack("app", "0", &[], &net);
+    let root = stacks.root().to_path_buf();
+    let enabled = composectl(&manager, &root, &["enable", "--now", &app]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    let timers = [
+        "composectl-update.timer".to_string(),
+        format!("composectl-backup@{app}.timer"),
+    ];
+    let on = manager.systemctl(&["enable", "--now", &timers[0], &timers[1]]);
+    assert!(on.status.success(), "{}", text(&on));
+
+    // What the timers start, started by hand: a check (newer images are not a failure) and a
+    // backup into [backup] dir.
+    let checked = manager.systemctl(&["start", "composectl-update.service"]);
+    assert!(checked.status.success(), "{}", text(&checked));
+    assert!(
+        manager
+            .journal_lines("composectl-update.service", &[])
+            .iter()
+            .any(|l| l.contains(&app) && l.contains("up-to-date")),
+        "{}",
+        manager
+            .journal_lines("composectl-update.service", &[])
+            .join("\n")
+    );
+    let backup = format!("composectl-backup@{app}.service");
+    for _ in 0..2 {
+        let backed_up = manager.systemctl(&["start", &backup]);
+        assert!(backed_up.status.success(), "{}", text(&backed_up));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let archives: Vec<_> = fs::read_dir(&backups).expect("archives").collect();
+    assert_eq!(archives.len(), 1, "keep = 1");
+
+    let disabled = composectl(&manager, &root, &["disable", "--now", &app]);
+    assert!(disabled.status.success(), "{}", text(&disabled));
+    for timer in &timers {
+        assert_eq!(
+            manager.property(timer, "ActiveState"),
+            "inactive",
+            "{timer}"
+        );
+        let enabled = manager.systemctl(&["is-enabled", timer]);
+        assert!(!enabled.status.success(), "{timer}: {}", text(&enabled));
+    }
+}
+
+/// `KEY=value` of an env file.
+fn env_value(file: &Path, key: &str) -> String {
+    fs::read_to_string(file)
+        .expect("env file")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("{key} in {}", file.display()))
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn generated_secrets_are_private_stable_and_required_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    environment();
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let net = stacks.network("net");
+    let service = format!(
+        "    environment:\n      PASSWORD: ${{DB_PASSWORD}}\n      KEY: ${{API_KEY}}\n{}",
+        stacks.healthy_after("db", "0")
+    );
+    let db = stacks.custom(
+        "db",
+        "x-composectl:\n  secrets:\n    DB_PASSWORD: {shared: true}\n    API_KEY: {length: 48}\n",
+        &service,
+        &net,
+    );
+    let root = stacks.root().to_path_buf();
+    let (shared, own) = (
+        root.join(".env.local"),
+        root.join("stacks").join(&db).join(".env.local"),
+    );
+    let enabled = composectl(&manager, &root, &["enable", "--now", &db]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    let shown = text(&enabled);
+    assert!(
+        shown.contains(&format!(
+            "generated secret DB_PASSWORD of {db} into {}",
+            shared.display()
+        )) && shown.contains(&format!(
+            "generated secret API_KEY of {db} into {}",
+            own.display()
+        )),
+        "{shown}"
+    );
+    let (password, key) = (
+        env_value(&shared, "DB_PASSWORD"),
+        env_value(&own, "API_KEY"),
+    );
+    assert!(
+        !shown.contains(&password) && !shown.contains(&key),
+        "never printed"
+    );
+    for file in [&shared, &own] {
+        assert_eq!(
+            fs::metadata(file).expect("file").permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let seen = || exec(&container(&db, "app"), "echo $PASSWORD $KEY");
+    assert_eq!(seen(), format!("{password} {key}"));
+
+    // Stable: enabling again and restarting change nothing.
+    let again = composectl(&manager, &root, &["enable", &db]);
+    assert!(
+        again.status.success() && !text(&again).contains("generated"),
+        "{}",
+        text(&again)
+    );
+    let restarted = composectl(&manager, &root, &["restart", &db]);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    assert_eq!(seen(), format!("{password} {key}"));
+    assert_eq!(env_value(&own, "API_KEY"), key);
+
+    // Lost: the stack refuses to start on an empty secret, and says how to fix it.
+    fs::remove_file(&own).expect("lose it");
+    let refused = composectl(&manager, &root, &["restart", &db]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(&format!(
+            "secrets API_KEY are declared but no env file sets them: run composectl secrets {db}"
+        )),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(container(&db, "app"), "", "nothing started without it");
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn a_chatty_container_cannot_silence_the_others() {
+    environment();
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let net = stacks.network("net");
+    let name = stacks.name("logs");
+    let chatty = "    command: [\"sh\", \"-c\", \"seq 1 5000; sleep 2; echo chatty done; exec sleep 100000\"]\n";
+    let quiet = "    command: [\"sh\", \"-c\", \"sleep 1; echo quiet alive; exec sleep 100000\"]\n";
+    let compose = format!(
+        "x-composectl:\n  ready: running\n  log_rate_limit: {{interval: 1s, burst: 100}}\nservices:\n  chatty:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n{chatty}    networks: [{net}]\n  quiet:\n    image: {TEST_IMAGE}\n    pull_policy: never\n    init: true\n{quiet}    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n"
+    );
+    let dir = stacks.root().join("stacks").join(&name);
+    fs::create_dir_all(&dir).expect("stack dir");
+    fs::write(dir.join("compose.yaml"), compose).expect("compose.yaml");
+    let root = stacks.root().to_path_buf();
+    let enabled = composectl(&manager, &root, &["enable", "--now", &name]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    assert_eq!(manager.property(&unit(&name), "LogRateLimitBurst"), "300");
+    let lines = |service: &str| {
+        manager.journal_lines(&unit(&name), &[&format!("COMPOSE_SERVICE={service}")])
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || lines("chatty")
+            .iter()
+            .any(|l| l == "chatty done")),
+        "{:?}",
+        lines("chatty").len()
+    );
+    let chatty = lines("chatty");
+    assert!(lines("quiet").iter().any(|l| l == "quiet alive"));
+    assert!(
+        chatty.iter().any(|l| l
+            .starts_with("composectl: dropped 4900 lines of this container (more than 100 in 1s)")),
+        "{:?}",
+        &chatty[chatty.len().saturating_sub(3)..]
+    );
+    assert_eq!(chatty.len(), 102, "100 lines, the notice, the last line");
+}
