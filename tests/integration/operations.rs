@@ -432,9 +432,16 @@ fn backup_runs_its_hooks_and_a_restore_gives_back_the_same_bytes() {
     let enabled = composectl(&manager, &root, &["enable", "--now", &web]);
     assert!(enabled.status.success(), "{}", text(&enabled));
     let app = container(&db, "app");
+    // COMPOSECTL_BACKUP_MIB sizes the volume, for measuring (README, "What it costs").
+    let mib: u32 = std::env::var("COMPOSECTL_BACKUP_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
     exec(
         &app,
-        "dd if=/dev/urandom of=/data/blob bs=1M count=32 2>/dev/null && echo hello > /data/note && touch /data/owned && chown 1000:1000 /data/owned && chmod 640 /data/note",
+        &format!(
+            "dd if=/dev/urandom of=/data/blob bs=1M count={mib} 2>/dev/null && echo hello > /data/note && touch /data/owned && chown 1000:1000 /data/owned && chmod 640 /data/note"
+        ),
     );
     let before = fingerprint(&app);
 
@@ -464,7 +471,7 @@ fn backup_runs_its_hooks_and_a_restore_gives_back_the_same_bytes() {
         "{first}"
     );
     measured(
-        "backup of 32 MiB (live, one hook)",
+        &format!("backup of {mib} MiB (live, one hook)"),
         (took, first["bytes"].clone()),
     );
     let listed = Command::new("tar")
@@ -516,7 +523,7 @@ fn backup_runs_its_hooks_and_a_restore_gives_back_the_same_bytes() {
     let begun = Instant::now();
     let restored = composectl(&manager, &root, &["restore", &db, archive_arg, "--stop"]);
     measured(
-        "restore with --stop (stop, 32 MiB, start again)",
+        &format!("restore with --stop (stop, {mib} MiB, start again)"),
         begun.elapsed(),
     );
     assert!(restored.status.success(), "{}", text(&restored));
