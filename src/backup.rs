@@ -194,6 +194,14 @@ impl Spool {
                     path.display()
                 )
             })?;
+            if !path.is_dir() {
+                bail!(
+                    "{}:{}: backup path {} is not a directory: mark the directory that holds it",
+                    stack.compose_file.display(),
+                    marked.line,
+                    path.display()
+                );
+            }
             progress(&format!("archiving {}", path.display()));
             let (spooled, bytes) = self
                 .download(engine, Source::Path(&path), &format!("path-{index}"))

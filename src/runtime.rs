@@ -107,7 +107,7 @@ pub async fn request(
     let path = dir(mode, stack).join(SOCKET);
     let stream = UnixStream::connect(&path).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow!(
-            "stack {stack} is not running (no supervisor listens on {}): start it with composectl start {stack}",
+            "no supervisor of {stack} listens on {}: the stack is not running (composectl start {stack}), or its supervisor is older than this composectl (composectl restart {stack})",
             path.display()
         ),
         std::io::ErrorKind::PermissionDenied => anyhow!(

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use serde::Serialize;
 
 use crate::compose::Compose;
@@ -15,7 +15,7 @@ use crate::model::{Root, StackName};
 use crate::output::{Report, Text};
 use crate::runtime::{self, Action, ImageChange};
 use crate::state::StackState;
-use crate::systemd::Systemd;
+use crate::systemd::{Systemd, UnitState};
 use crate::units;
 
 /// Room beyond the supervisor's own deadlines (two start timeouts: the update, its rollback) for
@@ -68,58 +68,24 @@ pub fn update(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn R
         let systemd = Systemd::connect(ctx.mode).await?;
         let units: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
         let states = systemd.unit_states(&units).await?;
-        let mut updated = Vec::new();
-        for (name, state) in stacks.iter().zip(states) {
-            let stack = &root.stacks[name];
-            let _ = ctx.out.progress(&format!("{name}: pulling"));
-            Compose::new(&root, stack).pull().await?;
-            if state.active_state != "active" {
-                // No health gate without a running stack: its next start uses what was pulled.
-                StackState::new(ctx.mode, name).unpin()?;
-                updated.push(Updated {
-                    stack: name.clone(),
-                    result: "not-running",
-                    message: format!(
-                        "not running ({}): pulled; it starts on the new images",
-                        state.active_state
-                    ),
-                    images: Vec::new(),
-                    recreated: Vec::new(),
-                });
-                continue;
-            }
-            let limit = stack.start_timeout * 2 + UPDATE_MARGIN;
-            let outcome = runtime::request(ctx.mode, name, Action::Update, limit, |text| {
-                let _ = ctx.out.progress(&format!("{name}: {text}"));
-            })
-            .await?;
-            if !outcome.ok {
-                // Later stacks may require this one: they are left as they are.
-                let done: Vec<String> = updated
-                    .iter()
-                    .map(|u: &Updated| format!("{}: {}", u.stack, u.message))
-                    .collect();
-                let rest = &stacks[updated.len() + 1..];
-                let mut message = format!("{name}: {}", outcome.message);
-                if !done.is_empty() {
-                    message = format!("{}\n{message}", done.join("\n"));
+        let mut updated: Vec<Updated> = Vec::new();
+        for (index, (name, state)) in stacks.iter().zip(&states).enumerate() {
+            match update_one(ctx, &root, name, state).await {
+                Ok(done) => updated.push(done),
+                Err(e) => {
+                    // Later stacks may require this one: they are left as they are.
+                    let mut lines: Vec<String> = updated
+                        .iter()
+                        .map(|u| format!("{}: {}", u.stack, u.message))
+                        .collect();
+                    lines.push(format!("{name}: {e:#}"));
+                    let rest = &stacks[index + 1..];
+                    if !rest.is_empty() {
+                        lines.push(format!("not updated: {}", rest.join(", ")));
+                    }
+                    return Err(Error::Failed(anyhow!("{}", lines.join("\n"))));
                 }
-                if !rest.is_empty() {
-                    message.push_str(&format!("\nnot updated: {}", rest.join(", ")));
-                }
-                return Err(Error::Failed(anyhow!("{message}")));
             }
-            updated.push(Updated {
-                stack: name.clone(),
-                result: if outcome.images.is_empty() {
-                    "unchanged"
-                } else {
-                    "updated"
-                },
-                message: outcome.message,
-                images: outcome.images,
-                recreated: outcome.recreated,
-            });
         }
         Ok(updated)
     })?;
@@ -129,6 +95,58 @@ pub fn update(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn R
         }
         Ok(())
     })))
+}
+
+/// Pulls one stack's images and has its supervisor take them.
+async fn update_one(
+    ctx: &Context,
+    root: &Root,
+    name: &str,
+    state: &UnitState,
+) -> anyhow::Result<Updated> {
+    let stack = &root.stacks[name];
+    let _ = ctx.out.progress(&format!("{name}: pulling"));
+    Compose::new(root, stack).pull().await?;
+    match state.active_state.as_str() {
+        "active" => {}
+        "inactive" | "failed" => {
+            // No health gate without a running stack: its next start uses what was pulled.
+            StackState::new(ctx.mode, name).unpin()?;
+            return Ok(Updated {
+                stack: name.to_string(),
+                result: "not-running",
+                message: format!(
+                    "not running ({}): pulled; it starts on the new images",
+                    state.active_state
+                ),
+                images: Vec::new(),
+                recreated: Vec::new(),
+            });
+        }
+        other => bail!(
+            "it is {other} ({}): update it once it is active",
+            state.sub_state
+        ),
+    }
+    let limit = stack.start_timeout * 2 + UPDATE_MARGIN;
+    let outcome = runtime::request(ctx.mode, name, Action::Update, limit, |text| {
+        let _ = ctx.out.progress(&format!("{name}: {text}"));
+    })
+    .await?;
+    if !outcome.ok {
+        bail!("{}", outcome.message);
+    }
+    Ok(Updated {
+        stack: name.to_string(),
+        result: if outcome.images.is_empty() {
+            "unchanged"
+        } else {
+            "updated"
+        },
+        message: outcome.message,
+        images: outcome.images,
+        recreated: outcome.recreated,
+    })
 }
 
 /// One service's image, compared with what runs and what its registry has.

@@ -330,6 +330,15 @@ fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes
         .join("pinned.yaml");
     assert!(fs::read_to_string(&pinned).expect("pinned").contains(&v1));
     check(4, "pinned");
+    let status = composectl(&manager, &root, &["status", &app]);
+    assert!(
+        text(&status).contains(&format!(
+            "pinned:     app to {}",
+            &v1["sha256:".len()..][..12]
+        )),
+        "{}",
+        text(&status)
+    );
 
     // A restart keeps the pinned image although the tag names v2.
     let restarted = composectl(&manager, &root, &["restart", &app]);
