@@ -1,20 +1,21 @@
 //! Backups of a stack: one tar archive (mode 0600) holding
-//! - `composectl-backup.json`, the manifest: what is where, the volumes' drivers, options and
-//!   compose's labels (so a restore recreates them as compose expects them);
 //! - `hooks/OUTPUT`, what each declared hook printed (a database dump), run first;
-//! - `volumes/NAME.tar`, each named volume of the project as the engine archives it;
-//! - `paths/N.tar`, each host path the stack marks (`x-composectl.backup.paths`).
+//! - `volumes/N.tar`, each named volume of the project as the engine archives it;
+//! - `paths/N.tar`, each host path the stack marks (`x-composectl.backup.paths`);
+//! - `composectl-backup.json`, the manifest, last: what is where, the volumes' names, drivers,
+//!   options and compose's labels (so a restore recreates them as compose expects them).
 //!
 //! Volumes and paths are read and written through the engine's archive endpoint, with a helper
 //! container that mounts one of them and is never started: no tar in any image, no access to
 //! /var/lib/docker needed, ownership and modes kept. Uncompressed, so deduplicating backup tools
-//! (restic, borg) store unchanged data once. Everything is spooled beside the archive first and
-//! the archive appears by rename, whole or not at all.
+//! (restic, borg) store unchanged data once. Each member is streamed into the archive as it
+//! comes, its header written once its size is known, so a backup needs no more room than its
+//! archive; the archive grows under a temporary name beside its destination and appears by
+//! rename, whole or not at all.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,8 @@ use crate::model::Stack;
 
 const MANIFEST: &str = "composectl-backup.json";
 const FORMAT: u32 = 1;
+/// tar's block: headers are one, data is padded to a whole number of them.
+const BLOCK: usize = 512;
 /// Read and sent in pieces of this size: volumes may be far larger than memory.
 const CHUNK: usize = 1 << 20;
 
@@ -74,45 +77,73 @@ pub struct Written {
     pub manifest: Manifest,
 }
 
-/// Where a backup is put together before it appears: beside its archive, removed when dropped.
-pub struct Spool {
-    dir: tempfile::TempDir,
-    hooks: Vec<(ArchivedHook, PathBuf)>,
+/// A backup being written: the archive grows member by member in a temporary file beside its
+/// destination, and appears under its name only once complete.
+pub struct Backup {
+    file: tempfile::NamedTempFile,
+    hooks: Vec<ArchivedHook>,
     started: Instant,
 }
 
-impl Spool {
-    pub fn new(dest: &Path) -> Result<Spool> {
+impl Backup {
+    pub fn new(dest: &Path) -> Result<Backup> {
         crate::files::create_dirs(dest)?;
-        let dir = tempfile::Builder::new()
+        // Created 0600: the archive holds the stack's data.
+        let file = tempfile::Builder::new()
             .prefix(".composectl-backup-")
-            .tempdir_in(dest)
+            .suffix(".partial")
+            .tempfile_in(dest)
             .with_context(|| format!("cannot write in {}", dest.display()))?;
-        Ok(Spool {
-            dir,
+        Ok(Backup {
+            file,
             hooks: Vec::new(),
             started: Instant::now(),
         })
     }
 
-    fn file(&self, name: &str) -> Result<(PathBuf, File)> {
-        let path = self.dir.path().join(name);
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok((path, file))
+    /// Starts a member whose size is not known yet: a header block to fill in by `end`.
+    fn begin(&mut self) -> Result<u64> {
+        let file = self.file.as_file_mut();
+        let at = file.stream_position()?;
+        file.write_all(&[0; BLOCK])?;
+        Ok(at)
     }
 
-    /// Runs the stack's hooks, each in a running container of its service.
+    /// Ends the member begun at `at`: pads its data to a block and writes its header, with the
+    /// size it has now. Returns the size.
+    fn end(&mut self, at: u64, name: &str) -> Result<u64> {
+        let block = BLOCK as u64;
+        let file = self.file.as_file_mut();
+        let size = file.stream_position()? - at - block;
+        let padding = (block - size % block) % block;
+        file.write_all(&vec![0; usize::try_from(padding)?])?;
+        let resume = file.stream_position()?;
+        let mut header = tar::Header::new_gnu();
+        header.set_path(name)?;
+        header.set_size(size);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mtime(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        );
+        header.set_cksum();
+        file.seek(SeekFrom::Start(at))?;
+        file.write_all(header.as_bytes())?;
+        file.seek(SeekFrom::Start(resume))?;
+        Ok(size)
+    }
+
+    /// Runs the stack's hooks, each in a running container of its service, their output
+    /// straight into the archive.
     pub async fn run_hooks(&mut self, engine: &Engine, stack: &Stack) -> Result<()> {
         if stack.backup.hooks.is_empty() {
             return Ok(());
         }
         let containers = engine.containers(Some(&stack.name)).await?;
-        for (index, hook) in stack.backup.hooks.iter().enumerate() {
+        for hook in &stack.backup.hooks {
             let Some(container) = containers
                 .iter()
                 .find(|c| c.service == hook.service && c.running)
@@ -124,10 +155,15 @@ impl Spool {
                     stack.name
                 );
             };
-            let (path, mut file) = self.file(&format!("hook-{index}"))?;
+            let at = self.begin()?;
             let command = vec!["sh".to_string(), "-c".to_string(), hook.run.clone()];
             let (code, stderr) = engine
-                .exec_into(&container.id, command, &mut file, hook.timeout)
+                .exec_into(
+                    &container.id,
+                    command,
+                    self.file.as_file_mut(),
+                    hook.timeout,
+                )
                 .await
                 .with_context(|| {
                     format!("backup hook `{}` in service {}", hook.run, hook.service)
@@ -141,42 +177,34 @@ impl Spool {
                     said.concat()
                 );
             }
-            file.sync_all()?;
-            let bytes = file.metadata()?.len();
-            self.hooks.push((
-                ArchivedHook {
-                    service: hook.service.clone(),
-                    run: hook.run.clone(),
-                    member: format!("hooks/{}", hook.output),
-                    bytes,
-                },
-                path,
-            ));
+            let member = format!("hooks/{}", hook.output);
+            let bytes = self.end(at, &member)?;
+            self.hooks.push(ArchivedHook {
+                service: hook.service.clone(),
+                run: hook.run.clone(),
+                member,
+                bytes,
+            });
         }
         Ok(())
     }
 
-    /// Archives the stack's volumes and marked paths, then writes the archive into `dest`.
+    /// Archives the stack's volumes and marked paths, adds the manifest and puts the archive
+    /// into `dest`.
     pub async fn write(
-        self,
+        mut self,
         engine: &Engine,
         stack: &Stack,
         dest: &Path,
         mut progress: impl FnMut(&str),
     ) -> Result<Written> {
-        let mut members: Vec<(String, PathBuf)> = Vec::new();
         let mut volumes = Vec::new();
         for (index, volume) in engine.volumes(&stack.name).await?.into_iter().enumerate() {
             progress(&format!("archiving volume {}", volume.name));
-            let (path, bytes) = self
-                .download(
-                    engine,
-                    Source::Volume(&volume.name),
-                    &format!("volume-{index}"),
-                )
+            let member = format!("volumes/{index}.tar");
+            let bytes = self
+                .download(engine, Source::Volume(&volume.name), &member)
                 .await?;
-            let member = format!("volumes/{}.tar", volume.name);
-            members.push((member.clone(), path));
             volumes.push(ArchivedVolume {
                 volume,
                 member,
@@ -186,28 +214,20 @@ impl Spool {
         let mut paths = Vec::new();
         for (index, marked) in stack.backup.paths.iter().enumerate() {
             let path = stack.dir.join(&marked.value);
-            let path = fs::canonicalize(&path).with_context(|| {
-                format!(
-                    "{}:{}: backup path {} cannot be read",
-                    stack.compose_file.display(),
-                    marked.line,
-                    path.display()
-                )
-            })?;
-            if !path.is_dir() {
-                bail!(
-                    "{}:{}: backup path {} is not a directory: mark the directory that holds it",
-                    stack.compose_file.display(),
-                    marked.line,
-                    path.display()
-                );
-            }
+            let path = fs::canonicalize(&path)
+                .ok()
+                .filter(|p| p.is_dir())
+                .with_context(|| {
+                    format!(
+                        "{}:{}: backup path {} is not a directory: mark the directory that holds it",
+                        stack.compose_file.display(),
+                        marked.line,
+                        path.display()
+                    )
+                })?;
             progress(&format!("archiving {}", path.display()));
-            let (spooled, bytes) = self
-                .download(engine, Source::Path(&path), &format!("path-{index}"))
-                .await?;
             let member = format!("paths/{index}.tar");
-            members.push((member.clone(), spooled));
+            let bytes = self.download(engine, Source::Path(&path), &member).await?;
             paths.push(ArchivedPath {
                 path,
                 member,
@@ -225,17 +245,20 @@ impl Spool {
             composectl: env!("CARGO_PKG_VERSION").to_string(),
             volumes,
             paths,
-            hooks: self.hooks.iter().map(|(hook, _)| hook.clone()).collect(),
+            hooks: std::mem::take(&mut self.hooks),
         };
-        members.extend(
-            self.hooks
-                .iter()
-                .map(|(hook, path)| (hook.member.clone(), path.clone())),
-        );
+        let at = self.begin()?;
+        self.file
+            .as_file_mut()
+            .write_all(&serde_json::to_vec_pretty(&manifest)?)?;
+        self.end(at, MANIFEST)?;
+        // The end of the archive: two empty blocks.
+        let file = self.file.as_file_mut();
+        file.write_all(&[0; 2 * BLOCK])?;
+        file.sync_all()?;
         let archive = dest.join(format!("{}-{}.tar", stack.name, utc(now, false)));
-        let partial = self.dir.path().join("archive.tar");
-        write_archive(&partial, &manifest, &members)?;
-        fs::rename(&partial, &archive)
+        self.file
+            .persist(&archive)
             .with_context(|| format!("cannot write {}", archive.display()))?;
         Ok(Written {
             bytes: fs::metadata(&archive)?.len(),
@@ -245,63 +268,23 @@ impl Spool {
         })
     }
 
-    /// The engine's archive of `source`, spooled into a file; returns it and its size.
-    async fn download(
-        &self,
-        engine: &Engine,
-        source: Source<'_>,
-        name: &str,
-    ) -> Result<(PathBuf, u64)> {
-        let (path, mut file) = self.file(name)?;
+    /// The engine's archive of `source`, as the member `name`; returns its size.
+    async fn download(&mut self, engine: &Engine, source: Source<'_>, name: &str) -> Result<u64> {
         let helper = engine.create_helper(source, true).await?;
+        let at = self.begin()?;
         let mut stream = engine.read_helper(&helper);
+        let file = self.file.as_file_mut();
         let copied = async {
             while let Some(chunk) = stream.next().await {
                 file.write_all(&chunk?)?;
             }
-            file.sync_all()?;
             anyhow::Ok(())
         }
         .await;
         engine.remove_helper(&helper).await?;
         copied?;
-        let bytes = file.metadata()?.len();
-        Ok((path, bytes))
+        self.end(at, name)
     }
-}
-
-fn write_archive(path: &Path, manifest: &Manifest, members: &[(String, PathBuf)]) -> Result<()> {
-    let file = File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let mut builder = tar::Builder::new(file);
-    let mut entry = |name: &str, size: u64, data: &mut dyn Read| -> Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(0o600);
-        header.set_mtime(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
-        );
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, name, data)
-            .with_context(|| format!("cannot write {}", path.display()))
-    };
-    let text = serde_json::to_vec_pretty(manifest)?;
-    entry(MANIFEST, text.len() as u64, &mut text.as_slice())?;
-    for (name, spooled) in members {
-        let mut file = File::open(spooled)?;
-        let size = file.metadata()?.len();
-        entry(name, size, &mut file)?;
-    }
-    builder.into_inner()?.sync_all()?;
-    Ok(())
 }
 
 /// An archive to restore: its manifest, and where each member's data is in the file.
@@ -319,7 +302,8 @@ pub fn open(archive: &Path) -> Result<Archive> {
     let mut manifest = None;
     let not_a_backup = || anyhow!("{} is not a composectl backup", archive.display());
     let mut tar = tar::Archive::new(file);
-    for entry in tar.entries().map_err(|_| not_a_backup())? {
+    // Seeking past each member's data: the manifest is last.
+    for entry in tar.entries_with_seek().map_err(|_| not_a_backup())? {
         let mut entry = entry.map_err(|_| not_a_backup())?;
         let name = entry.path()?.to_string_lossy().into_owned();
         if name == MANIFEST {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::backup::{self, Restored, Spool, Written};
+use crate::backup::{self, Backup, Restored, Written};
 use crate::config::meta::BackupMode;
 use crate::context::{Context, block_on};
 use crate::engine::Engine;
@@ -93,16 +93,16 @@ pub fn backup(
     let keep = keep.or(root.settings.backup_keep);
     let backed_up = block_on(async {
         let engine = engine().await?;
-        let mut spool = Spool::new(&dest)?;
+        let mut archive = Backup::new(&dest)?;
         let _ = ctx
             .out
             .progress(&format!("{name}: running the backup hooks"));
-        spool.run_hooks(&engine, stack).await?;
+        archive.run_hooks(&engine, stack).await?;
         let stopped = match stack.backup.mode {
             BackupMode::Stopped => stop_with_dependents(ctx, name).await?,
             BackupMode::Live => Stopped(Vec::new()),
         };
-        let written = spool
+        let written = archive
             .write(&engine, stack, &dest, |text| {
                 let _ = ctx.out.progress(&format!("{name}: {text}"));
             })

@@ -215,9 +215,13 @@ struct Images {
 }
 
 impl Images {
-    fn new(stacks: &Stacks) -> Images {
+    /// Declared before the stacks, so that it is dropped after their containers are gone (an
+    /// image a container uses is not removed).
+    fn new() -> Images {
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Images {
-            tag: format!("composectl-test/{}:latest", stacks.name("img")),
+            tag: format!("composectl-test/img-{}x{n}:latest", std::process::id()),
             ids: Vec::new(),
         }
     }
@@ -257,9 +261,9 @@ impl Drop for Images {
 #[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
 fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes_ready() {
     environment();
+    let mut images = Images::new();
     let mut stacks = Stacks::new();
     let manager = UserManager::start();
-    let mut images = Images::new(&stacks);
     let net = stacks.network("net");
     let v1 = images.build("v1");
     // An image with /broken never reports healthy; its healthcheck fails after 1 s.
