@@ -4,7 +4,10 @@
 //!   update` ask it to apply changed files or newer images and hear how that went, one JSON
 //!   document a line;
 //! - `applied.json`, the compose file and env layers it last applied (mode 0600: the env layers
-//!   hold secrets), so `composectl diff` can show what a reload would change.
+//!   hold secrets), so `composectl diff` can show what a reload would change;
+//! - `change.json`, when its last reload or update began and ended, so the supervisors of the
+//!   stacks requiring it can tell the containers it replaced from a restart, however late they
+//!   look (by the engine's timestamp of each removal).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +17,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::config::env::parse_env_file;
 use crate::diag::Diagnostics;
@@ -22,6 +27,7 @@ use crate::model::Stack;
 
 const SOCKET: &str = "control.sock";
 const APPLIED: &str = "applied.json";
+const CHANGE: &str = "change.json";
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -149,9 +155,12 @@ async fn exchange(
     bail!("the supervisor stopped before it finished")
 }
 
-/// The supervisor's end of the socket.
+/// The supervisor's end of the socket. Callers are accepted and their requests read by a task
+/// of their own, so the supervisor's loop can wait for the next one among its other events
+/// without ever dropping a caller half read.
 pub struct Listener {
-    listener: UnixListener,
+    requests: mpsc::Receiver<(Action, Client)>,
+    task: JoinHandle<()>,
     path: PathBuf,
 }
 
@@ -169,32 +178,49 @@ impl Listener {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)
             .with_context(|| format!("cannot listen on {}", path.display()))?;
-        Ok(Listener { listener, path })
+        Ok(Listener::serve(listener, path))
     }
 
-    /// The next caller and what it asks for; callers that say nothing sensible are dropped.
-    pub async fn accept(&self) -> (Action, Client) {
-        loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
-                continue;
-            };
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
-            if let (Ok(Ok(_)), Ok(request)) = (read, serde_json::from_str::<Request>(&line)) {
-                return (
-                    request.action,
-                    Client {
+    fn serve(listener: UnixListener, path: PathBuf) -> Listener {
+        let (sender, requests) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                // Callers that say nothing sensible are dropped.
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+                if let (Ok(Ok(_)), Ok(request)) = (read, serde_json::from_str::<Request>(&line)) {
+                    let client = Client {
                         stream: reader.into_inner(),
-                    },
-                );
+                    };
+                    if sender.send((request.action, client)).await.is_err() {
+                        return;
+                    }
+                }
             }
+        });
+        Listener {
+            requests,
+            task,
+            path,
+        }
+    }
+
+    /// The next caller and what it asks for. Cancel-safe.
+    pub async fn accept(&mut self) -> (Action, Client) {
+        match self.requests.recv().await {
+            Some(request) => request,
+            None => std::future::pending().await,
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        self.task.abort();
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -216,6 +242,39 @@ impl Client {
             let _ =
                 tokio::time::timeout(REQUEST_TIMEOUT, self.stream.write_all(line.as_bytes())).await;
         }
+    }
+}
+
+/// When a supervisor's last reload or update began and, once it has, ended: unix nanoseconds,
+/// the engine's clock for its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub started: i64,
+    pub finished: Option<i64>,
+}
+
+impl Change {
+    pub fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    pub fn save(&self, mode: Mode, stack: &str) -> Result<()> {
+        let text = serde_json::to_string(self)?;
+        crate::files::write_atomically(&dir(mode, stack).join(CHANGE), &text, 0o644)
+    }
+
+    /// Whether something that happened to `stack` at `time` was part of a reload or update.
+    pub fn covers(mode: Mode, stack: &str, time: i64) -> bool {
+        std::fs::read_to_string(dir(mode, stack).join(CHANGE))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Change>(&text).ok())
+            .is_some_and(|change| change.includes(time))
+    }
+
+    fn includes(&self, time: i64) -> bool {
+        self.started <= time && self.finished.is_none_or(|end| time <= end)
     }
 }
 
@@ -314,15 +373,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_change_covers_what_happened_while_it_lasted() {
+        let running = Change {
+            started: 100,
+            finished: None,
+        };
+        assert!(!running.includes(99));
+        assert!(running.includes(100) && running.includes(1_000));
+        let over = Change {
+            finished: Some(200),
+            ..running
+        };
+        assert!(over.includes(200) && !over.includes(201));
+    }
+
     #[tokio::test]
     async fn a_request_hears_progress_and_the_outcome() {
         let temp = tempfile::tempdir().unwrap();
         let path = temp.path().join(SOCKET);
-        let listener = UnixListener::bind(&path).unwrap();
-        let server = Listener {
-            listener,
-            path: path.clone(),
-        };
+        let mut server = Listener::serve(UnixListener::bind(&path).unwrap(), path.clone());
         let serve = async {
             let (action, mut client) = server.accept().await;
             assert_eq!(action, Action::Update);

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::{Failure, Supervisor, compose, up};
 use crate::engine::{Container, short_id};
 use crate::model;
-use crate::runtime::{Action, Client, ImageChange, Outcome};
+use crate::runtime::{self, Action, Client, ImageChange, Outcome};
 
 /// Kept free of a reload's start timeout, so its caller hears why it failed.
 const ANSWER_MARGIN: Duration = Duration::from_secs(5);
@@ -34,6 +34,8 @@ pub struct Change {
     rolled_back: Option<String>,
     /// What it waits for, as last said.
     waiting: String,
+    /// When it began, for the stacks requiring this one.
+    record: runtime::Change,
 }
 
 impl Change {
@@ -118,6 +120,11 @@ impl Supervisor {
             Action::Update => self.stack.start_timeout,
         };
         let deadline = Instant::now() + timeout;
+        let record = runtime::Change {
+            started: runtime::Change::now(),
+            finished: None,
+        };
+        self.record(record);
         let mut states = vec![sd_notify::NotifyState::Reloading];
         states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
         self.notifier.send(&states);
@@ -132,6 +139,7 @@ impl Supervisor {
             Err(diags) => {
                 return self
                     .refuse(
+                        record,
                         client,
                         format!("the root is not valid; nothing was changed:\n{diags}"),
                     )
@@ -141,13 +149,14 @@ impl Supervisor {
         let Some(stack) = loaded.stacks.get(&self.stack.name).cloned() else {
             return self
                 .refuse(
+                    record,
                     client,
                     format!("stack {} is no longer in the root", self.stack.name),
                 )
                 .await;
         };
         if let Err(reason) = self.check(&loaded, &stack).await {
-            return self.refuse(client, reason).await;
+            return self.refuse(record, client, reason).await;
         }
         let before = by_service(containers);
         if action == Action::Update {
@@ -156,7 +165,7 @@ impl Supervisor {
                 .map(|(service, (_, image))| (service.clone(), image.clone()))
                 .collect();
             if let Err(e) = self.state.begin_update(&images) {
-                return self.refuse(client, format!("{e:#}")).await;
+                return self.refuse(record, client, format!("{e:#}")).await;
             }
         }
         self.root = loaded;
@@ -172,6 +181,7 @@ impl Supervisor {
             timeout,
             rolled_back: None,
             waiting: text,
+            record,
         };
         match up(
             compose(&self.root, &self.stack, &self.state),
@@ -185,8 +195,25 @@ impl Supervisor {
         }
     }
 
+    /// Records when the change began and ended, for the supervisors of the stacks requiring
+    /// this one (runtime.rs).
+    fn record(&self, change: runtime::Change) {
+        if let Err(e) = change.save(self.mode, &self.stack.name) {
+            tracing::warn!("{e:#}");
+        }
+    }
+
+    /// The change is over: said before anything else happens to the containers.
+    fn ended(&self, began: runtime::Change) {
+        self.record(runtime::Change {
+            finished: Some(runtime::Change::now()),
+            ..began
+        });
+    }
+
     /// Nothing was changed: the unit is active again and the caller hears why.
-    async fn refuse(&mut self, client: Client, reason: String) -> Began {
+    async fn refuse(&mut self, record: runtime::Change, client: Client, reason: String) -> Began {
+        self.ended(record);
         tracing::warn!("{reason}");
         self.notifier.send(&[sd_notify::NotifyState::Ready]);
         client.done(&Outcome::failed(reason)).await;
@@ -266,6 +293,7 @@ impl Supervisor {
         } else {
             tracing::warn!("{}", outcome.message);
         }
+        self.ended(change.record);
         self.notifier.send(&[sd_notify::NotifyState::Ready]);
         self.save_applied();
         change.client.done(&outcome).await;
@@ -289,7 +317,10 @@ impl Supervisor {
             change.rolled_back = Some(reason.clone());
             change.deadline = Instant::now() + change.timeout;
             let result = match rolled {
-                Ok(_) => {
+                Ok(false) => Err(anyhow::anyhow!(
+                    "the images to roll back to are gone (the state directory was changed)"
+                )),
+                Ok(true) => {
                     match up(
                         compose(&self.root, &self.stack, &self.state),
                         &mut self.stop,
@@ -308,6 +339,7 @@ impl Supervisor {
                     let message = format!(
                         "the new images did not become ready: {reason}; and the rollback failed: {e:#}"
                     );
+                    self.ended(change.record);
                     self.notifier.send(&[sd_notify::NotifyState::Ready]);
                     change.client.done(&Outcome::failed(message.clone())).await;
                     Next::GiveUp(message)
@@ -321,6 +353,8 @@ impl Supervisor {
             None => format!("the {} failed: {reason}", change.action.noun()),
         };
         tracing::warn!("{message}");
+        // Before the stack is given up on (its containers removed): that is no reload.
+        self.ended(change.record);
         self.notifier.send(&[sd_notify::NotifyState::Ready]);
         change.client.done(&Outcome::failed(message.clone())).await;
         match failure {

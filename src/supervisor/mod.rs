@@ -220,7 +220,7 @@ impl Supervisor {
             Some(Ok(())) => {}
         }
         self.save_applied();
-        let control = match runtime::Listener::bind(self.mode, &self.stack.name) {
+        let mut control = match runtime::Listener::bind(self.mode, &self.stack.name) {
             Ok(listener) => Some(listener),
             Err(e) => {
                 tracing::warn!("{e:#}; reload and update are not available");
@@ -234,11 +234,12 @@ impl Supervisor {
             .filter(|half| !half.is_zero());
         let mut watchdog_tick =
             tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-        let grace = self.root.settings.failure_grace;
         let mut trouble = Trouble::default();
         let mut ready = false;
         let mut change: Option<Change> = None;
         loop {
+            // A reload may have changed it.
+            let grace = self.root.settings.failure_grace;
             let containers = match self.engine.containers(Some(&self.stack.name)).await {
                 Ok(containers) => containers,
                 Err(e) => return Err(self.give_up(format!("{e:#}"), true).await),
@@ -284,8 +285,8 @@ impl Supervisor {
                 () = sleep_until(change.as_ref().map(|c| c.deadline)) => {
                     change.as_ref().map(|c| Failure::NotReady(c.late()))
                 },
-                Some(stack) = removals.next() => {
-                    match self.requirements.removal(&stack).await {
+                Some((stack, time)) = removals.next() => {
+                    match self.requirements.removal(&stack, time).await {
                         Removal::Stop(reason) => {
                             tracing::info!("{reason}; stopping with it");
                             return self.shut_down().await;
@@ -301,7 +302,7 @@ impl Supervisor {
                         }
                     }
                 },
-                (action, client) = accept(control.as_ref()), if ready => {
+                (action, client) = accept(control.as_mut()), if ready => {
                     if change.is_some() {
                         client.done(&runtime::Outcome::failed("a reload or update of this stack is under way; try again once it has finished")).await;
                         None
@@ -336,8 +337,10 @@ impl Supervisor {
                 (Some(Failure::NotReady(_)), None) => {}
                 (Some(failure), Some(failed)) => match self.change_failed(failed, failure).await {
                     Next::Continue(next) => {
-                        // What was in trouble was replaced by the rollback.
-                        trouble = Trouble::default();
+                        if next.is_some() {
+                            // What was in trouble was replaced by the rollback.
+                            trouble = Trouble::default();
+                        }
                         change = next;
                     }
                     Next::GiveUp(reason) => return Err(self.give_up(reason, true).await),
@@ -429,7 +432,7 @@ async fn up(compose: Compose<'_>, stop: &mut StopSignals) -> Option<Result<()>> 
 }
 
 /// The next caller of the control socket; never, without one.
-async fn accept(control: Option<&runtime::Listener>) -> (runtime::Action, runtime::Client) {
+async fn accept(control: Option<&mut runtime::Listener>) -> (runtime::Action, runtime::Client) {
     match control {
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,

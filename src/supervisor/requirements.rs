@@ -21,6 +21,7 @@ use futures_util::{Stream, StreamExt, stream};
 use crate::engine::Engine;
 use crate::mode::Mode;
 use crate::model::Stack;
+use crate::runtime;
 use crate::systemd::Systemd;
 use crate::units;
 
@@ -46,7 +47,8 @@ pub struct Requirements {
     keep_running_with: Vec<String>,
 }
 
-pub type RemovedStream = Pin<Box<dyn Stream<Item = String> + Send>>;
+/// (required stack, when the engine removed one of its containers, unix nanoseconds).
+pub type RemovedStream = Pin<Box<dyn Stream<Item = (String, i64)> + Send>>;
 
 impl Requirements {
     pub fn of(stack: &Stack, mode: Mode) -> Requirements {
@@ -105,18 +107,19 @@ impl Requirements {
                 .events(&stack, since, &["destroy"])
                 .filter_map(move |event| {
                     let stack = stack.clone();
-                    async move { event.ok().map(|_| stack) }
+                    async move { event.ok().map(|e| (stack, e.time_nano)) }
                 })
                 .boxed()
         });
         stream::select_all(streams).boxed()
     }
 
-    /// Why `stack`'s containers were removed. Its unit tells, even when asked a little late: a
-    /// stop job, or stopped with no job left, means it is being stopped; `reloading` (held until
-    /// the reload or update is ready again) a reload; a restart job (a `start` job once the
-    /// restart's stop part is done), a failure or a recreation otherwise.
-    pub async fn removal(&self, stack: &str) -> Removal {
+    /// Why `stack`'s container was removed at `time`. Its unit tells, even when asked a little
+    /// late: a stop job, or stopped with no job left, means it is being stopped. Otherwise a
+    /// removal its supervisor's last reload or update covers (by the engine's timestamp, however
+    /// late this is asked), or one while its unit is `reloading`, was a reload; a restart job
+    /// (a `start` job once the restart's stop part is done), a failure or a recreation otherwise.
+    pub async fn removal(&self, stack: &str, time: i64) -> Removal {
         let unit = units::stack_unit(stack);
         let state = match Systemd::connect(self.mode).await {
             Ok(systemd) => systemd
@@ -139,7 +142,7 @@ impl Requirements {
         };
         if stopping {
             Removal::Stop(format!("required stack {stack} is being stopped"))
-        } else if reloading {
+        } else if reloading || runtime::Change::covers(self.mode, stack, time) {
             Removal::KeepRunning(format!(
                 "required stack {stack} is reloading or updating: it recreates what changed and stays active"
             ))

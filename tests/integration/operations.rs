@@ -597,10 +597,10 @@ fn the_update_and_backup_timers_run_their_commands_and_go_with_their_stacks() {
     let checked = manager.systemctl(&["start", "composectl-update.service"]);
     assert!(checked.status.success(), "{}", text(&checked));
     assert!(
-        manager
+        wait_until(Duration::from_secs(10), || manager
             .journal_lines("composectl-update.service", &[])
             .iter()
-            .any(|l| l.contains(&app) && l.contains("up-to-date")),
+            .any(|l| l.contains(&app) && l.contains("up-to-date"))),
         "{}",
         manager
             .journal_lines("composectl-update.service", &[])
