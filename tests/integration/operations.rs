@@ -266,28 +266,15 @@ fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes
     let manager = UserManager::start();
     let net = stacks.network("net");
     let v1 = images.build("v1");
-    // An image with /broken never reports healthy; its healthcheck fails after 1 s.
-    let service = r#"    init: true
-    restart: "no"
-    command: ["sh", "-c", "test -e /broken || touch /tmp/ready; exec sleep 100000"]
-    healthcheck:
-      test: ["CMD", "test", "-e", "/tmp/ready"]
-      interval: 200ms
-      start_period: 1s
-      start_interval: 200ms
-      retries: 2
-"#;
-    let app = stacks.name("app");
-    let dir = stacks.root().join("stacks").join(&app);
-    fs::create_dir_all(&dir).expect("stack dir");
-    fs::write(
-        dir.join("compose.yaml"),
-        format!(
-            "services:\n  app:\n    image: {}\n    pull_policy: never\n{service}    networks: [{net}]\nnetworks:\n  {net}:\n    external: true\n",
-            images.tag
-        ),
-    )
-    .expect("compose.yaml");
+    // An image with /broken never reports healthy; its healthcheck fails after about 2 s.
+    let service = stacks
+        .healthy_after("app", "0")
+        .replace("touch /tmp/ready", "test -e /broken || touch /tmp/ready")
+        .replace("start_period: 60s", "start_period: 1s");
+    let app = stacks.custom("app", "", &service, &net);
+    let compose = stacks.root().join("stacks").join(&app).join("compose.yaml");
+    let text_of = fs::read_to_string(&compose).expect("compose.yaml");
+    fs::write(&compose, text_of.replace(TEST_IMAGE, &images.tag)).expect("compose.yaml");
     let web = stacks.stack("web", "0", &["app"], &net);
     let root = stacks.root().to_path_buf();
     let enabled = composectl(&manager, &root, &["enable", "--now", &web]);
