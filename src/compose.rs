@@ -3,6 +3,8 @@
 //! Calls that run on a stop or failure path take a time limit, so a hung engine cannot hold them;
 //! `process` runs them.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -10,10 +12,15 @@ use tokio::process::Command;
 
 use crate::model::{Root, Stack};
 
+/// How long a question that changes nothing (`config`) may take.
+const QUERY_LIMIT: Duration = Duration::from_secs(30);
+
 /// The compose command for one stack.
 pub struct Compose<'a> {
     program: &'a [String],
     stack: &'a Stack,
+    /// An override file after the stack's own (the images an update rolled back to).
+    pins: Option<PathBuf>,
 }
 
 impl<'a> Compose<'a> {
@@ -21,7 +28,14 @@ impl<'a> Compose<'a> {
         Compose {
             program: &root.settings.compose,
             stack,
+            pins: None,
         }
+    }
+
+    /// Adds the override file that pins the stack's images (see `state`), when there is one.
+    pub fn pinned(mut self, pins: Option<PathBuf>) -> Compose<'a> {
+        self.pins = pins;
+        self
     }
 
     /// `up --detach --remove-orphans`: creates what is missing or changed, leaves running
@@ -33,11 +47,37 @@ impl<'a> Compose<'a> {
             None,
         )
         .await
+        .map(drop)
     }
 
-    /// `pull`, for `composectl update`.
+    /// `pull` of what the tags name (never the pinned images), for `composectl update`;
+    /// services compose builds are left to `build`.
     pub async fn pull(&self) -> Result<()> {
-        self.run(self.with_file(), &["pull"], None).await
+        let unpinned = Compose {
+            pins: None,
+            ..*self
+        };
+        unpinned
+            .run(unpinned.with_file(), &["pull", "--ignore-buildable"], None)
+            .await
+            .map(drop)
+    }
+
+    /// Each service's configuration hash as compose computes it for the files now: a running
+    /// container with another `com.docker.compose.config-hash` is recreated by `up`.
+    pub async fn config_hashes(&self) -> Result<BTreeMap<String, String>> {
+        let out = self
+            .run(
+                self.with_file(),
+                &["config", "--hash", "*"],
+                Some(QUERY_LIMIT),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(service, hash)| (service.to_string(), hash.trim().to_string()))
+            .collect())
     }
 
     /// `down --remove-orphans` by project name alone, so it works even when the compose file
@@ -46,6 +86,7 @@ impl<'a> Compose<'a> {
     pub async fn down(&self, limit: Duration) -> Result<()> {
         self.run(self.base(), &["down", "--remove-orphans"], Some(limit))
             .await
+            .map(drop)
     }
 
     fn base(&self) -> Command {
@@ -64,19 +105,23 @@ impl<'a> Compose<'a> {
             .arg("--project-directory")
             .arg(&self.stack.dir)
             .current_dir(&self.stack.dir);
+        if let Some(pins) = &self.pins {
+            command.arg("--file").arg(pins);
+        }
         for env_file in &self.stack.env_files {
             command.arg("--env-file").arg(env_file);
         }
         command
     }
 
-    /// Runs one compose command; a failure quotes the last lines compose wrote on stderr.
+    /// Runs one compose command and returns what it printed; a failure quotes the last lines
+    /// compose wrote on stderr.
     async fn run(
         &self,
         mut command: Command,
         args: &[&str],
         limit: Option<Duration>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let what = format!("`{} {}`", self.program.join(" "), args.join(" "));
         command.args(args);
         crate::process::run(

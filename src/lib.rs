@@ -6,6 +6,7 @@
 //! deploys the root to Docker Swarm; the commands in `cmd` use them and return reports that
 //! `output` prints. See ARCHITECTURE.md.
 
+mod backup;
 pub mod cli;
 mod cmd;
 mod compose;
@@ -15,12 +16,16 @@ mod diag;
 mod duration;
 mod engine;
 mod error;
+mod files;
 mod graph;
 mod journal;
 mod mode;
 mod model;
 mod output;
 mod process;
+mod runtime;
+mod secrets;
+mod state;
 mod supervisor;
 mod swarm;
 mod systemd;

@@ -1,42 +1,43 @@
-//! Running an external CLI (compose, the docker CLI for `stack deploy`): output discarded, stdin
-//! fed or closed, an optional time limit, and a failure that quotes the last lines the program
-//! wrote on stderr, which is where both say what went wrong.
+//! Running an external CLI (compose, the docker CLI for `stack deploy`): what it prints returned,
+//! stdin fed or closed, an optional time limit, and a failure that quotes the last lines the
+//! program wrote on stderr, which is where both say what went wrong.
 
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 /// How many of the program's last stderr lines a failure quotes.
 const QUOTED_LINES: usize = 8;
 
 /// Runs `command` (described as `what` in errors, with `install` saying how to get the program
-/// when it cannot start); killed after `limit`.
+/// when it cannot start); killed after `limit`. Returns what it printed on stdout.
 pub async fn run(
     mut command: Command,
     what: &str,
     install: &str,
     stdin: Option<&[u8]>,
     limit: Option<Duration>,
-) -> Result<()> {
+) -> Result<String> {
     let mut child = command
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| anyhow!("cannot run {what}: {e}; {install}"))?;
     let input = child.stdin.take();
     let stderr = child.stderr.take();
-    // Fed and read at once, so neither pipe can fill up while the other is waited on; stdin is
-    // closed once written.
+    let stdout = child.stdout.take();
+    // Fed and read at once, so no pipe can fill up while another is waited on; stdin is closed
+    // once written.
     let feed = async {
         if let (Some(mut input), Some(bytes)) = (input, stdin) {
             // A program that exits without reading says why on stderr.
@@ -56,11 +57,18 @@ pub async fn run(
         }
         tail
     };
-    let finished = async {
-        let ((), tail) = tokio::join!(feed, read);
-        (child.wait().await, tail)
+    let printed = async {
+        let mut out = String::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_string(&mut out).await;
+        }
+        out
     };
-    let (status, tail) = match limit {
+    let finished = async {
+        let ((), tail, out) = tokio::join!(feed, read, printed);
+        (child.wait().await, tail, out)
+    };
+    let (status, tail, out) = match limit {
         Some(limit) => tokio::time::timeout(limit, finished).await.map_err(|_| {
             anyhow!(
                 "{what} did not finish within {}",
@@ -77,5 +85,5 @@ pub async fn run(
             .collect();
         bail!("{what} failed ({status}){}", quoted.concat());
     }
-    Ok(())
+    Ok(out)
 }

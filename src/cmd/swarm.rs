@@ -131,8 +131,15 @@ struct Deployed {
 
 /// deploy, and update (`update`: every service gets new tasks).
 pub fn deploy(ctx: &Context, names: &[StackName], update: bool) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
+    let mut root = ctx.load()?;
     let selection = root.selection(names)?;
+    // As `enable` does: declared secrets are generated before the stacks see their env layers.
+    if crate::secrets::generate(&root, &selection)?
+        .iter()
+        .any(|s| s.generated)
+    {
+        root = crate::model::load(&ctx.root_dir)?.root;
+    }
     let (layers, warnings) = swarm::plan(&root, &selection)?;
     ctx.out.diagnostics(&warnings);
     let specs: Vec<_> = used_networks(&root, &selection);

@@ -46,4 +46,5 @@ pub async fn deploy(
         Some(limit),
     )
     .await
+    .map(drop)
 }

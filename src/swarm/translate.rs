@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::document::{Map, Value, to_yaml};
-use crate::config::compose::{self, META_KEY};
+use crate::config::compose;
 use crate::config::env::{self, EnvLayers};
+use crate::config::meta::META_KEY;
 use crate::config::syntax;
 use crate::config::yaml::{self, Node};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -963,7 +964,7 @@ impl Translator<'_> {
             let source = match &mut value {
                 Value::Str(spec) => {
                     let parsed = syntax::parse_volume(spec).ok();
-                    match parsed.filter(|v| v.named_volume().is_none() && !v.source.is_empty()) {
+                    match parsed.filter(syntax::VolumeSpec::is_bind) {
                         Some(volume) => {
                             let absolute = self.path(&volume.source).display().to_string();
                             *spec = format!("{absolute}{}", &spec[volume.source.len()..]);

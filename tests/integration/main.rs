@@ -10,6 +10,7 @@ mod engine_proxy;
 mod environment;
 mod golden;
 mod harness;
+mod operations;
 mod realistic;
 mod stacks;
 mod supervision;

@@ -69,7 +69,7 @@ pub struct Stacks {
 }
 
 /// Quick restarts and a short grace, so faults play out in seconds.
-const FAST_DEFAULTS: &str = r#"[defaults]
+pub const FAST_DEFAULTS: &str = r#"[defaults]
 restart_sec = "300ms"
 failure_grace = "2s"
 start_limit_burst = 3
@@ -179,6 +179,14 @@ impl Drop for Stacks {
             .arg("-c")
             .arg(format!(
                 "docker network ls -q --filter name={}- | xargs -r docker network rm",
+                self.prefix
+            ))
+            .output();
+        // Named volumes of the stacks (compose names them PROJECT_VOLUME).
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker volume ls -q --filter name={}- | xargs -r docker volume rm",
                 self.prefix
             ))
             .output();
