@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it: provision the real environment (Docker engine, Compose v2,
-# journald, the test image; needs root), then lint, check the distro packages, boot the
-# system-mode guest (scripts/guest.sh: systemd as PID 1, its own docker.service) with the .deb
-# just built, and run every test, the end-to-end ones too (--include-ignored: a plain
-# `cargo test` lists them as ignored), where a missing piece of the environment is a failure;
-# last the fault suite, which prints its table.
+# journald, the test image, and a Docker Swarm lab of engines of its own; needs root), then lint,
+# check the distro packages, boot the system-mode guest (scripts/guest.sh: systemd as PID 1, its
+# own docker.service) with the .deb just built, and run every test, the end-to-end ones too
+# (--include-ignored: a plain `cargo test` lists them as ignored), where a missing piece of the
+# environment is a failure; last the fault suite, which prints its table. The swarm lab stays up
+# afterwards, like the engine (`scripts/swarm-lab.sh down` removes it); the guest is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/provision-e2e.sh
+# About 5 s; bounded, since a wedged engine must fail CI rather than hang it.
+timeout 300 scripts/swarm-lab.sh up
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # Builds, lints (lintian) and test-installs the .deb and .rpm; it installs and removes the package,

@@ -15,7 +15,8 @@ use crate::model::StackName;
     long_about = "composectl reads a root of compose stacks (stacks/NAME/compose.yaml) and networks.toml, \
 writes one systemd unit per stack (compose@NAME.service) ordered by the stacks' requires/wants, and \
 drives systemd over D-Bus. A stack is active only once its containers are healthy.",
-    after_help = "Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error, 3 not active (status). \
+    after_help = "Exit codes: 0 ok, 1 operation failed, 2 usage or configuration error, 3 not active (status), \
+4 newer images (update --check). \
 With -o json every command prints one JSON document (logs: one journal entry a line), failures an \
 object {\"error\": {\"kind\", \"exit_code\", \"message\", \"diagnostics\"}}."
 )]
@@ -122,14 +123,77 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Pull the stacks' images, then restart their units
-    Update(RequiredStacks),
+    /// Apply changed compose files and env layers to running stacks: recreate what changed,
+    /// keep the units active, wait until they are ready again (systemctl reload)
+    Reload(RequiredStacks),
+    /// Pull newer images and apply them, health-gated: a stack that does not become ready again
+    /// goes back to the images it ran before (exit 1). --check: only say which are newer
+    /// (exit 4 when some are, 1 when some could not be checked)
+    Update {
+        /// Stacks to update, in dependency order
+        #[arg(
+            value_name = "STACK",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        names: Vec<StackName>,
+        /// Every enabled stack
+        #[arg(long)]
+        all: bool,
+        /// Only report which images have a newer version, locally or in their registry
+        #[arg(long)]
+        check: bool,
+    },
+    /// Generate the secrets stacks declare that no env file sets yet (into .env.local, mode 0600)
+    Secrets {
+        #[command(flatten)]
+        stacks: StackArgs,
+        /// Print the secrets' values too
+        #[arg(long)]
+        show: bool,
+    },
+    /// Archive a stack's named volumes (and the paths it marks) after its backup hooks, into
+    /// one file of mode 0600
+    Backup {
+        /// The stack
+        stack: StackName,
+        /// Directory for the archive [default: [backup] dir in composectl.toml, else
+        /// /var/backups/composectl, or ~/.local/state/composectl/backups with --user]
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// Then keep only the newest N archives of the stack there [default: [backup] keep]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
+    /// Put a stack's volumes (and marked paths) back from an archive of `backup`
+    Restore {
+        /// The stack
+        stack: StackName,
+        /// The archive
+        archive: PathBuf,
+        /// Stop the stack (and what requires it) for the restore and start them again after;
+        /// without it a running stack is refused
+        #[arg(long)]
+        stop: bool,
+    },
     /// What this host lacks for composectl, and how to fix it
     Doctor,
     /// The supervisor: the main process of compose@STACK.service (not for interactive use)
     Run {
         /// The stack to run
         stack: StackName,
+        /// Ask the running supervisor to apply changed files and wait until the stack is ready
+        /// again (the unit's ExecReload=)
+        #[arg(long)]
+        reload: bool,
+    },
+    /// Deploy the root to Docker Swarm, layer by layer, health-gated
+    ///
+    /// Beyond one host: the stacks go to the swarm whose manager DOCKER_HOST names (`composectl
+    /// doctor` says how to get one), each compose file translated for `docker stack deploy`.
+    Swarm {
+        #[command(subcommand)]
+        command: SwarmCommand,
     },
     /// Show a stack's logs from the journal (-o json: journald's JSON, one entry a line)
     Logs {
@@ -147,6 +211,32 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmCommand {
+    /// Print each stack's compose file as `docker stack deploy` gets it, under a table of what
+    /// was translated, dropped, warned about or refused (exit 2 when anything is refused)
+    Render(StackArgs),
+    /// Create the networks of networks.toml as overlay networks, then deploy the stacks layer by
+    /// layer, each once every service of the stacks it requires is running and healthy
+    Deploy(StackArgs),
+    /// Deploy again, giving every service new tasks (the nodes pull its image again), layer by
+    /// layer
+    Update(StackArgs),
+    /// Show the stacks' services: tasks running of desired, health, nodes; exit code 3 unless
+    /// all are ready
+    Status(StackArgs),
+    /// Remove stacks from the swarm, with the deployed stacks that require them
+    Rm(RemovedStacks),
+}
+
+#[derive(Debug, Args)]
+pub struct RemovedStacks {
+    /// Stacks to remove, with the deployed stacks that require them [default: every stack of
+    /// the root, and then its overlay networks]
+    #[arg(value_name = "STACK")]
+    pub names: Vec<StackName>,
 }
 
 #[derive(Debug, Args)]

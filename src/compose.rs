@@ -1,24 +1,26 @@
 //! The compose CLI (`docker compose` unless composectl.toml names another), built in one place:
 //! every call names the project, its file, its directory and its env layers in their fixed order.
-//! Calls that run on a stop or failure path take a time limit, so a hung engine cannot hold them.
+//! Calls that run on a stop or failure path take a time limit, so a hung engine cannot hold them;
+//! `process` runs them.
 
-use std::collections::VecDeque;
-use std::process::Stdio;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use anyhow::Result;
 use tokio::process::Command;
 
 use crate::model::{Root, Stack};
 
-/// How many of compose's last stderr lines a failure quotes.
-const QUOTED_LINES: usize = 8;
+/// How long a question that changes nothing (`config`) may take.
+const QUERY_LIMIT: Duration = Duration::from_secs(30);
 
 /// The compose command for one stack.
 pub struct Compose<'a> {
     program: &'a [String],
     stack: &'a Stack,
+    /// An override file after the stack's own (the images an update rolled back to).
+    pins: Option<PathBuf>,
 }
 
 impl<'a> Compose<'a> {
@@ -26,7 +28,14 @@ impl<'a> Compose<'a> {
         Compose {
             program: &root.settings.compose,
             stack,
+            pins: None,
         }
+    }
+
+    /// Adds the override file that pins the stack's images (see `state`), when there is one.
+    pub fn pinned(mut self, pins: Option<PathBuf>) -> Compose<'a> {
+        self.pins = pins;
+        self
     }
 
     /// `up --detach --remove-orphans`: creates what is missing or changed, leaves running
@@ -38,11 +47,37 @@ impl<'a> Compose<'a> {
             None,
         )
         .await
+        .map(drop)
     }
 
-    /// `pull`, for `composectl update`.
+    /// `pull` of what the tags name (never the pinned images), for `composectl update`;
+    /// services compose builds are left to `build`.
     pub async fn pull(&self) -> Result<()> {
-        self.run(self.with_file(), &["pull"], None).await
+        let unpinned = Compose {
+            pins: None,
+            ..*self
+        };
+        unpinned
+            .run(unpinned.with_file(), &["pull", "--ignore-buildable"], None)
+            .await
+            .map(drop)
+    }
+
+    /// Each service's configuration hash as compose computes it for the files now: a running
+    /// container with another `com.docker.compose.config-hash` is recreated by `up`.
+    pub async fn config_hashes(&self) -> Result<BTreeMap<String, String>> {
+        let out = self
+            .run(
+                self.with_file(),
+                &["config", "--hash", "*"],
+                Some(QUERY_LIMIT),
+            )
+            .await?;
+        Ok(out
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .map(|(service, hash)| (service.to_string(), hash.trim().to_string()))
+            .collect())
     }
 
     /// `down --remove-orphans` by project name alone, so it works even when the compose file
@@ -51,6 +86,7 @@ impl<'a> Compose<'a> {
     pub async fn down(&self, limit: Duration) -> Result<()> {
         self.run(self.base(), &["down", "--remove-orphans"], Some(limit))
             .await
+            .map(drop)
     }
 
     fn base(&self) -> Command {
@@ -69,63 +105,32 @@ impl<'a> Compose<'a> {
             .arg("--project-directory")
             .arg(&self.stack.dir)
             .current_dir(&self.stack.dir);
+        if let Some(pins) = &self.pins {
+            command.arg("--file").arg(pins);
+        }
         for env_file in &self.stack.env_files {
             command.arg("--env-file").arg(env_file);
         }
         command
     }
 
-    /// Runs one compose command; a failure quotes the last lines compose wrote on stderr.
+    /// Runs one compose command and returns what it printed; a failure quotes the last lines
+    /// compose wrote on stderr.
     async fn run(
         &self,
         mut command: Command,
         args: &[&str],
         limit: Option<Duration>,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let what = format!("`{} {}`", self.program.join(" "), args.join(" "));
-        let mut child = command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                anyhow!(
-                    "cannot run {what}: {e}; install Compose v2 (docker compose) or set compose = [...] in composectl.toml"
-                )
-            })?;
-        let stderr = child.stderr.take();
-        let finished = async {
-            let mut tail = VecDeque::with_capacity(QUOTED_LINES);
-            if let Some(stderr) = stderr {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if tail.len() == QUOTED_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line);
-                }
-            }
-            (child.wait().await, tail)
-        };
-        let (status, tail) = match limit {
-            Some(limit) => tokio::time::timeout(limit, finished).await.map_err(|_| {
-                anyhow!(
-                    "{what} did not finish within {}",
-                    crate::duration::format(limit)
-                )
-            })?,
-            None => finished.await,
-        };
-        let status = status.map_err(|e| anyhow!("{what}: {e}"))?;
-        if !status.success() {
-            let quoted: Vec<String> = tail
-                .into_iter()
-                .map(|line| format!("\n    {line}"))
-                .collect();
-            bail!("{what} failed ({status}){}", quoted.concat());
-        }
-        Ok(())
+        command.args(args);
+        crate::process::run(
+            command,
+            &what,
+            "install Compose v2 (docker compose) or set compose = [...] in composectl.toml",
+            None,
+            limit,
+        )
+        .await
     }
 }

@@ -10,6 +10,8 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const NOT_ACTIVE: u8 = 3;
+    /// `update --check`: some images have a newer version.
+    pub const NEWER: u8 = 4;
     /// `run`: a required stack was recreated; the unit restarts on this status
     /// (RestartForceExitStatus=) without counting it a failure (SuccessExitStatus=). EX_TEMPFAIL.
     pub const RESTART: u8 = 75;

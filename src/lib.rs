@@ -2,9 +2,11 @@
 //!
 //! The pipeline: `config` reads the files of a root, `model` validates them into a `Root`,
 //! `graph` orders the stacks, `units` renders unit files, `unitdir` installs them, `systemd`
-//! drives the manager, `engine` and `compose` the containers, `supervisor` runs a stack; the
-//! commands in `cmd` use them and return reports that `output` prints. See ARCHITECTURE.md.
+//! drives the manager, `engine` and `compose` the containers, `supervisor` runs a stack, `swarm`
+//! deploys the root to Docker Swarm; the commands in `cmd` use them and return reports that
+//! `output` prints. See ARCHITECTURE.md.
 
+mod backup;
 pub mod cli;
 mod cmd;
 mod compose;
@@ -14,12 +16,18 @@ mod diag;
 mod duration;
 mod engine;
 mod error;
+mod files;
 mod graph;
 mod journal;
 mod mode;
 mod model;
 mod output;
+mod process;
+mod runtime;
+mod secrets;
+mod state;
 mod supervisor;
+mod swarm;
 mod systemd;
 mod unitdir;
 mod units;

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::compose::{self, Located, NetworkDecl, Published, Ready, Service};
+use crate::config::compose::{self, Located, NetworkDecl, Published, Service};
 use crate::config::env::EnvLayers;
+use crate::config::meta::{Backup, Ready, SecretSpec};
 use crate::config::networks::{self, NetworkSpec};
 use crate::config::settings::{self, Settings};
 use crate::config::{read_optional, read_required};
@@ -42,9 +43,22 @@ pub struct Stack {
     /// The env files compose gets, in layer order (root .env, root .env.local, stack .env,
     /// stack .env.local); only those that exist.
     pub env_files: Vec<PathBuf>,
+    /// Their variables, merged in that order: what the file is interpolated with.
+    #[serde(skip)]
+    pub env: EnvLayers,
     /// Where each requires/wants entry is written, for pointing errors at it.
     #[serde(skip)]
     pub dependency_lines: BTreeMap<String, usize>,
+    /// Host paths the running services bind-mount whose mounts must be there before the stack
+    /// starts (`RequiresMountsFor=`): absolute, outside the root and the runtime filesystems, no
+    /// path below another one of the set (its mounts are required already).
+    pub mounts: BTreeSet<PathBuf>,
+    pub secrets: Vec<SecretSpec>,
+    /// Declared secrets no env layer sets yet.
+    pub missing_secrets: Vec<String>,
+    /// Lines each container may log per interval before the supervisor drops the rest.
+    pub log_rate_limit: (Duration, u32),
+    pub backup: Backup,
 }
 
 impl Stack {
@@ -214,7 +228,7 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     // Stacks whose own files are broken: already reported, so not "unknown" to their dependents.
     let mut broken = BTreeSet::new();
     for (name, stack_dir) in stack_dirs(&stacks_dir, &mut diags) {
-        match load_stack(&name, &stack_dir, &root_env, &settings, &mut diags) {
+        match load_stack(&name, &stack_dir, dir, &root_env, &settings, &mut diags) {
             Some((stack, claim)) => {
                 stacks.insert(name, stack);
                 claims.push(claim);
@@ -246,6 +260,7 @@ fn check_stack_dir(dir: &Path) -> Diagnostics {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("stack");
     if let Some((_, claim)) = load_stack(
         name,
+        dir,
         dir,
         &EnvLayers::default(),
         &Settings::default(),
@@ -351,6 +366,7 @@ struct Claims {
 fn load_stack(
     name: &str,
     dir: &Path,
+    root_dir: &Path,
     root_env: &EnvLayers,
     settings: &Settings,
     diags: &mut Diagnostics,
@@ -414,6 +430,27 @@ fn load_stack(
         .chain(&meta.wants)
         .map(|d| (d.value.clone(), d.line))
         .collect();
+    let ready = meta.ready.unwrap_or(Ready::Healthy);
+    let start_timeout = meta
+        .start_timeout
+        .map_or(settings.start_timeout, |(timeout, _)| timeout);
+    if ready == Ready::Healthy {
+        let timeout_line = meta.start_timeout.map(|(_, line)| line);
+        for service in parsed
+            .services
+            .iter()
+            .filter(|s| parsed.running.contains(&s.name))
+        {
+            warn_about_health_budget(service, &compose_file, (start_timeout, timeout_line), diags);
+        }
+    }
+    // Not a problem of the files: `check` lists them, `enable` generates them.
+    let missing_secrets: Vec<String> = meta
+        .secrets
+        .iter()
+        .filter(|secret| env.get(&secret.name).is_none())
+        .map(|secret| secret.name.clone())
+        .collect();
     let stack = Stack {
         name: name.to_string(),
         dependency_lines,
@@ -424,16 +461,138 @@ fn load_stack(
         requires: meta.requires.into_iter().map(|d| d.value).collect(),
         keeps_running_with: meta.keeps_running_with.into_iter().collect(),
         wants: meta.wants.into_iter().map(|d| d.value).collect(),
-        ready: meta.ready.unwrap_or(Ready::Healthy),
-        start_timeout: meta.start_timeout.unwrap_or(settings.start_timeout),
+        ready,
+        start_timeout,
         restart_sec: meta.restart_sec.unwrap_or(settings.restart_sec),
+        mounts: bind_mounts(&parsed.binds, dir, root_dir, &compose_file, diags),
         running: parsed.running.clone(),
         services: parsed.services,
         networks: parsed.networks,
-        env_files: env.files,
+        env_files: env.files.clone(),
+        env,
         compose_file,
+        secrets: meta.secrets,
+        missing_secrets,
+        log_rate_limit: (
+            meta.log_rate_limit
+                .interval
+                .unwrap_or(settings.log_rate_limit_interval),
+            meta.log_rate_limit
+                .burst
+                .unwrap_or(settings.log_rate_limit_burst),
+        ),
+        backup: meta.backup,
     };
     Some((stack, claims))
+}
+
+/// A healthcheck that may need longer to report healthy than the stack waits: the start would
+/// time out before the service is healthy. Points at `start_timeout` when the stack sets it.
+fn warn_about_health_budget(
+    service: &Service,
+    file: &Path,
+    (start_timeout, timeout_line): (Duration, Option<usize>),
+    diags: &mut Diagnostics,
+) {
+    let Some(budget) = service
+        .health_budget
+        .as_ref()
+        .filter(|b| b.total > start_timeout)
+    else {
+        return;
+    };
+    let needed = crate::duration::format(budget.total);
+    diags.push(
+        Diagnostic::warning(
+            file.to_path_buf(),
+            format!(
+                "start_timeout {} is shorter than service {}'s healthcheck may take to report healthy ({} = {needed})",
+                crate::duration::format(start_timeout),
+                service.name,
+                budget.terms
+            ),
+        )
+        .at_line(timeout_line.or(Some(budget.line)))
+        .hint(format!(
+            "the start would time out before the service is healthy: set x-composectl.start_timeout to {needed} or more, or shorten the healthcheck"
+        )),
+    );
+}
+
+/// Where the runtime and kernel filesystems live: always mounted by the time a stack starts,
+/// and populated at boot rather than by the administrator (the Docker socket, /dev/...).
+const RUNTIME_FILESYSTEMS: [&str; 5] = ["/proc", "/sys", "/dev", "/run", "/var/run"];
+
+/// The bind-mount sources of a stack as absolute paths (relative ones are the stack
+/// directory's, `~` is $HOME, as compose resolves them), warning about those that do not exist;
+/// returns those that need `RequiresMountsFor=`.
+fn bind_mounts(
+    binds: &[Located],
+    stack_dir: &Path,
+    root_dir: &Path,
+    file: &Path,
+    diags: &mut Diagnostics,
+) -> BTreeSet<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut mounts = BTreeSet::new();
+    for bind in binds {
+        let source = bind.value.as_str();
+        let path = match source.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => match &home {
+                Some(home) => home.join(rest.trim_start_matches('/')),
+                None => continue,
+            },
+            _ if source.starts_with('/') => PathBuf::from(source),
+            _ if source.starts_with('.') => stack_dir.join(source),
+            // Windows paths (C:\..., \\server\...) mean nothing here.
+            _ => continue,
+        };
+        let path = normalize(&path);
+        // Unit files cannot hold control characters in a path list.
+        if RUNTIME_FILESYSTEMS.iter().any(|fs| path.starts_with(fs))
+            || source.chars().any(char::is_control)
+        {
+            continue;
+        }
+        if fs::symlink_metadata(&path).is_err() {
+            diags.push(
+                Diagnostic::warning(
+                    file.to_path_buf(),
+                    format!("bind mount source {} does not exist", path.display()),
+                )
+                .at_line(Some(bind.line))
+                .hint("compose would create it as an empty directory owned by root: create it, fix the path, or mount the disk that holds it"),
+            );
+        }
+        if !path.starts_with(root_dir) {
+            mounts.insert(path);
+        }
+    }
+    // RequiresMountsFor= of a path covers the mounts of every directory above it.
+    let covered: Vec<PathBuf> = mounts
+        .iter()
+        .filter(|p| mounts.iter().any(|q| q != *p && q.starts_with(p)))
+        .cloned()
+        .collect();
+    for path in covered {
+        mounts.remove(&path);
+    }
+    mounts
+}
+
+/// `a/./b/../c` as `a/c`, without asking the file system (the path may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `.env.local` holds secrets: it should be readable by its owner only.

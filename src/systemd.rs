@@ -38,6 +38,7 @@ trait Manager {
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reload_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn list_units_by_names(&self, names: &[&str]) -> zbus::Result<Vec<ListedUnit>>;
     #[zbus(signal)]
@@ -156,6 +157,7 @@ pub enum JobKind {
     Start,
     Stop,
     Restart,
+    Reload,
 }
 
 impl JobKind {
@@ -164,6 +166,7 @@ impl JobKind {
             JobKind::Start => "start",
             JobKind::Stop => "stop",
             JobKind::Restart => "restart",
+            JobKind::Reload => "reload",
         }
     }
 }
@@ -319,6 +322,7 @@ impl Systemd {
                 JobKind::Start => self.manager.start_unit(unit, "replace").await,
                 JobKind::Stop => self.manager.stop_unit(unit, "replace").await,
                 JobKind::Restart => self.manager.restart_unit(unit, "replace").await,
+                JobKind::Reload => self.manager.reload_unit(unit, "replace").await,
             }
             .map_err(explain)
             .with_context(|| format!("cannot {} {unit}", jobs.kind.verb()))?;
@@ -342,7 +346,7 @@ impl Systemd {
                         }
                     }
                 }
-                _ = tick.tick(), if jobs.kind != JobKind::Stop => {
+                _ = tick.tick(), if matches!(jobs.kind, JobKind::Start | JobKind::Restart) => {
                     let failed: BTreeSet<String> = self
                         .unit_states(&jobs.watched)
                         .await?

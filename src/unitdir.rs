@@ -18,14 +18,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::files::{DIR_MODE, create_dirs, write_atomically};
 use crate::units::{self, UnitFile};
 
 const STATE_DIR: &str = ".composectl";
 const CURRENT: &str = "current";
 const PLACEHOLDER: &str = "# composectl: not installed in this generation\n";
 /// Unit files hold no secrets, and systemd warns about world-inaccessible ones on every reload.
-const FILE_MODE: u32 = 0o644;
-const DIR_MODE: u32 = 0o755;
+pub const FILE_MODE: u32 = 0o644;
 
 pub struct UnitDir {
     dir: PathBuf,
@@ -113,7 +113,7 @@ impl UnitDir {
         for file in shared {
             let path = self.dir.join(&file.path);
             if fs::read_to_string(&path).ok().as_deref() != Some(file.contents.as_str()) {
-                write_atomically(&path, &file.contents)?;
+                write_atomically(&path, &file.contents, FILE_MODE)?;
                 changed.push(file.path.clone());
             }
         }
@@ -321,43 +321,6 @@ fn write_new(path: &Path, contents: &str) -> Result<()> {
     file.write_all(contents.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Writes a regular file by rename, so readers see the old or the new contents.
-pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
-    let dir = path.parent().context("file without a directory")?;
-    create_dirs(dir)?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".composectl-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .with_context(|| format!("cannot change the mode of {}", path.display()))?;
-    temp.write_all(contents.as_bytes())
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    temp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-/// Creates `dir` and its missing parents readable by all, whatever the umask.
-fn create_dirs(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dirs(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Err(e) if e.kind() != ErrorKind::AlreadyExists => {
-            return Err(e).with_context(|| format!("cannot create {}", dir.display()));
-        }
-        _ => {}
-    }
-    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
-        .with_context(|| format!("cannot change the mode of {}", dir.display()))
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {

@@ -11,11 +11,14 @@ use crate::error::{Result, exit};
 use crate::mode::Mode;
 use crate::model;
 use crate::output::{Report, Text};
+use crate::swarm::stack_cli;
 
 #[derive(Debug, Serialize)]
 struct Check {
     what: String,
     ok: bool,
+    /// Only some commands need it (`composectl swarm`): missing, it does not fail doctor.
+    optional: bool,
     detail: String,
     fix: String,
 }
@@ -25,15 +28,25 @@ fn check(what: &str, result: std::result::Result<String, (String, String)>) -> C
         Ok(detail) => Check {
             what: what.into(),
             ok: true,
+            optional: false,
             detail,
             fix: String::new(),
         },
         Err((detail, fix)) => Check {
             what: what.into(),
             ok: false,
+            optional: false,
             detail,
             fix,
         },
+    }
+}
+
+/// A check only `composectl swarm` needs.
+fn optional(what: &str, result: std::result::Result<String, (String, String)>) -> Check {
+    Check {
+        optional: true,
+        ..check(what, result)
     }
 }
 
@@ -76,6 +89,11 @@ impl Report for Findings {
         for c in &self.checks {
             if c.ok {
                 out.line(format!("ok       {:<18} {}", c.what, c.detail))?;
+            } else if c.optional {
+                out.line(format!(
+                    "-        {:<18} {}\n         fix: {}",
+                    c.what, c.detail, c.fix
+                ))?;
             } else {
                 // What is missing is the point of doctor: printed even with --quiet.
                 out.data(&format!(
@@ -92,7 +110,7 @@ impl Report for Findings {
     }
 
     fn exit_code(&self) -> u8 {
-        if self.checks.iter().all(|c| c.ok) {
+        if self.checks.iter().all(|c| c.ok || c.optional) {
             exit::OK
         } else {
             exit::FAILED
@@ -196,5 +214,61 @@ pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
         },
     ));
 
+    checks.push(optional(
+        "swarm manager",
+        block_on(async { Ok(swarm_manager().await) })?,
+    ));
+    checks.push(optional("docker CLI (swarm)", docker_cli()));
+
     Ok(Box::new(Findings { checks }))
+}
+
+/// Whether the engine manages a swarm, which only `composectl swarm` needs.
+async fn swarm_manager() -> std::result::Result<String, (String, String)> {
+    let fix = "only `composectl swarm` needs one: `docker swarm init --advertise-addr ADDRESS` makes this \
+               engine a single-node swarm manager (other hosts join with the command `docker swarm join-token \
+               worker` prints), or point DOCKER_HOST at a manager of your swarm";
+    let engine = Engine::connect().map_err(|e| (format!("{e:#}"), fix.to_string()))?;
+    let swarm = engine
+        .swarm_state()
+        .await
+        .map_err(|e| (format!("{e:#}"), fix.to_string()))?;
+    match (swarm.state.as_str(), swarm.manager) {
+        ("active", true) => Ok(format!(
+            "{} manages a swarm of {} node(s), {} manager(s)",
+            engine.socket(),
+            swarm.nodes,
+            swarm.managers
+        )),
+        ("active", false) => Err((
+            format!("{} is a swarm worker", engine.socket()),
+            "point DOCKER_HOST at a manager of the swarm (`docker node ls` on a manager lists them)".into(),
+        )),
+        (state, _) => Err((
+            format!("{} is not part of a swarm (state: {state})", engine.socket()),
+            fix.to_string(),
+        )),
+    }
+}
+
+/// The docker CLI, for `docker stack deploy`.
+fn docker_cli() -> std::result::Result<String, (String, String)> {
+    let fix = "only `composectl swarm deploy` needs it: install the docker CLI (Debian: docker-cli; Docker's packages: docker-ce-cli)";
+    let output = Command::new(stack_cli::DOCKER)
+        .args(["version", "--format", "{{.Client.Version}}"])
+        .output()
+        .map_err(|e| {
+            (
+                format!("`{}` cannot run: {e}", stack_cli::DOCKER),
+                fix.to_string(),
+            )
+        })?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if version.is_empty() {
+        return Err((
+            format!("`{} version` printed no client version", stack_cli::DOCKER),
+            fix.to_string(),
+        ));
+    }
+    Ok(format!("docker {version}"))
 }

@@ -1,7 +1,8 @@
-//! check, render, diff, graph: what the root says, and what `enable` would write. Nothing here
-//! changes the system (`render --out` writes only into the directory it is given).
+//! check, render, diff, graph: what the root says, what `enable` would write and what `reload`
+//! would apply. Nothing here changes the system (`render --out` writes only into the directory it
+//! is given).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -9,11 +10,15 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::GraphFormat;
-use crate::context::Context;
+use crate::compose::Compose;
+use crate::context::{Context, block_on};
 use crate::diag::Diagnostics;
+use crate::engine::Engine;
 use crate::error::Result;
-use crate::model::{self, STACKS_DIR, StackName};
+use crate::model::{self, Root, STACKS_DIR, StackName};
 use crate::output::{Report, report};
+use crate::runtime::Applied;
+use crate::state::StackState;
 use crate::units;
 
 #[derive(Serialize)]
@@ -23,6 +28,8 @@ struct Checked {
     stacks: BTreeSet<String>,
     /// Warnings only: errors make `check` fail.
     diagnostics: Diagnostics,
+    /// Declared secrets no env file sets yet, by stack: `secrets` or `enable` generates them.
+    secrets_to_generate: BTreeMap<String, Vec<String>>,
 }
 
 pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
@@ -45,11 +52,18 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
     if !ctx.out.json() {
         ctx.out.diagnostics(&diags);
     }
+    let secrets_to_generate = root
+        .iter()
+        .flat_map(|root| root.stacks.values())
+        .filter(|s| stacks.contains(&s.name) && !s.missing_secrets.is_empty())
+        .map(|s| (s.name.clone(), s.missing_secrets.clone()))
+        .collect();
     let checked = Checked {
         valid: true,
         root: ctx.root_dir.clone(),
         stacks,
         diagnostics: diags,
+        secrets_to_generate,
     };
     Ok(Box::new(report(checked, |c, out| {
         let names: Vec<&str> = c.stacks.iter().map(String::as_str).collect();
@@ -58,7 +72,14 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
             c.root.display(),
             names.len(),
             names.join(", ")
-        ))
+        ))?;
+        for (stack, missing) in &c.secrets_to_generate {
+            out.line(format!(
+                "{stack}: secrets to generate: {} (composectl secrets {stack}, or enable)",
+                missing.join(", ")
+            ))?;
+        }
+        Ok(())
     })))
 }
 
@@ -103,7 +124,11 @@ pub fn render(ctx: &Context, names: &[StackName], out: Option<&Path>) -> Result<
     let files = ctx.render(&root, &stacks)?;
     if let Some(dir) = out {
         for file in &files {
-            crate::unitdir::write_atomically(&dir.join(&file.path), &file.contents)?;
+            crate::files::write_atomically(
+                &dir.join(&file.path),
+                &file.contents,
+                crate::unitdir::FILE_MODE,
+            )?;
         }
         let written = Written {
             dir: dir.to_path_buf(),
@@ -147,6 +172,96 @@ struct FileChange {
 struct Changes {
     unit_dir: PathBuf,
     changes: Vec<FileChange>,
+    /// Running stacks whose files changed since their supervisor applied them: what `reload`
+    /// would apply.
+    running: Vec<Pending>,
+}
+
+#[derive(Serialize)]
+struct Pending {
+    stack: String,
+    /// The compose file, as applied against as it is now.
+    compose_diff: String,
+    /// Variables of the env layers added, removed or changed (never their values).
+    env: Vec<EnvChange>,
+    /// The services `compose up` would recreate, create or remove.
+    recreate: Vec<String>,
+    /// Why `recreate` could not be worked out, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EnvChange {
+    variable: String,
+    change: &'static str,
+}
+
+/// What a reload of each running stack would apply: the files' changes since the supervisor
+/// applied them, and the services whose configuration hash (compose's own) is no longer the one
+/// their containers were created with.
+fn pending(ctx: &Context, root: &Root, stacks: &BTreeSet<String>) -> Vec<Pending> {
+    let mut pending = Vec::new();
+    for name in stacks {
+        let Some(applied) = Applied::load(ctx.mode, name) else {
+            continue;
+        };
+        let stack = &root.stacks[name];
+        let now = Applied::read(stack);
+        let compose_diff = if applied.compose == now.compose {
+            String::new()
+        } else {
+            let path = stack.compose_file.display().to_string();
+            similar::TextDiff::from_lines(&applied.compose, &now.compose)
+                .unified_diff()
+                .header(&format!("{path} (applied)"), &path)
+                .to_string()
+        };
+        let env = applied
+            .env_changes(&now)
+            .into_iter()
+            .map(|(variable, change)| EnvChange { variable, change })
+            .collect();
+        let (recreate, note) = match block_on(recreated(ctx, root, name)) {
+            Ok(services) => (services, None),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        };
+        let item = Pending {
+            stack: name.clone(),
+            compose_diff,
+            env,
+            recreate,
+            note,
+        };
+        if !item.compose_diff.is_empty() || !item.env.is_empty() || !item.recreate.is_empty() {
+            pending.push(item);
+        }
+    }
+    pending
+}
+
+/// The services whose containers `compose up` would create, recreate or remove.
+async fn recreated(ctx: &Context, root: &Root, name: &str) -> Result<Vec<String>> {
+    let stack = &root.stacks[name];
+    let pins = StackState::new(ctx.mode, name).pinned();
+    let wanted = Compose::new(root, stack)
+        .pinned(pins)
+        .config_hashes()
+        .await?;
+    let engine = Engine::connect()?;
+    let containers = engine.containers(Some(name)).await?;
+    let mut services: BTreeSet<String> = containers
+        .iter()
+        .filter(|c| wanted.get(&c.service) != c.config_hash.as_ref())
+        .map(|c| c.service.clone())
+        .collect();
+    services.extend(
+        wanted
+            .keys()
+            .filter(|s| !containers.iter().any(|c| &c.service == *s))
+            .cloned(),
+    );
+    Ok(services.into_iter().collect())
 }
 
 pub fn diff(
@@ -183,9 +298,15 @@ pub fn diff(
             }
         }
     }
-    Ok(Box::new(report(Changes { unit_dir, changes }, |c, out| {
+    let running = pending(ctx, &root, &stacks);
+    let changes = Changes {
+        unit_dir,
+        changes,
+        running,
+    };
+    Ok(Box::new(report(changes, |c, out| {
         if c.changes.is_empty() {
-            return out.line(format!("{}: up to date", c.unit_dir.display()));
+            out.line(format!("{}: up to date", c.unit_dir.display()))?;
         }
         for change in &c.changes {
             out.data(&format!(
@@ -194,6 +315,21 @@ pub fn diff(
                 change.path.display(),
                 change.diff
             ))?;
+        }
+        for p in &c.running {
+            let recreate = match (&p.note, p.recreate.is_empty()) {
+                (Some(note), _) => format!("cannot tell which services it recreates: {note}"),
+                (None, true) => "recreates nothing".to_string(),
+                (None, false) => format!("recreates {}", p.recreate.join(", ")),
+            };
+            out.data(&format!(
+                "running stack {}: composectl reload {} {recreate}\n",
+                p.stack, p.stack
+            ))?;
+            for env in &p.env {
+                out.data(&format!("  env {}: {}\n", env.variable, env.change))?;
+            }
+            out.data(&p.compose_diff)?;
         }
         Ok(())
     })))

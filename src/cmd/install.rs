@@ -13,12 +13,15 @@ use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::model::StackName;
 use crate::output::{Report, report};
+use crate::secrets::{self, Secret};
 use crate::systemd::{JobKind, JobOutcome, Jobs, Systemd};
 use crate::units;
 
 #[derive(Serialize)]
 struct Enabled {
     stacks: BTreeSet<String>,
+    /// Secrets generated now (names and files, never values).
+    generated: Vec<Secret>,
     /// Files written into the unit directory (unchanged ones are left out).
     wrote: Vec<PathBuf>,
     started: bool,
@@ -49,9 +52,11 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
     let stacks = root.selection(names)?;
     let files = ctx.render(&root, &stacks)?;
     let unit_dir = ctx.unit_dir();
-    let (changed, jobs) = block_on(async {
+    let (generated, changed, jobs) = block_on(async {
         // Reached before anything is written: a manager that cannot be reached changes nothing.
         let systemd = Systemd::connect(ctx.mode).await?;
+        let mut generated = secrets::generate(&root, &stacks)?;
+        generated.retain(|s| s.generated);
         let lock = unit_dir.lock()?;
         // Other stacks stay as installed; the selection and the shared drop-ins are replaced.
         let mut installed = unit_dir.installed();
@@ -72,19 +77,29 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
         systemd.enable(&enable).await?;
         systemd.reload().await?;
         if !now {
-            return Ok((changed, Vec::new()));
+            return Ok((generated, changed, Vec::new()));
         }
         let units = names.iter().map(|n| units::stack_unit(n)).collect();
         let jobs = Jobs::new(JobKind::Start, units, installed.required_units());
-        Ok((changed, systemd.run_jobs(&jobs, &mut ctx.progress()).await?))
+        let jobs = systemd.run_jobs(&jobs, &mut ctx.progress()).await?;
+        Ok((generated, changed, jobs))
     })?;
     let enabled = Enabled {
         stacks,
+        generated,
         wrote: changed.iter().map(|p| unit_dir.path().join(p)).collect(),
         started: now,
         jobs,
     };
     Ok(Box::new(report(enabled, |e, out| {
+        for secret in &e.generated {
+            out.line(format!(
+                "generated secret {} of {} into {}",
+                secret.variable,
+                secret.stack,
+                secret.file.display()
+            ))?;
+        }
         for path in &e.wrote {
             out.line(format!("wrote {}", path.display()))?;
         }
@@ -129,7 +144,13 @@ pub fn disable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn 
             )));
         }
     }
-    let stack_units: Vec<String> = targets.iter().map(|s| units::stack_unit(s)).collect();
+    let mut stack_units: Vec<String> = targets.iter().map(|s| units::stack_unit(s)).collect();
+    // The stacks' backup timers go with them, the update timer with the last stack.
+    let last = installed.stacks().iter().all(|s| targets.contains(s));
+    stack_units.extend(targets.iter().map(|s| units::backup_timer(s)));
+    if last {
+        stack_units.push(units::UPDATE_TIMER.to_string());
+    }
     let (jobs, removed) = block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
         let mut jobs = Vec::new();
@@ -147,7 +168,7 @@ pub fn disable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn 
         for name in &targets {
             installed.dropins.remove(&units::dropin_path(name));
         }
-        if installed.stacks().is_empty() {
+        if last {
             systemd.disable(&[units::TARGET_UNIT.to_string()]).await?;
             unit_dir.apply(&lock, &[], &BTreeMap::new())?;
             unit_dir.remove_all(&lock)?;

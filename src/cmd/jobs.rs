@@ -1,8 +1,7 @@
-//! start, stop, restart and update: systemd jobs on installed stacks, waited for and checked.
+//! start, stop, restart and reload: systemd jobs on installed stacks, waited for and checked.
 
 use serde::Serialize;
 
-use crate::compose::Compose;
 use crate::context::{Context, block_on};
 use crate::error::{Error, Result};
 use crate::model::StackName;
@@ -49,6 +48,10 @@ fn installed_stacks(installed: &Installed, names: &[StackName]) -> Result<Vec<St
 
 pub fn run(ctx: &Context, names: &[StackName], kind: JobKind) -> Result<Box<dyn Report>> {
     ctx.require_privileges()?;
+    if kind == JobKind::Reload {
+        // A reload applies the files: a broken root is refused here, at its file and line.
+        ctx.load()?;
+    }
     let installed = ctx.unit_dir().installed();
     let stacks = installed_stacks(&installed, names)?;
     let jobs = block_on(run_jobs(ctx, &installed, kind, &stacks))?;
@@ -59,52 +62,5 @@ pub fn run(ctx: &Context, names: &[StackName], kind: JobKind) -> Result<Box<dyn 
     };
     Ok(Box::new(report(ran, |r, out| {
         out.line(format!("{}: {}", r.action, r.stacks.join(", ")))
-    })))
-}
-
-#[derive(Serialize)]
-struct Updated {
-    pulled: Vec<String>,
-    /// The pulled stacks that are enabled, restarted to use the new images.
-    restarted: Vec<String>,
-    jobs: Vec<JobOutcome>,
-}
-
-pub fn update(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
-    ctx.require_privileges()?;
-    let root = ctx.load()?;
-    for name in names {
-        root.stack(name)?;
-    }
-    let installed = ctx.unit_dir().installed();
-    let updated = block_on(async {
-        let mut pulled = Vec::new();
-        for name in names {
-            let _ = ctx.out.progress(&format!("pulling the images of {name}"));
-            Compose::new(&root, root.stack(name)?).pull().await?;
-            pulled.push(name.to_string());
-        }
-        let restarted: Vec<String> = pulled
-            .iter()
-            .filter(|name| installed.contains(name))
-            .cloned()
-            .collect();
-        let jobs = if restarted.is_empty() {
-            Vec::new()
-        } else {
-            run_jobs(ctx, &installed, JobKind::Restart, &restarted).await?
-        };
-        Ok(Updated {
-            pulled,
-            restarted,
-            jobs,
-        })
-    })?;
-    Ok(Box::new(report(updated, |u, out| {
-        out.line(format!("pulled: {}", u.pulled.join(", ")))?;
-        if !u.restarted.is_empty() {
-            out.line(format!("updated and restarted: {}", u.restarted.join(", ")))?;
-        }
-        Ok(())
     })))
 }

@@ -2,6 +2,7 @@
 //! never another command's file; each command returns a report that `output` prints, or an
 //! error that `lib::run` turns into the exit code.
 
+mod backup;
 mod doctor;
 mod inspect;
 mod install;
@@ -9,9 +10,12 @@ mod jobs;
 mod logs;
 mod networks;
 mod run;
+mod secrets;
 mod status;
+mod swarm;
+mod update;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, SwarmCommand};
 use crate::context::Context;
 use crate::error::Result;
 use crate::output::{Output, Report};
@@ -29,12 +33,41 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
         Command::Start(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Start),
         Command::Stop(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Stop),
         Command::Restart(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Restart),
-        Command::Update(stacks) => jobs::update(&ctx, &stacks.names),
+        Command::Reload(stacks) => jobs::run(&ctx, &stacks.names, JobKind::Reload),
+        Command::Update { names, all, check } => {
+            if check {
+                update::check(&ctx, &names, all)
+            } else {
+                update::update(&ctx, &names, all)
+            }
+        }
         Command::Status(stacks) => status::status(&ctx, &stacks.names),
         Command::List => status::list(&ctx),
         Command::Networks { wait } => networks::networks(&ctx, wait),
+        Command::Secrets { stacks, show } => secrets::secrets(&ctx, &stacks.names, show),
+        Command::Backup { stack, to, keep } => {
+            backup::backup(&ctx, &stack, to, keep.map(|k| k as usize))
+        }
+        Command::Restore {
+            stack,
+            archive,
+            stop,
+        } => backup::restore(&ctx, &stack, &archive, stop),
         Command::Doctor => doctor::doctor(&ctx),
-        Command::Run { stack } => run::run(&ctx, &stack),
+        Command::Swarm { command } => match command {
+            SwarmCommand::Render(stacks) => swarm::render(&ctx, &stacks.names),
+            SwarmCommand::Deploy(stacks) => swarm::deploy(&ctx, &stacks.names, false),
+            SwarmCommand::Update(stacks) => swarm::deploy(&ctx, &stacks.names, true),
+            SwarmCommand::Status(stacks) => swarm::status(&ctx, &stacks.names),
+            SwarmCommand::Rm(stacks) => swarm::rm(&ctx, &stacks.names),
+        },
+        Command::Run { stack, reload } => {
+            if reload {
+                run::reload(&ctx, &stack)
+            } else {
+                run::run(&ctx, &stack)
+            }
+        }
         Command::Logs {
             stack,
             service,

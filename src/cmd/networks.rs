@@ -1,7 +1,7 @@
 //! networks: the networks of networks.toml on the engine, created where missing.
 
 use crate::context::{Context, block_on};
-use crate::engine::{self, Engine, NetworkState};
+use crate::engine::{self, Engine};
 use crate::error::Result;
 use crate::output::{Report, report};
 
@@ -23,18 +23,18 @@ pub fn networks(ctx: &Context, wait: bool) -> Result<Box<dyn Report>> {
             engine.version().await?;
             engine
         };
-        Ok(engine.ensure_networks(&specs).await?)
+        Ok(engine.ensure_networks(&specs, engine::Scope::Local).await?)
     })?;
     // A drifted network is a failure, with what differs and how to fix it.
     engine::drift_error(&checks)?;
     Ok(Box::new(report(checks, |checks, out| {
         for check in checks {
-            let state = match check.state {
-                NetworkState::Ok => "ok",
-                NetworkState::Created => "created",
-                NetworkState::Drifted => "drifted",
-            };
-            out.line(format!("{}: {state} ({})", check.name, check.subnet))?;
+            out.line(format!(
+                "{}: {} ({})",
+                check.name,
+                check.state.word(),
+                check.subnet
+            ))?;
         }
         Ok(())
     })))

@@ -11,6 +11,7 @@ use crate::engine::{self, ContainerSummary, Engine};
 use crate::error::{Result, exit};
 use crate::model::{self, StackName};
 use crate::output::{Report, Text, report};
+use crate::state::StackState;
 use crate::systemd::{Systemd, UnitStatus};
 use crate::units;
 
@@ -42,17 +43,19 @@ async fn container_summaries() -> Option<BTreeMap<String, ContainerSummary>> {
 }
 
 #[derive(Serialize)]
-struct StackState {
+struct State {
     stack: String,
     unit: UnitStatus,
     /// What the supervisor says (see `UnitStatus::status_line`).
     status: String,
     /// None when the engine does not answer.
     containers: Option<ContainerSummary>,
+    /// Service → image ID a rolled-back update pinned it to.
+    pinned: BTreeMap<String, String>,
 }
 
 /// Every stack's unit and containers: systemd's answers and the engine's, asked at once.
-async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<StackState>> {
+async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<State>> {
     let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
     let statuses = async {
         let systemd = Systemd::connect(ctx.mode).await?;
@@ -62,18 +65,19 @@ async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<StackSta
     Ok(stacks
         .iter()
         .zip(statuses?)
-        .map(|(stack, unit)| StackState {
+        .map(|(stack, unit)| State {
             stack: stack.clone(),
             status: unit.status_line(),
             unit,
             containers: summaries
                 .as_ref()
                 .map(|s| s.get(stack).cloned().unwrap_or_default()),
+            pinned: StackState::new(ctx.mode, stack).pins(),
         })
         .collect())
 }
 
-fn containers(state: &StackState) -> String {
+fn containers(state: &State) -> String {
     state
         .containers
         .as_ref()
@@ -82,7 +86,7 @@ fn containers(state: &StackState) -> String {
 
 /// The status of the stacks, or of every enabled stack; exit code 3 unless all are active.
 struct Status {
-    stacks: Vec<StackState>,
+    stacks: Vec<State>,
     /// One stack was named: show it in detail.
     detailed: bool,
 }
@@ -95,7 +99,7 @@ impl Report for Status {
         if self.detailed {
             let state = &self.stacks[0];
             let s = &state.unit;
-            return out.line(format!(
+            out.line(format!(
                 "{} ({})\n  enabled:    {}\n  state:      {}/{} since {}\n  status:     {}\n  containers: {}\n  restarts:   {}\n  main pid:   {}",
                 state.stack,
                 s.unit,
@@ -107,7 +111,15 @@ impl Report for Status {
                 containers(state),
                 s.n_restarts,
                 s.main_pid
-            ));
+            ))?;
+            for (service, image) in &state.pinned {
+                out.line(format!(
+                    "  pinned:     {service} to {} (an update rolled back; composectl update {} tries again)",
+                    engine::short_id(image),
+                    state.stack
+                ))?;
+            }
+            return Ok(());
         }
         out.line(format!(
             "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} STATUS",

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::env::{EnvLayers, interpolate};
+use super::meta::{self, META_KEY, Meta};
 use super::syntax::{self, Cast, PortSpec};
 use super::yaml::{self, Node};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -25,45 +26,12 @@ pub const FILE_NAMES: [&str; 4] = [
     "docker-compose.yml",
 ];
 
-pub const META_KEY: &str = "x-composectl";
-const META_KEYS: [&str; 6] = [
-    "description",
-    "requires",
-    "wants",
-    "ready",
-    "start_timeout",
-    "restart_sec",
-];
-
-/// When a stack counts as started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Ready {
-    /// Every container running, and healthy where it has a healthcheck.
-    Healthy,
-    /// Every container running; healthchecks are not waited for.
-    Running,
-}
-
 /// A name with the line it was written on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Located {
     pub value: String,
     #[serde(skip)]
     pub line: usize,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Meta {
-    pub description: Option<String>,
-    pub requires: Vec<Located>,
-    /// Required stacks written with `restart: false`: this stack keeps running when their
-    /// containers are recreated (compose's `depends_on: {x: {restart: false}}`).
-    pub keeps_running_with: Vec<String>,
-    pub wants: Vec<Located>,
-    pub ready: Option<Ready>,
-    pub start_timeout: Option<Duration>,
-    pub restart_sec: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,7 +43,22 @@ pub struct Service {
     /// Services behind a profile are not started by a plain `compose up`.
     pub profiles: Vec<String>,
     pub networks: Vec<Located>,
+    /// `image:`, interpolated.
+    pub image: Option<String>,
+    /// How long its healthcheck may take to report healthy, when the file says.
     #[serde(skip)]
+    pub health_budget: Option<HealthBudget>,
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// The longest a healthcheck written in the file takes to report healthy: its start period
+/// plus `retries` intervals (Docker's defaults for what it leaves out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthBudget {
+    pub total: Duration,
+    /// How it adds up, for messages.
+    pub terms: String,
     pub line: usize,
 }
 
@@ -107,6 +90,8 @@ pub struct ComposeFile {
     pub running: BTreeSet<String>,
     /// The host ports the running services publish.
     pub ports: Vec<Published>,
+    /// The host paths the running services bind-mount, as written (interpolated).
+    pub binds: Vec<Located>,
 }
 
 /// Top-level keys of the compose specification (`x-*` extensions aside).
@@ -116,7 +101,7 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
 
 /// Service keys of the compose specification as of compose-go 2.13 (`x-*` extensions aside):
 /// keys newer than the installed compose are accepted rather than refused.
-const SERVICE_KEYS: [&str; 93] = [
+pub const SERVICE_KEYS: [&str; 93] = [
     "annotations",
     "attach",
     "blkio_config",
@@ -271,6 +256,12 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
         );
         return ComposeFile::default();
     }
+    // Declared secrets count as set: `enable` generates them before the stack runs.
+    let env = env.assuming_set(&meta::declared_secrets(&doc));
+    let mut parser = Parser {
+        env: &env,
+        ..parser
+    };
     parser.interpolation(&doc);
     let included = parser.top_level(&doc);
     let networks = parser.networks(&doc);
@@ -282,6 +273,7 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
         ..ComposeFile::default()
     };
     parser.services(&doc, &included, &mut file);
+    parser.hook_services(&file);
     file
 }
 
@@ -347,14 +339,14 @@ struct FileContext {
     services: BTreeSet<String>,
 }
 
-struct Parser<'p> {
+pub(super) struct Parser<'p> {
     path: &'p Path,
     env: &'p EnvLayers,
     diags: &'p mut Diagnostics,
 }
 
 impl Parser<'_> {
-    fn error(&mut self, line: Option<usize>, message: impl Into<String>, hint: &str) {
+    pub(super) fn error(&mut self, line: Option<usize>, message: impl Into<String>, hint: &str) {
         self.diags.push(
             Diagnostic::error(self.path.to_path_buf(), message)
                 .at_line(line)
@@ -364,7 +356,7 @@ impl Parser<'_> {
 
     /// A scalar's text after `${VAR}` interpolation; non-scalars are reported. Interpolation
     /// errors are reported once for the whole file by `interpolation`.
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(super) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         let Some(text) = yaml::scalar_text(node) else {
             self.error(
                 Some(yaml::line(node)),
@@ -377,11 +369,11 @@ impl Parser<'_> {
     }
 
     /// A scalar's interpolated text, or nothing (for optional fields whose type compose checks).
-    fn value(&self, node: &Node) -> Option<String> {
+    pub(super) fn value(&self, node: &Node) -> Option<String> {
         interpolate(&yaml::scalar_text(node)?, self.env).ok()
     }
 
-    fn string_list(&mut self, node: &Node, what: &str) -> Vec<Located> {
+    pub(super) fn string_list(&mut self, node: &Node, what: &str) -> Vec<Located> {
         let Some(items) = yaml::as_sequence(node) else {
             self.error(
                 Some(yaml::line(node)),
@@ -416,7 +408,7 @@ impl Parser<'_> {
         self.string_list(node, what)
     }
 
-    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+    pub(super) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let text = self.string(node, what)?;
         match crate::duration::parse(&text) {
             Ok(duration) => Some(duration),
@@ -429,55 +421,6 @@ impl Parser<'_> {
                 None
             }
         }
-    }
-
-    /// `requires` as a list of stack names, or as a mapping of stack name to options (only
-    /// `restart`), in the spirit of compose's long `depends_on` syntax. Returns the stacks and
-    /// those written with `restart: false`.
-    fn requirements(&mut self, node: &Node, what: &str) -> (Vec<Located>, Vec<String>) {
-        if !yaml::is_mapping(node) {
-            return (self.string_list(node, what), Vec::new());
-        }
-        let mut requires = Vec::new();
-        let mut keeps_running = Vec::new();
-        for entry in yaml::entries(node) {
-            let stack = entry.key.to_string();
-            if !yaml::is_null(entry.value) && !yaml::is_mapping(entry.value) {
-                self.error(
-                    Some(entry.line),
-                    format!(
-                        "{what}.{stack} is {}, expected a mapping",
-                        yaml::kind(entry.value)
-                    ),
-                    "write requires: {database: {restart: false}}, or a list of stack names",
-                );
-                continue;
-            }
-            for option in yaml::entries(entry.value) {
-                match (option.key.as_ref(), yaml::as_bool(option.value)) {
-                    ("restart", Some(restart)) => {
-                        if !restart {
-                            keeps_running.push(stack.clone());
-                        }
-                    }
-                    ("restart", None) => self.error(
-                        Some(option.line),
-                        format!("{what}.{stack}.restart is {}, expected true or false", yaml::kind(option.value)),
-                        "restart: false keeps this stack running when the required stack's containers are recreated",
-                    ),
-                    (unknown, _) => self.error(
-                        Some(option.line),
-                        format!("unknown key {unknown:?} in {what}.{stack}"),
-                        "the only option of a required stack is restart: true|false",
-                    ),
-                }
-            }
-            requires.push(Located {
-                value: stack,
-                line: entry.line,
-            });
-        }
-        (requires, keeps_running)
     }
 
     /// Compose interpolates every string value of the file, extensions included, and refuses
@@ -578,54 +521,6 @@ impl Parser<'_> {
         self.error(Some(line), format!("unknown {what} {key:?}"), &hint);
     }
 
-    fn meta(&mut self, node: &Node) -> Meta {
-        let mut meta = Meta::default();
-        if yaml::is_null(node) {
-            return meta;
-        }
-        if !yaml::is_mapping(node) {
-            self.error(
-                Some(yaml::line(node)),
-                format!("{META_KEY} is {}, expected a mapping", yaml::kind(node)),
-                "write x-composectl as a mapping of description, requires, wants, ready, start_timeout, restart_sec",
-            );
-            return meta;
-        }
-        for entry in yaml::entries(node) {
-            let what = format!("{META_KEY}.{}", entry.key);
-            match entry.key.as_ref() {
-                "description" => meta.description = self.string(entry.value, &what),
-                "requires" => {
-                    (meta.requires, meta.keeps_running_with) = self.requirements(entry.value, &what)
-                }
-                "wants" => meta.wants = self.string_list(entry.value, &what),
-                "ready" => {
-                    meta.ready = match self.string(entry.value, &what).as_deref() {
-                        Some("healthy") => Some(Ready::Healthy),
-                        Some("running") => Some(Ready::Running),
-                        Some(other) => {
-                            self.error(
-                                Some(entry.line),
-                                format!("{what} is {other:?}"),
-                                "use ready: healthy (wait for healthchecks) or ready: running",
-                            );
-                            None
-                        }
-                        None => None,
-                    }
-                }
-                "start_timeout" => meta.start_timeout = self.duration(entry.value, &what),
-                "restart_sec" => meta.restart_sec = self.duration(entry.value, &what),
-                unknown => self.error(
-                    Some(entry.line),
-                    format!("unknown key {unknown:?} in {META_KEY}"),
-                    &format!("known keys: {}", META_KEYS.join(", ")),
-                ),
-            }
-        }
-        meta
-    }
-
     /// Compose casts the strings of typed fields (`retries: ${RETRIES}`) after interpolation and
     /// refuses the file when one does not convert; plain YAML numbers and booleans need no cast.
     fn casts(&mut self, node: &Node, table: &[(&[&str], Cast)], prefix: &str) {
@@ -710,9 +605,10 @@ impl Parser<'_> {
         for (service, node) in &read {
             // Compose parses ports and volumes before it looks at profiles.
             let ports = self.ports(service, node);
-            let volumes = self.volumes(service, node);
+            let (volumes, binds) = self.volumes(service, node);
             self.extends(service, node, &context);
             if file.running.contains(&service.name) {
+                file.binds.extend(binds);
                 for (volume, line) in volumes {
                     if !context.volumes.contains(&volume) {
                         self.undeclared(line, &service.name, "volume", &volume, "volumes");
@@ -754,7 +650,7 @@ impl Parser<'_> {
             }
         }
         self.casts(node, syntax::SERVICE_CASTS, &format!("services.{name}."));
-        let healthcheck = yaml::get(node, "healthcheck").is_some_and(|hc| {
+        let healthcheck = yaml::get(node, "healthcheck").filter(|hc| {
             let disabled = yaml::get(hc.value, "disable")
                 .and_then(|d| yaml::as_bool(d.value))
                 .unwrap_or(false);
@@ -766,6 +662,9 @@ impl Parser<'_> {
             });
             !disabled && !none
         });
+        let health_budget = healthcheck
+            .as_ref()
+            .and_then(|hc| self.health_budget(hc.value, hc.line));
         let container_name = yaml::get(node, "container_name").and_then(|entry| {
             let value = self.string(entry.value, &format!("service {name}: container_name"))?;
             Some(Located {
@@ -784,10 +683,37 @@ impl Parser<'_> {
             .unwrap_or_default();
         Some(Service {
             name: name.to_string(),
-            healthcheck,
+            healthcheck: healthcheck.is_some(),
             container_name,
             profiles,
             networks,
+            image: yaml::get(node, "image").and_then(|e| self.value(e.value)),
+            health_budget,
+            line,
+        })
+    }
+
+    /// start_period + interval × retries, with Docker's defaults (0, 30s, 3) for what the
+    /// healthcheck leaves out; None when a value is not one compose accepts (compose says so).
+    fn health_budget(&self, healthcheck: &Node, line: usize) -> Option<HealthBudget> {
+        let field = |key: &str| yaml::get(healthcheck, key).map(|e| self.value(e.value));
+        let duration = |key: &str, default: Duration| match field(key) {
+            None => Some(default),
+            Some(text) => syntax::parse_go_duration(&text?),
+        };
+        let start_period = duration("start_period", Duration::ZERO)?;
+        let interval = duration("interval", Duration::from_secs(30))?;
+        let retries: u32 = match field("retries") {
+            None => 3,
+            Some(text) => text?.parse().ok()?,
+        };
+        Some(HealthBudget {
+            total: start_period + interval * retries,
+            terms: format!(
+                "start_period {} + interval {} × retries {retries}",
+                crate::duration::format(start_period),
+                crate::duration::format(interval)
+            ),
             line,
         })
     }
@@ -953,21 +879,7 @@ impl Parser<'_> {
             let Some(entry) = yaml::get(node, key) else {
                 continue;
             };
-            let items: Vec<&Node> = match yaml::as_sequence(entry.value) {
-                Some(items) => items.iter().map(|i| &**i).collect(),
-                None => vec![entry.value],
-            };
-            for item in items {
-                let (path, required) = match yaml::get(item, "path") {
-                    Some(path) => (
-                        path.value,
-                        yaml::get(item, "required")
-                            .and_then(|r| self.value(r.value))
-                            .and_then(|r| yaml::parse_bool(&r))
-                            .unwrap_or(true),
-                    ),
-                    None => (item, true),
-                };
+            for (path, required) in listed_files(entry.value, |n| self.value(n)) {
                 self.referenced_file(path, &format!("service {name}: {key}"), required);
             }
         }
@@ -1018,34 +930,52 @@ impl Parser<'_> {
         );
     }
 
-    /// The named volumes a service mounts, with their lines; malformed short-syntax specs
-    /// (`SOURCE:TARGET[:MODE]`) are reported.
-    fn volumes(&mut self, service: &Service, node: &Node) -> Vec<(String, usize)> {
+    /// The named volumes and the bind-mounted host paths of a service, with their lines;
+    /// malformed short-syntax specs (`SOURCE:TARGET[:MODE]`) are reported.
+    fn volumes(&mut self, service: &Service, node: &Node) -> (Vec<(String, usize)>, Vec<Located>) {
         let mut named = Vec::new();
+        let mut binds = Vec::new();
         for item in list(node, "volumes") {
             let line = yaml::line(item);
-            let volume = if yaml::is_mapping(item) {
+            let (source, bind) = if yaml::is_mapping(item) {
                 let field = |key| yaml::get(item, key).and_then(|e| self.value(e.value));
-                field("source").filter(|_| field("type").as_deref() == Some("volume"))
+                match field("type").as_deref() {
+                    Some("volume") => (field("source"), false),
+                    Some("bind") => (field("source"), true),
+                    _ => continue,
+                }
             } else {
                 let Some(text) = self.value(item) else {
                     continue;
                 };
                 match syntax::parse_volume(&text) {
-                    Ok(spec) => spec.named_volume().map(str::to_string),
+                    Ok(spec) => {
+                        let bind = spec.is_bind();
+                        (Some(spec.source).filter(|s| !s.is_empty()), bind)
+                    }
                     Err(problem) => {
                         self.error(
                             Some(line),
                             format!("service {}: volume {problem}", service.name),
                             "write SOURCE:TARGET[:ro], e.g. ./data:/data or data:/data; an empty part usually means a variable in it is not set",
                         );
-                        None
+                        continue;
                     }
                 }
             };
-            named.extend(volume.filter(|v| !v.is_empty()).map(|v| (v, line)));
+            let Some(source) = source.filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            if bind {
+                binds.push(Located {
+                    value: source,
+                    line,
+                });
+            } else {
+                named.push((source, line));
+            }
         }
-        named
+        (named, binds)
     }
 
     fn networks(&mut self, doc: &Node) -> Vec<NetworkDecl> {
@@ -1115,6 +1045,28 @@ fn read_yaml(path: PathBuf) -> Option<Rc<Node>> {
         .flatten()
 }
 
+/// The files an `env_file` or `label_file` value names (one, a list, or the long syntax's
+/// `{path, required}` items), each with whether it must exist; `value` interpolates a scalar.
+pub fn listed_files(node: &Node, value: impl Fn(&Node) -> Option<String>) -> Vec<(&Node, bool)> {
+    let items: Vec<&Node> = match yaml::as_sequence(node) {
+        Some(items) => items.iter().map(|i| &**i).collect(),
+        None => vec![node],
+    };
+    items
+        .into_iter()
+        .map(|item| match yaml::get(item, "path") {
+            Some(path) => {
+                let required = yaml::get(item, "required")
+                    .and_then(|r| value(r.value))
+                    .and_then(|r| yaml::parse_bool(&r))
+                    .unwrap_or(true);
+                (path.value, required)
+            }
+            None => (item, true),
+        })
+        .collect()
+}
+
 /// The items of a list-valued key; nothing when the key is absent or not a list.
 fn list<'n>(node: &'n Node, key: &str) -> &'n [Rc<Node>] {
     yaml::get(node, key)
@@ -1151,6 +1103,7 @@ fn matching<'n>(node: &'n Node, pattern: &[&str], path: String, out: &mut Vec<(S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::meta::Ready;
 
     fn parse_text(text: &str) -> (ComposeFile, Diagnostics) {
         let mut diags = Diagnostics::default();
@@ -1205,7 +1158,10 @@ networks:
             .collect();
         assert_eq!(requires, [("database", 9), ("panel", 9)]);
         assert_eq!(file.meta.ready, Some(Ready::Running));
-        assert_eq!(file.meta.start_timeout, Some(Duration::from_secs(900)));
+        assert_eq!(
+            file.meta.start_timeout,
+            Some((Duration::from_secs(900), 12))
+        );
         let ollama = &file.services[0];
         assert!(ollama.healthcheck);
         assert_eq!(ollama.networks[0].value, "genai");

@@ -23,6 +23,18 @@ impl EnvLayers {
         self.vars.get(name).map(String::as_str)
     }
 
+    /// These layers with `names` set where no layer sets them: for checking a file whose
+    /// declared secrets are generated before it runs.
+    pub fn assuming_set(&self, names: &[String]) -> EnvLayers {
+        let mut env = self.clone();
+        for name in names {
+            env.vars
+                .entry(name.clone())
+                .or_insert_with(|| "generated-secret".to_string());
+        }
+        env
+    }
+
     /// Adds the env files of `dir` that exist, reporting malformed lines.
     pub fn load_dir(&mut self, dir: &Path, diags: &mut Diagnostics) {
         for name in ENV_FILES {
@@ -49,7 +61,7 @@ impl EnvLayers {
     }
 }
 
-fn is_var_name(name: &str) -> bool {
+pub fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

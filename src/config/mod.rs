@@ -4,6 +4,7 @@
 
 pub mod compose;
 pub mod env;
+pub mod meta;
 pub mod networks;
 pub mod settings;
 pub mod syntax;

@@ -1,9 +1,10 @@
 //! `composectl.toml`: optional settings for a root (the compose command and stack defaults).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::networks::line_of;
 use crate::diag::{Diagnostic, Diagnostics};
@@ -23,6 +24,27 @@ pub struct Settings {
     /// How long a container that died or turned unhealthy may take to come back on its own
     /// (restart policy, healthcheck retries) before the supervisor gives up on the stack.
     pub failure_grace: Duration,
+    /// The supervisor forwards at most `log_rate_limit_burst` lines per container and
+    /// `log_rate_limit_interval`; journald's limit for the unit is sized from them.
+    pub log_rate_limit_interval: Duration,
+    pub log_rate_limit_burst: u32,
+    /// `[backup] dir`: where `composectl backup` writes (the mode's default when unset).
+    pub backup_dir: Option<PathBuf>,
+    /// `[backup] keep`: how many archives of a stack `backup` keeps there (all when unset).
+    pub backup_keep: Option<usize>,
+    /// `[update] timer`: what composectl-update.service does, `update` or `check`.
+    pub update_timer: UpdateTimer,
+}
+
+/// What the optional update timer runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateTimer {
+    /// `composectl update --all`: health-gated, rolled back when not ready.
+    #[default]
+    Update,
+    /// `composectl update --check --all`: only says which images are newer (in the journal).
+    Check,
 }
 
 impl Default for Settings {
@@ -35,6 +57,12 @@ impl Default for Settings {
             start_limit_interval: Duration::from_secs(10 * 60),
             start_limit_burst: 5,
             failure_grace: Duration::from_secs(10),
+            // journald's own default for one unit: each container gets what a unit would get.
+            log_rate_limit_interval: Duration::from_secs(30),
+            log_rate_limit_burst: 10_000,
+            backup_dir: None,
+            backup_keep: None,
+            update_timer: UpdateTimer::Update,
         }
     }
 }
@@ -45,6 +73,23 @@ struct SettingsFile {
     compose: Option<Vec<String>>,
     #[serde(default)]
     defaults: DefaultsTable,
+    #[serde(default)]
+    backup: BackupTable,
+    #[serde(default)]
+    update: UpdateTable,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BackupTable {
+    dir: Option<Spanned<PathBuf>>,
+    keep: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UpdateTable {
+    timer: Option<UpdateTimer>,
 }
 
 #[derive(Deserialize, Default)]
@@ -56,6 +101,8 @@ struct DefaultsTable {
     start_limit_interval: Option<String>,
     start_limit_burst: Option<u32>,
     failure_grace: Option<String>,
+    log_rate_limit_interval: Option<String>,
+    log_rate_limit_burst: Option<Spanned<u32>>,
 }
 
 pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
@@ -66,7 +113,7 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             diags.push(
                 Diagnostic::error(path.to_path_buf(), e.message().trim().to_string())
                     .at_line(e.span().map(|span| line_of(text, span.start)))
-                    .hint("known settings: compose = [\"docker\", \"compose\"] and a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst, failure_grace"),
+                    .hint("known settings: compose = [\"docker\", \"compose\"], a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst, failure_grace, log_rate_limit_interval, log_rate_limit_burst, [backup] with dir and keep, [update] with timer = \"update\" or \"check\""),
             );
             return settings;
         }
@@ -108,6 +155,11 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             defaults.failure_grace,
             &mut settings.failure_grace,
         ),
+        (
+            "log_rate_limit_interval",
+            defaults.log_rate_limit_interval,
+            &mut settings.log_rate_limit_interval,
+        ),
     ] {
         let Some(value) = value else { continue };
         match crate::duration::parse(&value) {
@@ -118,8 +170,43 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
             ),
         }
     }
+    let line = |spanned_at: usize| Some(line_of(text, spanned_at));
+    if let Some(dir) = file.backup.dir {
+        if dir.get_ref().is_absolute() {
+            settings.backup_dir = Some(dir.get_ref().clone());
+        } else {
+            diags.push(
+                Diagnostic::error(path.to_path_buf(), format!("backup.dir {} is not an absolute path", dir.get_ref().display()))
+                    .at_line(line(dir.span().start))
+                    .hint("write the directory for archives as an absolute path, e.g. dir = \"/var/backups/composectl\""),
+            );
+        }
+    }
+    if let Some(keep) = file.backup.keep {
+        if *keep.get_ref() == 0 {
+            diags.push(
+                Diagnostic::error(path.to_path_buf(), "backup.keep is 0")
+                    .at_line(line(keep.span().start))
+                    .hint("keep counts the newest archives of a stack to keep, at least 1; leave it out to keep all"),
+            );
+        } else {
+            settings.backup_keep = Some(*keep.get_ref());
+        }
+    }
+    settings.update_timer = file.update.timer.unwrap_or_default();
     if let Some(burst) = defaults.start_limit_burst {
         settings.start_limit_burst = burst;
+    }
+    if let Some(burst) = defaults.log_rate_limit_burst {
+        if *burst.get_ref() == 0 {
+            diags.push(
+                Diagnostic::error(path.to_path_buf(), "defaults.log_rate_limit_burst is 0")
+                    .at_line(line(burst.span().start))
+                    .hint("burst counts the lines each container may log per interval, e.g. 10000"),
+            );
+        } else {
+            settings.log_rate_limit_burst = *burst.get_ref();
+        }
     }
     settings
 }

@@ -4,6 +4,7 @@
 //! strings in typed fields after interpolation.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// A published port as `ports:` declares it, host side included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +105,10 @@ pub struct VolumeSpec {
 }
 
 impl VolumeSpec {
-    /// A named volume, which the file must declare (bind mounts start with `.`, `/` or `~`).
-    pub fn named_volume(&self) -> Option<&str> {
-        (!self.source.is_empty() && !is_file_path(&self.source)).then_some(&self.source)
+    /// A host path compose bind-mounts (`.`, `/` or `~`); any other source is a named volume,
+    /// which the file must declare.
+    pub fn is_bind(&self) -> bool {
+        is_file_path(&self.source)
     }
 }
 
@@ -179,6 +181,42 @@ fn take_field(
         return Ok(()); // options (ro, z, rshared, ...) compose ignores when unknown
     };
     Err(format!("invalid spec: {spec}: {problem}"))
+}
+
+/// A duration as Go's `time.ParseDuration` reads it, compose's format for healthcheck and
+/// timeout fields (`1m30s`, `500ms`, `1.5h`, `0`); None when Go would refuse it or it is negative.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut seconds = 0.0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = UNITS.iter().find(|(u, _)| *u == &rest[..unit_len])?.1;
+        seconds += number * factor;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// The type compose casts a string to in a typed field (after interpolation).
@@ -301,11 +339,11 @@ mod tests {
             (v.source.as_str(), v.target.as_str()),
             ("data", "/var/lib/data")
         );
-        assert_eq!(v.named_volume(), Some("data"));
-        assert_eq!(parse_volume("./x:/x:z").unwrap().named_volume(), None);
-        assert_eq!(parse_volume("~/x:/x").unwrap().named_volume(), None);
-        assert_eq!(parse_volume("C:\\x:/x").unwrap().named_volume(), None);
-        assert_eq!(parse_volume("/anonymous").unwrap().named_volume(), None);
+        assert!(!v.is_bind());
+        assert!(parse_volume("./x:/x:z").unwrap().is_bind());
+        assert!(parse_volume("~/x:/x").unwrap().is_bind());
+        assert!(parse_volume("C:\\x:/x").unwrap().is_bind());
+        assert_eq!(parse_volume("/anonymous").unwrap().source, "");
         // A one-letter source is a Windows drive to compose, on every platform.
         assert_eq!(parse_volume("a:/b:ro:extra").unwrap().source, "a:/b");
         for (bad, message) in [
@@ -316,6 +354,27 @@ mod tests {
         ] {
             let err = parse_volume(bad).unwrap_err();
             assert!(err.contains(message), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn go_durations_parse_as_go_parses_them() {
+        for (text, millis) in [
+            ("0", 0),
+            ("30s", 30_000),
+            ("1m30s", 90_000),
+            ("1.5h", 5_400_000),
+            ("500ms", 500),
+            ("2h0m0s", 7_200_000),
+        ] {
+            assert_eq!(
+                parse_go_duration(text),
+                Some(Duration::from_millis(millis)),
+                "{text}"
+            );
+        }
+        for bad in ["", "10", "1x", "s", "-1s", "1m30"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
     }
 

@@ -321,12 +321,12 @@ pub fn kind(node: &Node) -> &'static str {
 }
 
 /// A YAML 1.2 core-schema boolean, as go-yaml types an untagged plain scalar (`yes` is a string).
-fn is_core_bool(text: &str) -> bool {
+pub fn is_core_bool(text: &str) -> bool {
     matches!(text, "true" | "True" | "TRUE" | "false" | "False" | "FALSE")
 }
 
 /// A YAML 1.2 core-schema number, as go-yaml resolves an untagged plain scalar.
-fn is_number(text: &str) -> bool {
+pub fn is_number(text: &str) -> bool {
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     let radix = [("0x", 16), ("0o", 8), ("0b", 2)]
         .iter()

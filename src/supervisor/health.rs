@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::time::Instant;
 
-use crate::config::compose::Ready;
+use crate::config::meta::Ready;
 use crate::engine::{Container, ContainerSummary, Engine, Event};
 use crate::model::Stack;
 
@@ -130,10 +130,17 @@ impl Trouble {
                     return Ok(Some(format!("{what} and the engine does not restart it")));
                 }
             }
-            action if action.starts_with("health_status: unhealthy") => {
+            action
+                if action.starts_with("health_status: unhealthy")
+                    && !self.deadlines.contains_key(&event.id) =>
+            {
+                // What the check said is usually why: "connection refused", a stack trace.
+                let why = match engine.health_log(&event.id).await.pop() {
+                    Some(output) => format!("{who} is unhealthy (its check said: {output})"),
+                    None => format!("{who} is unhealthy"),
+                };
                 self.deadlines
-                    .entry(event.id.clone())
-                    .or_insert_with(|| (Instant::now() + grace, format!("{who} is unhealthy")));
+                    .insert(event.id.clone(), (Instant::now() + grace, why));
             }
             _ => {}
         }
@@ -155,6 +162,8 @@ mod tests {
             container_name: None,
             profiles: profiles.iter().map(|p| p.to_string()).collect(),
             networks: Vec::new(),
+            image: None,
+            health_budget: None,
             line: 1,
         };
         Stack {
@@ -176,7 +185,13 @@ mod tests {
             running: ["db".to_string(), "web".to_string()].into(),
             networks: Vec::new(),
             env_files: Vec::new(),
+            env: Default::default(),
             dependency_lines: BTreeMap::new(),
+            mounts: BTreeSet::new(),
+            secrets: Vec::new(),
+            missing_secrets: Vec::new(),
+            log_rate_limit: (Duration::from_secs(30), 10_000),
+            backup: Default::default(),
         }
     }
 
@@ -194,6 +209,8 @@ mod tests {
             running,
             health: health.map(str::to_string),
             exit_code,
+            image: "sha256:1".into(),
+            config_hash: None,
         }
     }
 

@@ -6,8 +6,10 @@
 //! current, container output forwarded to the journal, and a container that dies or stays
 //! unhealthy ends the process with an error so systemd's Restart=on-failure restarts the stack.
 //! SIGTERM brings the project down, unless the engine is gone (then there is nothing to bring
-//! down, and waiting for it would hold the stop for minutes).
+//! down, and waiting for it would hold the stop for minutes). Once ready, it answers reloads and
+//! updates on its control socket (`change.rs`).
 
+mod change;
 mod health;
 mod logs;
 mod requirements;
@@ -24,6 +26,9 @@ use crate::compose::Compose;
 use crate::engine::{self, Engine};
 use crate::mode::Mode;
 use crate::model::{Root, Stack};
+use crate::runtime;
+use crate::state::StackState;
+use change::{Began, Change, Next};
 use health::{Readiness, Trouble};
 use logs::LogForwarder;
 use requirements::{Removal, Requirements};
@@ -130,10 +135,11 @@ pub async fn run(root: &Root, stack: &Stack, mode: Mode) -> Result<Ending> {
         () = stop.recv() => return Ok(Ending::Stopped),
     };
     Supervisor {
-        root,
-        stack,
+        mode,
+        root: root.clone(),
+        stack: stack.clone(),
+        state: StackState::new(mode, &stack.name),
         engine: Arc::new(engine),
-        compose: Compose::new(root, stack),
         requirements: Requirements::of(stack, mode),
         notifier,
         stop,
@@ -142,17 +148,33 @@ pub async fn run(root: &Root, stack: &Stack, mode: Mode) -> Result<Ending> {
     .await
 }
 
-struct Supervisor<'a> {
-    root: &'a Root,
-    stack: &'a Stack,
+struct Supervisor {
+    mode: Mode,
+    /// The root and the stack as last applied: a reload reads them again.
+    root: Root,
+    stack: Stack,
+    state: StackState,
     engine: Arc<Engine>,
-    compose: Compose<'a>,
     requirements: Requirements,
     notifier: Notifier,
     stop: StopSignals,
 }
 
-impl Supervisor<'_> {
+/// Why the stack is not where it should be.
+enum Failure {
+    /// A container died or stays unhealthy, or the engine failed: the stack cannot go on.
+    Trouble(String),
+    /// A reload or update did not get the stack ready in time, or its `compose up` failed.
+    NotReady(String),
+}
+
+/// The compose command for the stack as applied now, with its pinned images. A function of the
+/// fields rather than a method, so it can run while `stop` is borrowed too.
+fn compose<'a>(root: &'a Root, stack: &'a Stack, state: &StackState) -> Compose<'a> {
+    Compose::new(root, stack).pinned(state.pinned())
+}
+
+impl Supervisor {
     async fn supervise(mut self) -> Result<Ending> {
         let started = unix_now();
         tokio::select! {
@@ -168,18 +190,17 @@ impl Supervisor<'_> {
             .requirements
             .removals(&self.engine, i64::from(unix_now()));
 
-        self.notifier.status("checking networks");
-        let networks: Vec<_> = self
-            .stack
-            .external_networks()
-            .filter_map(|name| self.root.networks.get(name))
-            .collect();
-        let checks = match self.engine.ensure_networks(&networks).await {
-            Ok(checks) => checks,
-            Err(e) => return Err(self.give_up(format!("{e:#}"), false).await),
-        };
-        if let Err(e) = engine::drift_error(&checks) {
-            return Err(self.give_up(e.to_string(), false).await);
+        let (root, stack) = (self.root.clone(), self.stack.clone());
+        if let Err(reason) = self.check(&root, &stack).await {
+            return Err(self.give_up(reason, false).await);
+        }
+        match self.state.roll_back() {
+            Ok(true) => tracing::warn!(
+                "an update of {0} did not finish; it runs the images the update replaced (pinned): run composectl update {0} again",
+                self.stack.name
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("{e:#}"),
         }
 
         // Replayed from our start: no event of this run can slip by, whenever the stream connects.
@@ -187,34 +208,49 @@ impl Supervisor<'_> {
             .engine
             .events(&self.stack.name, i64::from(started), &EVENTS);
         self.notifier.status("starting containers (compose up)");
-        tokio::select! {
-            result = self.compose.up() => {
-                if let Err(e) = result {
-                    // What a failed `up` created (containers left in Created) goes too.
-                    return Err(self.give_up(format!("{e:#}"), true).await);
-                }
-            }
-            () = self.stop.recv() => return self.shut_down().await,
+        match up(
+            compose(&self.root, &self.stack, &self.state),
+            &mut self.stop,
+        )
+        .await
+        {
+            None => return self.shut_down().await,
+            // What a failed `up` created (containers left in Created) goes too.
+            Some(Err(e)) => return Err(self.give_up(format!("{e:#}"), true).await),
+            Some(Ok(())) => {}
         }
+        self.save_applied();
+        let mut control = match runtime::Listener::bind(self.mode, &self.stack.name) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                tracing::warn!("{e:#}; reload and update are not available");
+                None
+            }
+        };
 
-        let mut logs = LogForwarder::new(&self.stack.name, started);
+        let mut logs = LogForwarder::new(&self.stack.name, started, self.stack.log_rate_limit);
         let watchdog = sd_notify::watchdog_enabled()
             .map(|usec| usec / 2)
             .filter(|half| !half.is_zero());
         let mut watchdog_tick =
             tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-        let grace = self.root.settings.failure_grace;
         let mut trouble = Trouble::default();
         let mut ready = false;
+        let mut change: Option<Change> = None;
         loop {
+            // A reload may have changed it.
+            let grace = self.root.settings.failure_grace;
             let containers = match self.engine.containers(Some(&self.stack.name)).await {
                 Ok(containers) => containers,
                 Err(e) => return Err(self.give_up(format!("{e:#}"), true).await),
             };
             logs.follow(&self.engine, &containers);
             trouble.forget_recovered(&containers);
-            match health::readiness(self.stack, &containers) {
+            match health::readiness(&self.stack, &containers) {
                 Readiness::Ready(summary) => {
+                    if let Some(done) = change.take() {
+                        self.finish(done, &containers).await;
+                    }
                     self.notifier.status(&summary);
                     if !ready {
                         self.notifier.send(&[sd_notify::NotifyState::Ready]);
@@ -222,25 +258,35 @@ impl Supervisor<'_> {
                         ready = true;
                     }
                 }
-                Readiness::Waiting(text) => self.notifier.status(&text),
+                Readiness::Waiting(text) => match &mut change {
+                    Some(change) => {
+                        let text = format!("{}: {text}", change.doing());
+                        self.notifier.status(&text);
+                        change.progress(&text).await;
+                    }
+                    None => self.notifier.status(&text),
+                },
             }
             let failure = tokio::select! {
                 event = events.next() => match event {
                     Some(Ok(event)) => match trouble.judge(&self.engine, &event, grace).await {
-                        Ok(failure) => failure,
-                        Err(e) => Some(format!("{e:#}")),
+                        Ok(failure) => failure.map(Failure::Trouble),
+                        Err(e) => Some(Failure::Trouble(format!("{e:#}"))),
                     },
-                    Some(Err(e)) => Some(format!("{e:#}")),
-                    None => Some("the engine closed its event stream".to_string()),
+                    Some(Err(e)) => Some(Failure::Trouble(format!("{e:#}"))),
+                    None => Some(Failure::Trouble("the engine closed its event stream".to_string())),
                 },
                 () = sleep_until(trouble.next_deadline()) => {
                     match self.engine.containers(Some(&self.stack.name)).await {
-                        Ok(containers) => trouble.expired(&containers, grace),
-                        Err(e) => Some(format!("{e:#}")),
+                        Ok(containers) => trouble.expired(&containers, grace).map(Failure::Trouble),
+                        Err(e) => Some(Failure::Trouble(format!("{e:#}"))),
                     }
                 },
-                Some(stack) = removals.next() => {
-                    match self.requirements.removal(&stack).await {
+                () = sleep_until(change.as_ref().map(|c| c.deadline)) => {
+                    change.as_ref().map(|c| Failure::NotReady(c.late()))
+                },
+                Some((stack, time)) = removals.next() => {
+                    match self.requirements.removal(&stack, time).await {
                         Removal::Stop(reason) => {
                             tracing::info!("{reason}; stopping with it");
                             return self.shut_down().await;
@@ -256,6 +302,25 @@ impl Supervisor<'_> {
                         }
                     }
                 },
+                (action, client) = accept(control.as_mut()), if ready => {
+                    if change.is_some() {
+                        client.done(&runtime::Outcome::failed("a reload or update of this stack is under way; try again once it has finished")).await;
+                        None
+                    } else {
+                        match self.begin(action, client, &containers).await {
+                            Began::Changing(began) => {
+                                change = Some(began);
+                                None
+                            }
+                            Began::UpFailed(began, reason) => {
+                                change = Some(began);
+                                Some(Failure::NotReady(reason))
+                            }
+                            Began::Refused => None,
+                            Began::Stopped => return self.shut_down().await,
+                        }
+                    }
+                },
                 _ = watchdog_tick.tick() => {
                     if watchdog.is_some() {
                         self.notifier.send(&[sd_notify::NotifyState::Watchdog]);
@@ -264,9 +329,54 @@ impl Supervisor<'_> {
                 },
                 () = self.stop.recv() => return self.shut_down().await,
             };
-            if let Some(reason) = failure {
-                return Err(self.give_up(reason, true).await);
+            match (failure, change.take()) {
+                (None, still) => change = still,
+                (Some(Failure::Trouble(reason)), None) => {
+                    return Err(self.give_up(reason, true).await);
+                }
+                (Some(Failure::NotReady(_)), None) => {}
+                (Some(failure), Some(failed)) => match self.change_failed(failed, failure).await {
+                    Next::Continue(next) => {
+                        if next.is_some() {
+                            // What was in trouble was replaced by the rollback.
+                            trouble = Trouble::default();
+                        }
+                        change = next;
+                    }
+                    Next::GiveUp(reason) => return Err(self.give_up(reason, true).await),
+                    Next::Stopped => return self.shut_down().await,
+                },
             }
+        }
+    }
+
+    /// What must hold before the stack's containers are created: its secrets are set and its
+    /// networks match networks.toml (missing ones are created).
+    async fn check(&mut self, root: &Root, stack: &Stack) -> Result<(), String> {
+        if !stack.missing_secrets.is_empty() {
+            return Err(format!(
+                "secrets {} are declared but no env file sets them: run composectl secrets {}",
+                stack.missing_secrets.join(", "),
+                stack.name
+            ));
+        }
+        self.notifier.status("checking networks");
+        let networks: Vec<_> = stack
+            .external_networks()
+            .filter_map(|name| root.networks.get(name))
+            .collect();
+        let checks = self
+            .engine
+            .ensure_networks(&networks, engine::Scope::Local)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        engine::drift_error(&checks).map_err(|e| e.to_string())
+    }
+
+    /// Records the files as applied, for `composectl diff`.
+    fn save_applied(&self) {
+        if let Err(e) = runtime::Applied::read(&self.stack).save(self.mode, &self.stack.name) {
+            tracing::warn!("{e:#}");
         }
     }
 
@@ -289,7 +399,9 @@ impl Supervisor<'_> {
             );
             return Ok(());
         }
-        self.compose.down(self.down_limit()).await
+        Compose::new(&self.root, &self.stack)
+            .down(self.down_limit())
+            .await
     }
 
     /// SIGTERM, or stopping with a required stack: containers go, volumes stay.
@@ -308,6 +420,22 @@ impl Supervisor<'_> {
             tracing::warn!("{e:#}");
         }
         error
+    }
+}
+
+/// `compose up`, or None when SIGTERM comes first.
+async fn up(compose: Compose<'_>, stop: &mut StopSignals) -> Option<Result<()>> {
+    tokio::select! {
+        result = compose.up() => Some(result),
+        () = stop.recv() => None,
+    }
+}
+
+/// The next caller of the control socket; never, without one.
+async fn accept(control: Option<&mut runtime::Listener>) -> (runtime::Action, runtime::Client) {
+    match control {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

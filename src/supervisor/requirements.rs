@@ -7,8 +7,10 @@
 //! supervisor killed and restarted). So the rest of "requires" is done here:
 //! - before `compose up`, wait until every required stack is active (ready);
 //! - when a required stack's containers are removed: if its unit is being stopped, stop with it;
-//!   otherwise (restarted, failed, recreated) restart, so this stack comes back after it, unless
-//!   the stack said `restart: false` for that dependency (then keep running).
+//!   if it is reloading (a reload or an update recreates what changed while the unit stays
+//!   active, each service away for seconds, as when the engine restarts one of its containers)
+//!   keep running; otherwise (restarted, failed, recreated) restart, so this stack comes back
+//!   after it, unless the stack said `restart: false` for that dependency (then keep running).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use futures_util::{Stream, StreamExt, stream};
 use crate::engine::Engine;
 use crate::mode::Mode;
 use crate::model::Stack;
+use crate::runtime;
 use crate::systemd::Systemd;
 use crate::units;
 
@@ -32,7 +35,7 @@ pub enum Removal {
     Stop(String),
     /// It is restarted, failed or recreated: restart after it.
     Restart(String),
-    /// It is restarted, and this stack said `restart: false` for it.
+    /// It is reloading, or restarted and this stack said `restart: false` for it.
     KeepRunning(String),
 }
 
@@ -44,7 +47,8 @@ pub struct Requirements {
     keep_running_with: Vec<String>,
 }
 
-pub type RemovedStream = Pin<Box<dyn Stream<Item = String> + Send>>;
+/// (required stack, when the engine removed one of its containers, unix nanoseconds).
+pub type RemovedStream = Pin<Box<dyn Stream<Item = (String, i64)> + Send>>;
 
 impl Requirements {
     pub fn of(stack: &Stack, mode: Mode) -> Requirements {
@@ -103,17 +107,19 @@ impl Requirements {
                 .events(&stack, since, &["destroy"])
                 .filter_map(move |event| {
                     let stack = stack.clone();
-                    async move { event.ok().map(|_| stack) }
+                    async move { event.ok().map(|e| (stack, e.time_nano)) }
                 })
                 .boxed()
         });
         stream::select_all(streams).boxed()
     }
 
-    /// Why `stack`'s containers were removed. Its unit tells, even when asked a little late: a
-    /// stop job, or stopped with no job left, means it is being stopped; a restart job (a
-    /// `start` job once the restart's stop part is done), a failure or a recreation otherwise.
-    pub async fn removal(&self, stack: &str) -> Removal {
+    /// Why `stack`'s container was removed at `time`. Its unit tells, even when asked a little
+    /// late: a stop job, or stopped with no job left, means it is being stopped. Otherwise a
+    /// removal its supervisor's last reload or update covers (by the engine's timestamp, however
+    /// late this is asked), or one while its unit is `reloading`, was a reload; a restart job
+    /// (a `start` job once the restart's stop part is done), a failure or a recreation otherwise.
+    pub async fn removal(&self, stack: &str, time: i64) -> Removal {
         let unit = units::stack_unit(stack);
         let state = match Systemd::connect(self.mode).await {
             Ok(systemd) => systemd
@@ -122,19 +128,24 @@ impl Requirements {
                 .map(|states| states.into_iter().next()),
             Err(e) => Err(e),
         };
-        let stopping = match state {
-            Ok(Some(state)) => {
+        let (stopping, reloading) = match state {
+            Ok(Some(state)) => (
                 state.job.as_deref() == Some("stop")
-                    || (state.active_state == "inactive" && state.job.is_none())
-            }
-            Ok(None) => false,
+                    || (state.active_state == "inactive" && state.job.is_none()),
+                state.active_state == "reloading",
+            ),
+            Ok(None) => (false, false),
             Err(e) => {
                 tracing::warn!("cannot ask systemd about {unit}: {e:#}");
-                false
+                (false, false)
             }
         };
         if stopping {
             Removal::Stop(format!("required stack {stack} is being stopped"))
+        } else if reloading || runtime::Change::covers(self.mode, stack, time) {
+            Removal::KeepRunning(format!(
+                "required stack {stack} is reloading or updating: it recreates what changed and stays active"
+            ))
         } else if self.keep_running_with.iter().any(|s| s == stack) {
             Removal::KeepRunning(format!(
                 "required stack {stack}'s containers were removed; it says restart: false for it"

@@ -43,6 +43,24 @@ pub fn exec_arg(arg: &str) -> String {
     }
 }
 
+/// One absolute path of a space-separated path list such as `RequiresMountsFor=`: quoted when
+/// needed, specifiers escaped. Paths with control characters cannot be written (the model leaves
+/// them out).
+pub fn path_item(path: &str) -> String {
+    let escaped = path
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+    {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +74,14 @@ mod tests {
         assert_eq!(exec_arg("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(exec_arg("semi;colon"), "\"semi;colon\"");
         assert_eq!(exec_arg(""), "\"\"");
+    }
+
+    #[test]
+    fn path_items_are_quoted_when_needed() {
+        assert_eq!(path_item("/srv/data"), "/srv/data");
+        assert_eq!(path_item("/srv/my data"), "\"/srv/my data\"");
+        assert_eq!(path_item("/srv/100%"), "/srv/100%%");
+        assert_eq!(path_item("/srv/a\"b"), "\"/srv/a\\\"b\"");
     }
 
     #[test]

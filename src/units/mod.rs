@@ -2,10 +2,12 @@
 //!
 //! The layout splits what is the same everywhere from what belongs to one installation:
 //! - shared units, identical for every root of a mode (packages ship them too): the template
-//!   `compose@.service`, `composectl.target` grouping the stacks for boot, and
-//!   `composectl-networks.service` creating the shared networks;
+//!   `compose@.service`, `composectl.target` grouping the stacks for boot,
+//!   `composectl-networks.service` creating the shared networks, and the optional timers
+//!   `composectl-update.timer` and `composectl-backup@.timer` with their services;
 //! - composectl's drop-ins: `10-composectl.conf` for the template (command line with the root,
-//!   timeouts, restart policy) and the networks unit (command line), and `20-composectl.conf`
+//!   timeouts, restart policy), the networks, update and backup units (command lines), and
+//!   `20-composectl.conf`
 //!   per stack (description, Requires/Wants/After). systemd lets an instance's drop-in replace
 //!   a template drop-in of the same name, so the two must differ; the stack's sorts later and
 //!   wins where both set a value.
@@ -21,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use minijinja::{AutoEscape, Environment, Value};
 use serde::Serialize;
 
+use crate::config::settings::UpdateTimer;
 use crate::duration;
 use crate::mode::Mode;
 use crate::model::Root;
@@ -28,16 +31,30 @@ use crate::model::Root;
 pub const TEMPLATE_UNIT: &str = "compose@.service";
 pub const TARGET_UNIT: &str = "composectl.target";
 pub const NETWORKS_UNIT: &str = "composectl-networks.service";
+pub const UPDATE_UNIT: &str = "composectl-update.service";
+pub const UPDATE_TIMER: &str = "composectl-update.timer";
+pub const BACKUP_UNIT: &str = "composectl-backup@.service";
+pub const BACKUP_TIMER: &str = "composectl-backup@.timer";
 /// The units that are the same for every root of a mode.
-pub const SHARED_UNITS: [&str; 3] = [TEMPLATE_UNIT, TARGET_UNIT, NETWORKS_UNIT];
+pub const SHARED_UNITS: [&str; 7] = [
+    TEMPLATE_UNIT,
+    TARGET_UNIT,
+    NETWORKS_UNIT,
+    UPDATE_UNIT,
+    UPDATE_TIMER,
+    BACKUP_UNIT,
+    BACKUP_TIMER,
+];
 pub const DROPIN_NAME: &str = "10-composectl.conf";
 pub const STACK_DROPIN_NAME: &str = "20-composectl.conf";
 
 const TEMPLATE_DROPIN: &str = "compose@.service.d.conf";
 const STACK_DROPIN: &str = "compose@stack.service.d.conf";
 const NETWORKS_DROPIN: &str = "composectl-networks.service.d.conf";
+const UPDATE_DROPIN: &str = "composectl-update.service.d.conf";
+const BACKUP_DROPIN: &str = "composectl-backup@.service.d.conf";
 
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 12] = [
     (TEMPLATE_UNIT, include_str!("../../units/compose@.service")),
     (
         TEMPLATE_DROPIN,
@@ -56,7 +73,36 @@ const TEMPLATES: [(&str, &str); 6] = [
         NETWORKS_DROPIN,
         include_str!("../../units/composectl-networks.service.d.conf"),
     ),
+    (
+        UPDATE_UNIT,
+        include_str!("../../units/composectl-update.service"),
+    ),
+    (
+        UPDATE_TIMER,
+        include_str!("../../units/composectl-update.timer"),
+    ),
+    (
+        UPDATE_DROPIN,
+        include_str!("../../units/composectl-update.service.d.conf"),
+    ),
+    (
+        BACKUP_UNIT,
+        include_str!("../../units/composectl-backup@.service"),
+    ),
+    (
+        BACKUP_TIMER,
+        include_str!("../../units/composectl-backup@.timer"),
+    ),
+    (
+        BACKUP_DROPIN,
+        include_str!("../../units/composectl-backup@.service.d.conf"),
+    ),
 ];
+
+/// A stack's backup timer (`systemctl enable --now composectl-backup@STACK.timer`).
+pub fn backup_timer(stack: &str) -> String {
+    format!("composectl-backup@{stack}.timer")
+}
 
 /// Root's docker configuration directory (registry logins, buildx state): the one part of root's
 /// home the system sandbox leaves writable, so `enable` makes sure it exists.
@@ -151,6 +197,7 @@ fn engine() -> Result<Environment<'static>> {
     }
     env.add_filter("exec_arg", |value: &str| escape::exec_arg(value));
     env.add_filter("unit_value", |value: &str| escape::unit_value(value));
+    env.add_filter("path_item", |value: &str| escape::path_item(value));
     Ok(env)
 }
 
@@ -185,6 +232,10 @@ pub fn render(
     shared.insert("restart_sec", span(settings.restart_sec));
     shared.insert("start_timeout", span(settings.start_timeout));
     shared.insert("stop_timeout", span(settings.stop_timeout));
+    shared.insert(
+        "update_check",
+        Value::from(settings.update_timer == UpdateTimer::Check),
+    );
 
     let mut files = Vec::new();
     for (template, path) in [
@@ -193,6 +244,12 @@ pub fn render(
         (TARGET_UNIT, PathBuf::from(TARGET_UNIT)),
         (NETWORKS_UNIT, PathBuf::from(NETWORKS_UNIT)),
         (NETWORKS_DROPIN, unit_dropin(NETWORKS_UNIT)),
+        (UPDATE_UNIT, PathBuf::from(UPDATE_UNIT)),
+        (UPDATE_TIMER, PathBuf::from(UPDATE_TIMER)),
+        (UPDATE_DROPIN, unit_dropin(UPDATE_UNIT)),
+        (BACKUP_UNIT, PathBuf::from(BACKUP_UNIT)),
+        (BACKUP_TIMER, PathBuf::from(BACKUP_TIMER)),
+        (BACKUP_DROPIN, unit_dropin(BACKUP_UNIT)),
     ] {
         files.push(UnitFile {
             path,
@@ -215,6 +272,18 @@ pub fn render(
         context.insert("wants", Value::from(stack.wants.clone()));
         context.insert("start_timeout", span(stack.start_timeout));
         context.insert("restart_sec", span(stack.restart_sec));
+        let mounts: Vec<String> = stack
+            .mounts
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        context.insert("mounts", Value::from(mounts));
+        let (interval, burst) = stack.log_rate_limit;
+        context.insert("log_interval", span(interval));
+        context.insert("log_burst", Value::from(burst));
+        // Every container's share, and one more for the supervisor's own messages.
+        let shares = u32::try_from(stack.running.len() + 1).unwrap_or(u32::MAX);
+        context.insert("unit_log_burst", Value::from(burst.saturating_mul(shares)));
         files.push(UnitFile {
             path: dropin_path(name),
             contents: render_template(&env, STACK_DROPIN, &context)?,

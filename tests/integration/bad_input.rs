@@ -1217,3 +1217,199 @@ fn extends_service_missing_from_its_file() {
         "extends service \"postgres\", which that file does not define",
     );
 }
+
+/// Each new `x-composectl` key (secrets, log_rate_limit, backup) refuses what it cannot use,
+/// at its line, with nothing written.
+#[test]
+fn day2_keys_of_x_composectl() {
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            "  secrets: 5\n",
+            2,
+            "x-composectl.secrets is a number, expected a list",
+        ),
+        (
+            "  secrets: [1PASSWORD]\n",
+            2,
+            "\"1PASSWORD\" is not a variable name",
+        ),
+        (
+            "  secrets: [A, A]\n",
+            2,
+            "x-composectl.secrets.A is declared twice",
+        ),
+        (
+            "  secrets:\n    A: 5\n",
+            3,
+            "x-composectl.secrets.A is a number, expected a mapping",
+        ),
+        (
+            "  secrets:\n    A: {length: 4}\n",
+            3,
+            "x-composectl.secrets.A.length is \"4\", expected a number from 16 to 256",
+        ),
+        (
+            "  secrets:\n    A: {length: lots}\n",
+            3,
+            "x-composectl.secrets.A.length is \"lots\"",
+        ),
+        (
+            "  secrets:\n    A: {charset: emoji}\n",
+            3,
+            "x-composectl.secrets.A.charset is \"emoji\"",
+        ),
+        (
+            "  secrets:\n    A: {shared: maybe}\n",
+            3,
+            "x-composectl.secrets.A.shared is \"maybe\", expected true or false",
+        ),
+        (
+            "  secrets:\n    A: {colour: red}\n",
+            3,
+            "unknown key \"colour\" in x-composectl.secrets.A",
+        ),
+        (
+            "  log_rate_limit: 100\n",
+            2,
+            "x-composectl.log_rate_limit is a number, expected a mapping",
+        ),
+        (
+            "  log_rate_limit: {burst: 0}\n",
+            2,
+            "x-composectl.log_rate_limit.burst is \"0\", expected a positive number of lines",
+        ),
+        (
+            "  log_rate_limit: {interval: soon}\n",
+            2,
+            "x-composectl.log_rate_limit.interval",
+        ),
+        (
+            "  log_rate_limit: {rate: 5}\n",
+            2,
+            "unknown key \"rate\" in x-composectl.log_rate_limit",
+        ),
+        (
+            "  backup: [db]\n",
+            2,
+            "x-composectl.backup is a list, expected a mapping",
+        ),
+        (
+            "  backup: {mode: hot}\n",
+            2,
+            "x-composectl.backup.mode is \"hot\"",
+        ),
+        (
+            "  backup: {paths: ./data}\n",
+            2,
+            "x-composectl.backup.paths is a string, expected a list",
+        ),
+        (
+            "  backup: {pre: pg_dumpall}\n",
+            2,
+            "x-composectl.backup.pre is a string, expected a list",
+        ),
+        (
+            "  backup:\n    pre: [pg_dumpall]\n",
+            3,
+            "x-composectl.backup.pre.0 is a string, expected a mapping",
+        ),
+        (
+            "  backup:\n    pre:\n      - {service: db}\n",
+            4,
+            "x-composectl.backup.pre.0 has no run",
+        ),
+        (
+            "  backup:\n    pre:\n      - {service: db, run: x, output: ../x.sql}\n",
+            4,
+            "x-composectl.backup.pre.0.output \"../x.sql\" is not a plain file name",
+        ),
+        (
+            "  backup:\n    pre:\n      - {service: db, run: x, timeout: never}\n",
+            4,
+            "x-composectl.backup.pre.0.timeout",
+        ),
+        (
+            "  backup:\n    pre:\n      - {service: db, run: x, user: root}\n",
+            4,
+            "unknown key \"user\" in x-composectl.backup.pre.0",
+        ),
+        (
+            "  backup:\n    pre:\n      - {service: db, run: x}\n      - {service: db, run: y}\n",
+            5,
+            "another hook already writes db.out",
+        ),
+        (
+            "  backup:\n    pre:\n      - {service: web, run: x}\n",
+            4,
+            "x-composectl.backup.pre: service \"web\" does not run in this stack",
+        ),
+        (
+            "  backup: {keep: 3}\n",
+            2,
+            "unknown key \"keep\" in x-composectl.backup",
+        ),
+    ];
+    for (meta, line, message) in cases {
+        refuses(
+            Test::valid().file(
+                "stacks/db/compose.yaml",
+                &format!("x-composectl:\n{meta}services:\n  db:\n    image: x\n"),
+            ),
+            &format!("stacks/db/compose.yaml:{line}:"),
+            message,
+        );
+    }
+}
+
+#[test]
+fn log_rate_limit_defaults_in_composectl_toml() {
+    refuses(
+        Test::valid().file("composectl.toml", "[defaults]\nlog_rate_limit_burst = 0\n"),
+        "composectl.toml:2:",
+        "defaults.log_rate_limit_burst is 0",
+    );
+    refuses(
+        Test::valid().file(
+            "composectl.toml",
+            "[defaults]\nlog_rate_limit_interval = \"a while\"\n",
+        ),
+        "composectl.toml",
+        "defaults.log_rate_limit_interval",
+    );
+}
+
+#[test]
+fn backup_and_update_settings_in_composectl_toml() {
+    refuses(
+        Test::valid().file("composectl.toml", "[backup]\ndir = \"backups\"\n"),
+        "composectl.toml:2:",
+        "backup.dir backups is not an absolute path",
+    );
+    refuses(
+        Test::valid().file("composectl.toml", "[backup]\nkeep = 0\n"),
+        "composectl.toml:2:",
+        "backup.keep is 0",
+    );
+    refuses(
+        Test::valid().file("composectl.toml", "[update]\ntimer = \"weekly\"\n"),
+        "composectl.toml:2:",
+        "unknown variant `weekly`, expected `update` or `check`",
+    );
+}
+
+/// restore refuses what is not a backup of the stack before it touches anything.
+#[test]
+fn restore_refuses_what_is_not_a_backup_of_the_stack() {
+    let test = Test::valid().file("notes.tar", "not a tar archive at all");
+    let notes = test.root().join("notes.tar");
+    test.args(["--user", "restore", "db"])
+        .args([notes.to_str().expect("utf-8")])
+        .code(2)
+        .stderr_has("is not a composectl backup")
+        .run();
+    Test::valid()
+        .args(["--user", "restore", "db", "/nonexistent/db.tar"])
+        .code(2)
+        .stderr_has("cannot read /nonexistent/db.tar")
+        .run();
+}

@@ -251,10 +251,23 @@ fn every_command_speaks_json_even_when_it_fails() {
         (&["start", "app"], 2),
         (&["stop", "app"], 2),
         (&["restart", "app"], 2),
+        (&["reload", "app"], 2),
         (&["update", "app"], 1),
+        (&["update", "--check", "app"], 1),
+        (&["update"], 2),
+        (&["secrets"], 0),
+        (&["backup", "app"], 1),
+        (&["restore", "app", "/nonexistent.tar"], 2),
+        (&["run", "app", "--reload"], 1),
         (&["status", "app"], 1),
         (&["list"], 1),
         (&["networks"], 1),
+        (&["swarm", "render"], 0),
+        (&["swarm", "deploy", "app"], 1),
+        (&["swarm", "update"], 1),
+        (&["swarm", "status"], 1),
+        (&["swarm", "rm", "app"], 1),
+        (&["swarm", "render", "nosuch"], 2),
         (&["logs", "nosuch"], 2),
         (&["run", "nosuch"], 2),
         (&["check", "Bad/Name"], 2),
@@ -327,4 +340,197 @@ fn command_modules_do_not_import_each_other() {
             );
         }
     }
+}
+
+/// Bind-mount sources outside the root become `RequiresMountsFor=` (deduplicated, the runtime
+/// filesystems and paths covered by a deeper one left out); missing ones are warned about.
+#[test]
+fn bind_mounts_are_required_mounts_and_missing_sources_are_warned_about() {
+    let test = Test::valid();
+    let outside = test.dir.path().join("disk");
+    std::fs::create_dir_all(outside.join("media/films")).expect("mkdir");
+    std::fs::create_dir_all(outside.join("my data")).expect("mkdir");
+    std::fs::create_dir_all(test.root().join("stacks/db/conf")).expect("mkdir");
+    let disk = outside.display().to_string();
+    let test = test
+        .file(
+            "stacks/db/compose.yaml",
+            &formatdoc! {r#"
+            services:
+              db:
+                image: postgres:16
+                volumes:
+                  - {disk}/media:/media
+                  - {disk}/media/films:/films
+                  - "{disk}/my data:/data"
+                  - {disk}/gone:/gone
+                  - ./conf:/etc/db
+                  - /var/run/docker.sock:/var/run/docker.sock
+                  - type: bind
+                    source: ${{MEDIA}}/films
+                    target: /again
+                  - data:/var/lib/postgresql/data
+            volumes:
+              data:
+        "#},
+        )
+        .file("stacks/db/.env", &format!("MEDIA={disk}/media\n"));
+    let compose = test.root().join("stacks/db/compose.yaml");
+    let output = test
+        .args(["--system", "render", "db"])
+        .stderr(&formatdoc! {"
+            {}:8: warning: bind mount source {disk}/gone does not exist
+              hint: compose would create it as an empty directory owned by root: create it, fix the path, or mount the disk that holds it
+        ", compose.display()})
+        .run();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!(
+            "RequiresMountsFor={disk}/gone {disk}/media/films \"{disk}/my data\"\n"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_start_timeout_shorter_than_a_healthcheck_needs_is_warned_about() {
+    let test = Test::valid().file(
+        "stacks/db/compose.yaml",
+        indoc! {r#"
+            x-composectl:
+              start_timeout: 1min
+            services:
+              db:
+                image: postgres:16
+                healthcheck:
+                  test: ["CMD", "pg_isready"]
+                  interval: 10s
+                  start_period: 1m30s
+              cache:
+                image: redis
+                healthcheck:
+                  test: ["CMD", "true"]
+                  interval: 5s
+        "#},
+    );
+    let compose = test.root().join("stacks/db/compose.yaml");
+    test.args(["check"])
+        .stdout_has("ok (2 stacks")
+        .stderr(&formatdoc! {"
+            {}:2: warning: start_timeout 1min is shorter than service db's healthcheck may take to report healthy (start_period 90s + interval 10s × retries 3 = 2min)
+              hint: the start would time out before the service is healthy: set x-composectl.start_timeout to 2min or more, or shorten the healthcheck
+        ", compose.display()})
+        .run();
+    // Without start_timeout in the stack, the default (5min) applies and the warning points at
+    // the healthcheck; `ready: running` does not wait for health at all.
+    let test = Test::valid().file(
+        "stacks/db/compose.yaml",
+        "services:\n  db:\n    image: x\n    healthcheck:\n      test: [CMD, 'true']\n      interval: 2m\n",
+    );
+    test.args(["check"])
+        .stderr_has(
+            "compose.yaml:4: warning: start_timeout 5min is shorter than service db's healthcheck",
+        )
+        .run();
+    Test::valid()
+        .file(
+            "stacks/db/compose.yaml",
+            "x-composectl:\n  ready: running\nservices:\n  db:\n    image: x\n    healthcheck:\n      test: [CMD, 'true']\n      interval: 2m\n",
+        )
+        .args(["check"])
+        .run();
+}
+
+/// Declared secrets are generated once into `.env.local` at 0600 (the root's when shared),
+/// never overwrite a value an env file sets, and are printed only with --show.
+#[test]
+fn secrets_are_generated_once_private_and_printed_only_when_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = Test::valid()
+        .file(
+            "stacks/db/compose.yaml",
+            indoc! {r#"
+                x-composectl:
+                  secrets:
+                    DB_PASSWORD: {shared: true}
+                    API_KEY: {length: 40, charset: hex}
+                    PRESET:
+                services:
+                  db:
+                    image: postgres:16
+                    environment:
+                      POSTGRES_PASSWORD: ${DB_PASSWORD:?generated by composectl}
+            "#},
+        )
+        .file("stacks/db/.env", "PRESET=chosen-by-hand\n")
+        .file(
+            "stacks/app/compose.yaml",
+            "x-composectl:\n  secrets:\n    DB_PASSWORD: {shared: true}\nservices:\n  web:\n    image: nginx\n",
+        );
+    let root = test.root().to_path_buf();
+    let at = |args: &[&str]| Test::new().at(&root).args(args.iter().copied());
+    at(&["check"])
+        .stdout_has(
+            "db: secrets to generate: DB_PASSWORD, API_KEY (composectl secrets db, or enable)",
+        )
+        .stdout_has("app: secrets to generate: DB_PASSWORD")
+        .run();
+    let first = at(&["secrets"]).run();
+    let shown = String::from_utf8_lossy(&first.stdout);
+    let shared = root.join(".env.local");
+    let own = root.join("stacks/db/.env.local");
+    assert!(
+        shown.contains(&format!(
+            "app: DB_PASSWORD (generated in {})",
+            shared.display()
+        )) && shown.contains(&format!("db: DB_PASSWORD (set in {})", shared.display()))
+            && shown.contains(&format!("db: API_KEY (generated in {})", own.display()))
+            && shown.contains("db: PRESET (set in "),
+        "{shown}"
+    );
+    for file in [&shared, &own] {
+        let mode = std::fs::metadata(file)
+            .expect("written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+    let values = std::fs::read_to_string(&own).expect("read")
+        + &std::fs::read_to_string(&shared).expect("read");
+    let value_of = |name: &str| {
+        values
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {values}"))
+            .to_string()
+    };
+    let (password, key) = (value_of("DB_PASSWORD"), value_of("API_KEY"));
+    assert_eq!(password.len(), 32);
+    assert!(key.len() == 40 && key.chars().all(|c| c.is_ascii_hexdigit()));
+    assert!(
+        !shown.contains(&password) && !shown.contains(&key),
+        "{shown}"
+    );
+
+    // Again: nothing changes; --show prints the values, JSON too.
+    at(&["check"])
+        .stdout(&format!("{}: ok (2 stacks: app, db)\n", root.display()))
+        .run();
+    at(&["secrets", "--show", "db"])
+        .stdout_has(&format!("db: DB_PASSWORD = {password} (set in"))
+        .stdout_has("db: PRESET = chosen-by-hand (set in")
+        .run();
+    let json = at(&["-o", "json", "secrets", "db"]).run();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(value[0]["variable"], "DB_PASSWORD");
+    assert_eq!(value[0]["generated"], false);
+    assert!(value[0].get("value").is_none(), "{value}");
+    assert_eq!(value_of("DB_PASSWORD"), password);
+    assert_eq!(
+        std::fs::read_to_string(&own)
+            .expect("read")
+            .matches("API_KEY=")
+            .count(),
+        1
+    );
 }

@@ -15,8 +15,11 @@ mod guest;
 mod harness;
 #[path = "../e2e/layered.rs"]
 mod layered;
+mod operations;
 mod realistic;
 mod stacks;
 mod supervision;
+mod swarm;
+mod swarm_render;
 mod sysmode;
 mod systemd;

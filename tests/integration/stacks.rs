@@ -21,7 +21,7 @@ pub struct Stacks {
 }
 
 /// Quick restarts and a short grace, so faults play out in seconds.
-const FAST_DEFAULTS: &str = r#"[defaults]
+pub const FAST_DEFAULTS: &str = r#"[defaults]
 restart_sec = "300ms"
 failure_grace = "2s"
 start_limit_burst = 3
@@ -76,10 +76,9 @@ impl Stacks {
         self.custom(stack, &meta, &self.healthy_after(stack, delay), network)
     }
 
-    /// The service settings of [`stack`](Self::stack): says "NAME ready" and turns healthy
-    /// `delay` seconds after it starts; no restart policy.
+    /// The service settings of [`stack`](Self::stack): see [`healthy_after`].
     pub fn healthy_after(&self, stack: &str, delay: &str) -> String {
-        ready_after(&self.name(stack), delay, "")
+        healthy_after(&self.name(stack), delay)
     }
 
     /// A stack with one busybox service `app` on `network`: `meta` goes before `services:`,
@@ -125,7 +124,21 @@ impl Drop for Stacks {
                 self.prefix
             ))
             .output();
+        // Named volumes of the stacks (compose names them PROJECT_VOLUME).
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker volume ls -q --filter name={}- | xargs -r docker volume rm",
+                self.prefix
+            ))
+            .output();
     }
+}
+
+/// A busybox service's settings (indented four spaces): says "NAME ready" and turns healthy
+/// `delay` seconds after it starts; no restart policy.
+pub fn healthy_after(name: &str, delay: &str) -> String {
+    ready_after(name, delay, "")
 }
 
 pub fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {

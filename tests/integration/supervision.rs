@@ -12,12 +12,12 @@ use crate::e2e::{UserManager, environment, wait_until};
 use crate::engine_proxy::EngineProxy;
 use crate::stacks::{Stacks, assert_ordered, composectl, engine_events, now_secs, text, wait_for};
 
-fn unit(stack: &str) -> String {
+pub fn unit(stack: &str) -> String {
     format!("compose@{stack}.service")
 }
 
 /// The ID of a stack's only container, or "" when it has none.
-fn container_id(stack: &str) -> String {
+pub fn container_id(stack: &str) -> String {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--no-trunc", "--filter"])
         .arg(format!("label=com.docker.compose.project={stack}"))
@@ -26,7 +26,7 @@ fn container_id(stack: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn active(manager: &UserManager, stack: &str) {
+pub fn active(manager: &UserManager, stack: &str) {
     wait_for(
         manager,
         &unit(stack),

@@ -108,15 +108,17 @@ fn enable_start_status_stop_disable_on_a_real_manager() {
     assert_eq!(value[0]["unit"]["status_text"], "1/1 running, 1/1 healthy");
     assert_eq!(value[0]["containers"]["running"], 1);
 
-    // update: pull (the test image has pull_policy: never, so nothing is fetched), then restart.
+    // update: pull (the test image has pull_policy: never, so nothing is fetched); no newer
+    // image, so nothing is recreated and the unit keeps running.
     let before = manager.property(&unit(&app), "InvocationID");
     let updated = composectl(&manager, &root, &["update", &app]);
     assert!(updated.status.success(), "{}", text(&updated));
-    assert_ne!(
-        manager.property(&unit(&app), "InvocationID"),
-        before,
-        "update did not restart the unit"
+    assert!(
+        text(&updated).contains("no newer images: nothing to recreate"),
+        "{}",
+        text(&updated)
     );
+    assert_eq!(manager.property(&unit(&app), "InvocationID"), before);
     assert_eq!(manager.property(&unit(&app), "ActiveState"), "active");
 
     let list = composectl(&manager, &root, &["list"]);
@@ -353,7 +355,12 @@ fn commands_on_a_real_manager_speak_json_and_survive_closed_pipes() {
     // Four starts in a row: the next one would hit the stacks' StartLimitBurst=3.
     let reset = manager.systemctl(&["reset-failed", &format!("compose@{app}.service")]);
     assert!(reset.status.success(), "{}", text(&reset));
-    assert_eq!(json(&["update", &app])["restarted"][0], app.as_str());
+    let updated = json(&["update", &app]);
+    assert_eq!(updated[0]["stack"], app.as_str(), "{updated}");
+    assert_eq!(updated[0]["result"], "unchanged", "{updated}");
+    let reloaded = json(&["reload", &app]);
+    assert_eq!(reloaded["action"], "reload", "{reloaded}");
+    assert_eq!(json(&["update", "--check", &app])[0]["state"], "up-to-date");
 
     let logs = composectl(&manager, &root, &["-o", "json", "logs", &db, "-n", "5"]);
     assert!(logs.status.success(), "{}", text(&logs));

@@ -1,5 +1,6 @@
 //! The Docker engine, through its API on the unix socket (bollard): networks, the containers of
-//! a compose project, their events and their logs. Nothing here parses CLI output.
+//! a compose project, their events and their logs; `swarm` adds a swarm's services, tasks and
+//! nodes. Nothing here parses CLI output.
 //!
 //! Every request is bounded ([`REQUEST_TIMEOUT`]): an engine that hangs (a socket-activated
 //! dockerd that is not coming back, a wedged daemon) must never hold a stop or a failure path
@@ -18,9 +19,16 @@ use futures_util::{Stream, StreamExt};
 
 use crate::config::networks::NetworkSpec;
 
+mod swarm;
+
+pub use swarm::{HEALTHCHECK_LABEL, Kind, StackObject, SwarmService, SwarmTask, UPDATE_LABEL};
+
 /// Compose's labels on the containers it creates.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
+/// The hash of the service's configuration the container was created from: compose recreates
+/// the container when the files give another one.
+pub const CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
 
 /// The oldest API with everything composectl uses (Docker 20.10); newer engines accept it.
 const API_VERSION: ClientVersion = ClientVersion {
@@ -52,6 +60,10 @@ pub struct Container {
     pub health: Option<String>,
     /// The exit code of a stopped container.
     pub exit_code: Option<i64>,
+    /// The ID of the image it runs (`sha256:...`).
+    pub image: String,
+    #[serde(skip)]
+    pub config_hash: Option<String>,
 }
 
 impl Container {
@@ -94,6 +106,46 @@ impl std::fmt::Display for ContainerSummary {
     }
 }
 
+/// The image of the containers composectl creates to read and write volumes and host paths
+/// through the engine's archive endpoint (never started: no process, no network). Imported
+/// from an empty archive, so nothing is pulled; `.invalid` keeps any registry out of it.
+const HELPER_IMAGE: &str = "composectl.invalid/empty:1";
+/// Where a helper container has its one mount.
+pub const HELPER_MOUNT: &str = "/composectl/data";
+
+/// A named volume of a compose project, as the engine has it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub driver: String,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// What a helper container mounts at [`HELPER_MOUNT`].
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Volume(&'a str),
+    /// An absolute host path.
+    Path(&'a std::path::Path),
+}
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
+
+/// An image ID as people compare them (`docker images`): the first 12 hex digits.
+pub fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// An image present on the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    pub id: String,
+    /// `name@sha256:...` for each registry it came from; empty for built or imported images.
+    pub repo_digests: Vec<String>,
+}
+
 /// What the engine says about a container that stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
@@ -115,6 +167,31 @@ pub struct Event {
     pub time_nano: i64,
 }
 
+/// Where the networks of networks.toml live: on one engine, as compose uses them (their
+/// driver, bridge by default), or across a swarm as attachable overlay networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Local,
+    Swarm,
+}
+
+impl Scope {
+    fn driver(self, spec: &NetworkSpec) -> &str {
+        match self {
+            Scope::Local => &spec.driver,
+            Scope::Swarm => "overlay",
+        }
+    }
+
+    /// The command that creates the networks as networks.toml says.
+    fn creator(self) -> &'static str {
+        match self {
+            Scope::Local => "composectl networks",
+            Scope::Swarm => "composectl swarm deploy",
+        }
+    }
+}
+
 /// What `ensure_networks` found or did for one network of networks.toml.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NetworkCheck {
@@ -124,6 +201,8 @@ pub struct NetworkCheck {
     /// How the engine's network differs from networks.toml, as sentences (state `drifted`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
+    #[serde(skip)]
+    scope: Scope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -134,16 +213,27 @@ pub enum NetworkState {
     Drifted,
 }
 
+impl NetworkState {
+    pub fn word(self) -> &'static str {
+        match self {
+            NetworkState::Ok => "ok",
+            NetworkState::Created => "created",
+            NetworkState::Drifted => "drifted",
+        }
+    }
+}
+
 impl NetworkCheck {
     /// Why a drifted network stops the stack, and how to fix it.
     pub fn problem(&self) -> Option<String> {
         (self.state == NetworkState::Drifted).then(|| {
             format!(
                 "network {name} differs from networks.toml: {}. Containers may use it, so composectl will not \
-                 recreate it: stop what uses it, `docker network rm {name}`, then run `composectl networks` \
+                 recreate it: stop what uses it, `docker network rm {name}`, then run `{creator}` \
                  (or change networks.toml to match)",
                 self.drift.join("; "),
-                name = self.name
+                name = self.name,
+                creator = self.scope.creator()
             )
         })
     }
@@ -163,14 +253,23 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<(bool, Vec<u8>)>> + Send>>;
 
 /// How a network on the engine differs from networks.toml, as sentences.
-pub fn network_drift(spec: &NetworkSpec, actual: &bollard::models::NetworkInspect) -> Vec<String> {
+pub fn network_drift(
+    spec: &NetworkSpec,
+    actual: &bollard::models::NetworkInspect,
+    scope: Scope,
+) -> Vec<String> {
     let mut drift = Vec::new();
     let driver = actual.driver.clone().unwrap_or_default();
-    if driver != spec.driver {
-        drift.push(format!(
-            "driver is {driver}, networks.toml says {}",
-            spec.driver
-        ));
+    if driver != scope.driver(spec) {
+        let wanted = match scope {
+            Scope::Local => format!("networks.toml says {}", spec.driver),
+            Scope::Swarm => "a swarm needs overlay".to_string(),
+        };
+        drift.push(format!("driver is {driver}, {wanted}"));
+    }
+    // Containers outside the swarm's services (compose on a node, `docker run`) may join.
+    if scope == Scope::Swarm && actual.attachable != Some(true) {
+        drift.push("it is not attachable, composectl creates it attachable".into());
     }
     let internal = actual.internal.unwrap_or(false);
     if internal != spec.internal {
@@ -339,10 +438,11 @@ impl Engine {
         }
     }
 
-    pub async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+    pub async fn create_network(&self, spec: &NetworkSpec, scope: Scope) -> Result<()> {
         let request = bollard::models::NetworkCreateRequest {
             name: spec.name.clone(),
-            driver: Some(spec.driver.clone()),
+            driver: Some(scope.driver(spec).to_string()),
+            attachable: (scope == Scope::Swarm).then_some(true),
             internal: Some(spec.internal),
             enable_ipv6: Some(spec.subnet.addr().is_ipv6()),
             ipam: Some(bollard::models::Ipam {
@@ -365,12 +465,16 @@ impl Engine {
 
     /// Creates the networks that are missing; compares the others with their spec (never
     /// recreating one: containers may use it).
-    pub async fn ensure_networks(&self, specs: &[&NetworkSpec]) -> Result<Vec<NetworkCheck>> {
+    pub async fn ensure_networks(
+        &self,
+        specs: &[&NetworkSpec],
+        scope: Scope,
+    ) -> Result<Vec<NetworkCheck>> {
         let mut checks = Vec::new();
         for spec in specs {
             let existing = match self.network(&spec.name).await? {
                 Some(actual) => Some(actual),
-                None => match self.create_network(spec).await {
+                None => match self.create_network(spec, scope).await {
                     Ok(()) => None,
                     // Another stack's supervisor created it meanwhile (stacks start together).
                     Err(e) => Some(self.network(&spec.name).await?.ok_or(e)?),
@@ -379,7 +483,7 @@ impl Engine {
             let (state, drift) = match existing {
                 None => (NetworkState::Created, Vec::new()),
                 Some(actual) => {
-                    let drift = network_drift(spec, &actual);
+                    let drift = network_drift(spec, &actual, scope);
                     let state = if drift.is_empty() {
                         NetworkState::Ok
                     } else {
@@ -393,6 +497,7 @@ impl Engine {
                 subnet: spec.subnet.to_string(),
                 state,
                 drift,
+                scope,
             });
         }
         Ok(checks)
@@ -427,6 +532,8 @@ impl Engine {
                     running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
                     health: c.status.as_deref().and_then(health_from_status),
                     exit_code: c.status.as_deref().and_then(exit_code_from_status),
+                    image: c.image_id.unwrap_or_default(),
+                    config_hash: labels.get(CONFIG_HASH_LABEL).cloned(),
                 }
             })
             .collect())
@@ -462,6 +569,279 @@ impl Engine {
                 .map_err(|e| anyhow!("cannot remove network {network}: {e}"))?;
         }
         Ok(containers.len())
+    }
+
+    /// What a local image reference (`name:tag`, an ID) names: its ID and the registry digests
+    /// it was pulled or pushed as. None when there is no such image here.
+    pub async fn image(&self, reference: &str) -> Result<Option<LocalImage>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(LocalImage {
+                id: image.id.unwrap_or_default(),
+                repo_digests: image.repo_digests.unwrap_or_default(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(anyhow!("cannot inspect image {reference}: {e}")),
+        }
+    }
+
+    /// The digest a registry gives for `reference` now, without pulling it.
+    pub async fn registry_digest(&self, reference: &str) -> Result<String> {
+        let found = self
+            .docker
+            .inspect_registry_image(reference, None)
+            .await
+            .map_err(|e| anyhow!("cannot ask the registry about {reference}: {e}"))?;
+        Ok(found.descriptor.digest.unwrap_or_default())
+    }
+
+    /// The output of a container's last healthcheck probes, newest last.
+    pub async fn health_log(&self, id: &str) -> Vec<String> {
+        let Ok(detail) = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        else {
+            return Vec::new();
+        };
+        detail
+            .state
+            .and_then(|s| s.health)
+            .and_then(|h| h.log)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|probe| probe.output)
+            .map(|output| output.trim().to_string())
+            .filter(|output| !output.is_empty())
+            .collect()
+    }
+
+    /// The named volumes compose created for `project` (external ones are not its own).
+    pub async fn volumes(&self, project: &str) -> Result<Vec<VolumeInfo>> {
+        let options = bollard::query_parameters::ListVolumesOptions {
+            filters: Some(project_filter(Some(project))),
+        };
+        let list = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| anyhow!("cannot list volumes: {e}"))?;
+        let mut volumes: Vec<VolumeInfo> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeInfo {
+                name: v.name,
+                driver: v.driver,
+                labels: v.labels.into_iter().collect(),
+                options: v.options.into_iter().collect(),
+            })
+            .collect();
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
+    /// Creates `volume` empty, as it was (driver, options, compose's labels), removing what has
+    /// its name: a restore gives back exactly what was archived.
+    pub async fn recreate_volume(&self, volume: &VolumeInfo) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(
+                &volume.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot replace volume {}: {e} (stop what uses it first)",
+                    volume.name
+                ));
+            }
+        }
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(volume.name.clone()),
+            driver: Some(volume.driver.clone()),
+            driver_opts: Some(volume.options.clone().into_iter().collect()),
+            labels: Some(volume.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map_err(|e| anyhow!("cannot create volume {}: {e}", volume.name))?;
+        Ok(())
+    }
+
+    /// A container that mounts `source` at [`HELPER_MOUNT`] and is never started, for the
+    /// archive endpoint; remove it with [`remove_helper`](Self::remove_helper).
+    pub async fn create_helper(&self, source: Source<'_>, read_only: bool) -> Result<String> {
+        if self.image(HELPER_IMAGE).await?.is_none() {
+            let (repo, tag) = HELPER_IMAGE
+                .rsplit_once(':')
+                .unwrap_or((HELPER_IMAGE, "latest"));
+            let options = bollard::query_parameters::CreateImageOptions {
+                from_src: Some("-".into()),
+                repo: Some(repo.into()),
+                tag: Some(tag.into()),
+                ..Default::default()
+            };
+            // An empty tar archive: two zero blocks.
+            let empty = bytes::Bytes::from(vec![0u8; 1024]);
+            let mut imported =
+                self.docker
+                    .create_image(Some(options), Some(bollard::body_full(empty)), None);
+            while let Some(step) = imported.next().await {
+                step.map_err(|e| anyhow!("cannot create the helper image {HELPER_IMAGE}: {e}"))?;
+            }
+        }
+        let mount = match source {
+            Source::Volume(name) => bollard::models::Mount {
+                typ: Some(bollard::models::MountType::VOLUME),
+                source: Some(name.to_string()),
+                ..Default::default()
+            },
+            Source::Path(path) => bollard::models::Mount {
+                typ: Some(bollard::models::MountType::BIND),
+                source: Some(path.to_string_lossy().into_owned()),
+                ..Default::default()
+            },
+        };
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(HELPER_IMAGE.into()),
+            cmd: Some(vec!["never-started".into()]),
+            labels: Some(HashMap::from([(
+                "org.composectl.helper".into(),
+                "true".into(),
+            )])),
+            host_config: Some(bollard::models::HostConfig {
+                mounts: Some(vec![bollard::models::Mount {
+                    target: Some(HELPER_MOUNT.into()),
+                    read_only: Some(read_only),
+                    ..mount
+                }]),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(|e| anyhow!("cannot create a helper container: {e}"))?;
+        Ok(created.id)
+    }
+
+    pub async fn remove_helper(&self, id: &str) -> Result<()> {
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        self.docker
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| anyhow!("cannot remove helper container {id}: {e}"))
+    }
+
+    /// A tar archive of the helper's mount (its entries under `data/`).
+    pub fn read_helper(&self, id: &str) -> ByteStream {
+        let options = bollard::query_parameters::DownloadFromContainerOptions {
+            path: HELPER_MOUNT.into(),
+        };
+        Box::pin(
+            self.docker
+                .download_from_container(id, Some(options))
+                .map(|chunk| chunk.map_err(|e| anyhow!("cannot read the archive: {e}"))),
+        )
+    }
+
+    /// Extracts a tar archive whose entries are under `data/` into the helper's mount.
+    pub async fn write_helper(
+        &self,
+        id: &str,
+        tar: impl Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+    ) -> Result<()> {
+        let parent = std::path::Path::new(HELPER_MOUNT)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let options = bollard::query_parameters::UploadToContainerOptions {
+            path: parent,
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_try_stream(tar))
+            .await
+            .map_err(|e| anyhow!("cannot write the archive: {e}"))
+    }
+
+    /// Runs `command` in a running container, its standard output into `out`; returns the exit
+    /// code and the last lines it wrote on standard error. Killed (the exec abandoned) after
+    /// `limit`.
+    pub async fn exec_into(
+        &self,
+        container: &str,
+        command: Vec<String>,
+        out: &mut (dyn std::io::Write + Send),
+        limit: Duration,
+    ) -> Result<(i64, Vec<String>)> {
+        let config = bollard::models::ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(container, config)
+            .await
+            .map_err(|e| anyhow!("cannot run a command in {container}: {e}"))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| anyhow!("cannot run a command in {container}: {e}"))?;
+        let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+            return Err(anyhow!("the command in {container} ran detached"));
+        };
+        let mut errors = Vec::new();
+        let copy = async {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(|e| anyhow!("the command's output failed: {e}"))? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        errors.extend_from_slice(&message);
+                    }
+                    other => out.write_all(&other.into_bytes())?,
+                }
+            }
+            anyhow::Ok(())
+        };
+        tokio::time::timeout(limit, copy)
+            .await
+            .map_err(|_| anyhow!("did not finish within {}", crate::duration::format(limit)))??;
+        let inspected = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| anyhow!("cannot inspect the command in {container}: {e}"))?;
+        let stderr = String::from_utf8_lossy(&errors);
+        let tail: Vec<String> = stderr.lines().rev().take(8).map(str::to_string).collect();
+        Ok((
+            inspected.exit_code.unwrap_or(-1),
+            tail.into_iter().rev().collect(),
+        ))
     }
 
     /// Inspects one container for why it stopped and whether it comes back by itself.
@@ -587,7 +967,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let drift = network_drift(&spec, &actual);
+        let drift = network_drift(&spec, &actual, Scope::Local);
         assert_eq!(
             drift,
             [
