@@ -3,16 +3,17 @@
 # Debian 12 machine where we are root, systemd is NOT PID 1 and no Docker
 # engine runs (see shared/TESTING.md):
 #
+#   * a trixie apt source pinned low (scripts/trixie-source.sh).
 #   * Debian packages: docker.io + docker-cli + docker-buildx + docker-compose
 #     (Compose v2) from trixie, pinned low; busybox-static; dbus +
 #     dbus-user-session (the user units dbus.socket/dbus.service that let a
 #     `systemd --user` manager socket-activate its own D-Bus); systemd;
 #     lintian and rpm for the packaging checks.
 #   * /run/systemd/system (without it `systemd --user` refuses to start).
-#   * a systemd-journald, unless one is already listening.
-#   * a dockerd, unless `docker info` already answers.
+#   * a systemd-journald, unless one is already listening, and a dockerd,
+#     unless `docker info` already answers (scripts/start-host-daemon.sh).
 #   * the local test image composectl-test/busybox:latest (nothing can be
-#     pulled: there is no registry).
+#     pulled: there is no registry; scripts/make-test-image.sh).
 #
 # Idempotent; a second run does no apt work and takes a few seconds at most.
 # Usage: scripts/provision-e2e.sh        (as root)
@@ -21,13 +22,8 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
 
-TEST_IMAGE="composectl-test/busybox:latest"
-# Bump when the image recipe below changes, so old images get rebuilt.
-TEST_IMAGE_REV="1"
-DOCKERD_LOG=/var/log/dockerd.log
-JOURNALD_LOG=/var/log/journald-e2e.log
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 TRIXIE_SOURCE=/etc/apt/sources.list.d/composectl-trixie.sources
-TRIXIE_PIN=/etc/apt/preferences.d/composectl-trixie
 
 cleanup_paths=()
 cleanup() {
@@ -68,37 +64,13 @@ apt_install() {
         "$@" >/dev/null
 }
 
-# The machine's own mirror, never a host written into the project: the first URIs: of its
-# bookworm source.
-mirror() {
-    awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null | grep . ||
-        die "no URIs: line in /etc/apt/sources.list.d/debian.sources to take the mirror from"
-}
-
-# Trixie source, pinned at 100 so nothing is upgraded from it unless asked.
+# Trixie source, pinned at 100 so nothing is upgraded from it unless asked; its mirror is the
+# machine's own.
 if [ ! -f "$TRIXIE_SOURCE" ]; then
-    log "adding $TRIXIE_SOURCE"
-    cat >"$TRIXIE_SOURCE" <<EOF
-# Added by composectl scripts/provision-e2e.sh: Docker Compose v2 (+ docker.io 26).
-Types: deb
-URIs: $(mirror)
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
     apt_updated=0
     trixie_added=1
 fi
-if [ ! -f "$TRIXIE_PIN" ]; then
-    log "adding $TRIXIE_PIN"
-    cat >"$TRIXIE_PIN" <<'EOF'
-# Added by composectl scripts/provision-e2e.sh: never take trixie packages
-# unless explicitly requested (pkg/trixie).
-Package: *
-Pin: release n=trixie
-Pin-Priority: 100
-EOF
-fi
+"$here/trixie-source.sh" /
 
 # Docker from trixie. Each package is named with /trixie and recommends are
 # off: `apt-get install -t trixie docker.io` would instead make trixie the
@@ -167,70 +139,12 @@ done
 # ---------------------------------------------------------- systemd ----
 mkdir -p /run/systemd/system
 
-# Is some process bound to this unix socket path? (/run lives on the root
-# disk here, so a socket file may be left over from an earlier boot.)
-unix_listening() { awk -v p="$1" '$NF == p { found = 1 } END { exit !found }' /proc/net/unix; }
-
-if ! unix_listening /run/systemd/journal/socket; then
-    log "starting systemd-journald (log: $JOURNALD_LOG)"
-    rm -f /run/systemd/journal/socket /run/systemd/journal/stdout /run/systemd/journal/dev-log
-    setsid nohup /lib/systemd/systemd-journald >>"$JOURNALD_LOG" 2>&1 </dev/null &
-    for _ in $(seq 1 100); do
-        unix_listening /run/systemd/journal/socket &&
-            unix_listening /run/systemd/journal/stdout && break
-        sleep 0.1
-    done
-    unix_listening /run/systemd/journal/socket || die "journald did not come up; see $JOURNALD_LOG"
-fi
-
-# ----------------------------------------------------------- docker ----
-if ! docker info >/dev/null 2>&1; then
-    log "starting dockerd (log: $DOCKERD_LOG)"
-    setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
-    ok=0
-    for _ in $(seq 1 120); do
-        if docker info >/dev/null 2>&1; then ok=1; break; fi
-        sleep 0.5
-    done
-    [ "$ok" -eq 1 ] || { tail -n 30 "$DOCKERD_LOG" >&2 || true; die "dockerd did not answer within 60 s"; }
-fi
+# journald and dockerd, unless they already answer; then the test image (its own recipe, shared
+# with the system-mode guest of scripts/guest.sh).
+"$here/start-host-daemon.sh" journald dockerd
 
 # ------------------------------------------------------- test image ----
-have_image_rev="$(docker image inspect -f '{{ index .Config.Labels "org.composectl.test-image-rev" }}' \
-    "$TEST_IMAGE" 2>/dev/null || true)"
-if [ "$have_image_rev" != "$TEST_IMAGE_REV" ]; then
-    log "building $TEST_IMAGE from busybox-static"
-    rootfs="$(mktemp -d)"
-    cleanup_paths+=("$rootfs")
-    mkdir -p "$rootfs"/{bin,etc,root,tmp,var/tmp,proc,sys,dev,usr}
-    chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp"
-    chmod 0700 "$rootfs/root"
-    cp /bin/busybox "$rootfs/bin/busybox"
-    for applet in $("$rootfs/bin/busybox" --list); do
-        [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-    done
-    # Scripts with #!/usr/bin/env or /sbin/... shebangs should still work.
-    ln -s bin "$rootfs/sbin"
-    ln -s ../bin "$rootfs/usr/bin"
-    ln -s ../bin "$rootfs/usr/sbin"
-    cat >"$rootfs/etc/passwd" <<'EOF'
-root:x:0:0:root:/root:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/false
-EOF
-    cat >"$rootfs/etc/group" <<'EOF'
-root:x:0:
-nogroup:x:65534:
-EOF
-    tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -c . |
-        docker import \
-            -c 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
-            -c 'CMD ["sh"]' \
-            -c "LABEL org.composectl.test-image-rev=$TEST_IMAGE_REV" \
-            -m "composectl e2e test image (Debian busybox-static)" \
-            - "$TEST_IMAGE" >/dev/null
-    docker run --rm --pull=never --network=none "$TEST_IMAGE" sh -c 'test -x /bin/sleep && id -un' >/dev/null ||
-        die "$TEST_IMAGE does not run"
-fi
+"$here/make-test-image.sh"
 
 # ---------------------------------------------------------- summary ----
 {
@@ -240,5 +154,5 @@ fi
     printf '  compose:        %s\n' "$(docker compose version --short 2>/dev/null)"
     printf '  systemd:        %s\n' "$(systemctl --version | head -n1)"
     printf '  dbus-daemon:    %s\n' "$(dbus-daemon --version | head -n1)"
-    printf '  test image:     %s\n' "$TEST_IMAGE"
+    printf '  test image:     %s\n' "$(docker image ls --format '{{.Repository}}:{{.Tag}}' composectl-test/busybox)"
 } >&2

@@ -13,6 +13,8 @@
 //! Only `std` and `tempfile` are used, on purpose: the harness must not pull
 //! dependencies into the crate, and talking D-Bus here would duplicate (and
 //! could mask bugs of) the code under test. Signals are sent with `kill(1)`.
+// Two test binaries include this file (tests/integration and tests/faults), each using a part.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -22,7 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,11 @@ use std::time::{Duration, Instant};
 /// (nothing can be pulled here). Compose files in tests use it with
 /// `pull_policy: never`.
 pub const TEST_IMAGE: &str = "composectl-test/busybox:latest";
+
+/// The composectl binary under test (cargo builds it for every integration test target).
+pub const BIN: &str = env!("CARGO_BIN_EXE_composectl");
+/// Upper bound for one composectl command: `enable --now` waits for the stacks' start.
+const COMPOSECTL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Poll interval for everything that waits.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -51,10 +58,16 @@ const JOURNAL_STDOUT: &str = "/run/systemd/journal/stdout";
 const SLICE_PREFIX: &str = "composectl-e2e-";
 /// Prefix of the per-manager temp dir; `/tmp/composectl-e2e.<id>`.
 const TEMP_PREFIX: &str = "composectl-e2e.";
+/// Orders test processes that use the host's dockerd and journald (a shared lock, held by
+/// [`environment`] for the life of the process) against fault runs that kill them (an exclusive
+/// lock, [`host_daemons_exclusive`]), so a run of the fault suite never pulls the engine away
+/// from a test running at the same time.
+const ENGINE_LOCK: &str = "/run/composectl-e2e-engine.lock";
 
 /// Checks (once per test binary) everything the e2e tests need, and panics with what is missing
 /// and how to get it. End-to-end tests are `#[ignore = "..."]`, so this only runs where they
-/// were asked for (`--include-ignored`, as the README's test command does).
+/// were asked for (`--include-ignored`, as the README's test command does). First it takes a
+/// shared lock on [`ENGINE_LOCK`], kept until the process exits.
 pub fn environment() {
     static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
     match CHECK.get_or_init(check_environment) {
@@ -71,6 +84,8 @@ fn check_environment() -> Result<(), String> {
     if !is_root() {
         return Err("not running as root".into());
     }
+    // Before anything asks the engine: a fault run may have it down right now.
+    engine_lock()?;
     find_systemd().ok_or("no systemd binary (package systemd)")?;
     for tool in ["systemctl", "journalctl", "docker"] {
         if find_in_path(tool).is_none() {
@@ -120,6 +135,53 @@ fn check_environment() -> Result<(), String> {
         return Err(format!("test image {TEST_IMAGE} is missing"));
     }
     Ok(())
+}
+
+/// This process's handle on [`ENGINE_LOCK`], locked shared on first use.
+#[allow(clippy::print_stderr)] // the only sign that a test waits, and for what
+fn engine_lock() -> Result<&'static fs::File, String> {
+    static LOCK: OnceLock<Result<fs::File, String>> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(ENGINE_LOCK)
+            .map_err(|e| format!("cannot open {ENGINE_LOCK}: {e}"))?;
+        if file.try_lock_shared().is_err() {
+            eprintln!(
+                "waiting for {ENGINE_LOCK}: a fault run has the host's engine or journald down"
+            );
+            file.lock_shared()
+                .map_err(|e| format!("cannot lock {ENGINE_LOCK}: {e}"))?;
+        }
+        Ok(file)
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// While held, no other test process that called [`environment`] runs: they
+/// hold [`ENGINE_LOCK`] shared, so this waits until they are done, and new ones
+/// wait until it is dropped. For faults that take down the host's dockerd or
+/// journald. Call [`environment`] first.
+pub struct HostDaemonsExclusive(&'static fs::File);
+
+/// Takes [`HostDaemonsExclusive`], converting this process's shared lock.
+#[allow(clippy::print_stderr)] // the only sign that the fault suite waits, and for what
+pub fn host_daemons_exclusive() -> HostDaemonsExclusive {
+    let file = engine_lock().expect("environment() first");
+    if file.try_lock().is_err() {
+        eprintln!("waiting for other e2e test processes to finish ({ENGINE_LOCK})");
+        file.lock().expect("lock the engine exclusively");
+    }
+    HostDaemonsExclusive(file)
+}
+
+impl Drop for HostDaemonsExclusive {
+    fn drop(&mut self) {
+        let _ = self.0.lock_shared();
+    }
 }
 
 /// A private `systemd --user` manager (the one composectl drives over D-Bus),
@@ -249,6 +311,21 @@ impl UserManager {
         cmd
     }
 
+    /// `composectl --user --root ROOT ARGS` against this manager, with the units it writes
+    /// running this same binary ([`BIN`]).
+    pub fn composectl(&self, root: &Path, args: &[&str]) -> Output {
+        run_with_timeout(
+            self.command(BIN)
+                .arg("--user")
+                .arg("--root")
+                .arg(root)
+                .args(args)
+                .env("COMPOSECTL_EXEC", BIN)
+                .env("NO_COLOR", "1"),
+            COMPOSECTL_TIMEOUT,
+        )
+    }
+
     /// Runs `systemctl --user ARGS` against this manager (bounded by
     /// [`CMD_TIMEOUT`]); check `status` yourself.
     pub fn systemctl(&self, args: &[&str]) -> Output {
@@ -263,13 +340,7 @@ impl UserManager {
     /// `systemctl --user show -P PROPERTY UNIT`, trimmed (e.g. `ActiveState`,
     /// `SubState`, `Result`, `NRestarts`, `StatusText`, `MainPID`).
     pub fn property(&self, unit: &str, property: &str) -> String {
-        let out = self.systemctl(&["show", "-P", property, unit]);
-        assert!(
-            out.status.success(),
-            "systemctl show {unit}: {}",
-            stderr_of(&out)
-        );
-        stdout_of(&out).trim().to_string()
+        show_property(|args| self.systemctl(args), unit, property)
     }
 
     /// Journal messages of `unit` from *this* manager only: like
@@ -431,6 +502,22 @@ impl Drop for UserManager {
     }
 }
 
+/// `systemctl show -P PROPERTY UNIT` run by `systemctl` (given the arguments after
+/// `systemctl`), trimmed; panics when it fails.
+pub fn show_property(
+    systemctl: impl FnOnce(&[&str]) -> Output,
+    unit: &str,
+    property: &str,
+) -> String {
+    let out = systemctl(&["show", "-P", property, unit]);
+    assert!(
+        out.status.success(),
+        "systemctl show {unit}: {}",
+        stderr_of(&out)
+    );
+    stdout_of(&out).trim().to_string()
+}
+
 /// All fields of `unit`'s journal entries (`journalctl -o export`), oldest first.
 pub fn journal_entries(unit: &str, extra_matches: &[&str]) -> Vec<BTreeMap<String, String>> {
     let out = run_with_timeout(
@@ -449,7 +536,7 @@ pub fn journal_entries(unit: &str, extra_matches: &[&str]) -> Vec<BTreeMap<Strin
 
 /// Parses journalctl's export format: `KEY=value` lines, or for binary-safe
 /// fields `KEY\n<u64 LE length><data>\n`; entries end with an empty line.
-fn parse_journal_export(mut data: &[u8]) -> Vec<BTreeMap<String, String>> {
+pub fn parse_journal_export(mut data: &[u8]) -> Vec<BTreeMap<String, String>> {
     let mut entries = Vec::new();
     let mut entry = BTreeMap::new();
     while !data.is_empty() {
@@ -511,7 +598,8 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     try_run(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
+/// Like [`run_with_timeout`], but a command that cannot run or times out is an `Err`.
+pub fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -581,7 +669,7 @@ fn send_signal(pid: u32, signal: &str) {
         .status();
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // Effective uid is the second number of the "Uid:" line.
     fs::read_to_string("/proc/self/status")
         .ok()
@@ -709,6 +797,56 @@ fn sweep_orphaned_slices() {
             if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) {
                 let _ = fs::remove_dir_all(format!("/tmp/{TEMP_PREFIX}{id}"));
             }
+        }
+    }
+}
+
+/// Subnets handed out in this run, so concurrent tests never pick the same one.
+static TAKEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn engine_subnets() -> Vec<String> {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'")
+        .output()
+        .expect("docker network inspect");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A /24 of 10.217.0.0/16 that no network on the engine and no other test of this process uses.
+pub fn free_subnet() -> String {
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let used = engine_subnets();
+    let subnet = (0..=255)
+        .map(|octet| format!("10.217.{octet}.0/24"))
+        .find(|s| !used.contains(s) && !taken.contains(s))
+        .expect("a free /24 in 10.217.0.0/16");
+    taken.push(subnet.clone());
+    subnet
+}
+
+/// Networks of earlier test runs whose process is gone (a run that was killed cannot clean up):
+/// those named `e<pid>x...`, the prefix every e2e test names its engine objects with.
+pub fn remove_leftover_networks() {
+    let output = Command::new("docker")
+        .args(["network", "ls", "--format", "{{.Name}}"])
+        .output()
+        .expect("docker network ls");
+    for name in String::from_utf8_lossy(&output.stdout).lines() {
+        let owner = name
+            .strip_prefix('e')
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("docker")
+                .args(["network", "rm", name])
+                .output();
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The one integration-test binary: the CLI against roots on disk (fast, no host services), and
-//! the end-to-end suite against a real systemd user manager and Docker engine.
+//! the end-to-end suite against a real systemd user manager and Docker engine, and system mode in
+//! a guest with systemd as PID 1.
 
 mod bad_input;
 mod commands;
@@ -9,11 +10,16 @@ mod e2e;
 mod engine_proxy;
 mod environment;
 mod golden;
+#[path = "../e2e/guest.rs"]
+mod guest;
 mod harness;
+#[path = "../e2e/layered.rs"]
+mod layered;
 mod operations;
 mod realistic;
 mod stacks;
 mod supervision;
 mod swarm;
 mod swarm_render;
+mod sysmode;
 mod systemd;

@@ -5,62 +5,14 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use crate::e2e::{TEST_IMAGE, UserManager, environment, wait_until};
-use crate::harness::{BIN, Test};
+use crate::e2e::{UserManager, environment, free_subnet, remove_leftover_networks, wait_until};
+use crate::harness::Test;
+use crate::layered::{compose_file, ready_after};
 
 static NEXT: AtomicU8 = AtomicU8::new(0);
-/// Subnets handed out in this run, so concurrent tests never pick the same one.
-static TAKEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn engine_subnets() -> Vec<String> {
-    let output = Command::new("sh")
-        .arg("-c")
-        .arg("docker network ls -q | xargs -r docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}'")
-        .output()
-        .expect("docker network inspect");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
-}
-
-fn free_subnet() -> String {
-    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let used = engine_subnets();
-    let subnet = (0..=255)
-        .map(|octet| format!("10.217.{octet}.0/24"))
-        .find(|s| !used.contains(s) && !taken.contains(s))
-        .expect("a free /24 in 10.217.0.0/16");
-    taken.push(subnet.clone());
-    subnet
-}
-
-/// Networks of earlier test runs whose process is gone (a run that was killed cannot clean up).
-fn remove_leftover_networks() {
-    let output = Command::new("docker")
-        .args(["network", "ls", "--format", "{{.Name}}"])
-        .output()
-        .expect("docker network ls");
-    for name in String::from_utf8_lossy(&output.stdout).lines() {
-        let owner = name
-            .strip_prefix('e')
-            .and_then(|rest| rest.split_once('x'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if let Some(pid) = owner
-            && pid != std::process::id()
-            && !Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = Command::new("docker")
-                .args(["network", "rm", name])
-                .output();
-        }
-    }
-}
-
 /// A root of busybox stacks whose engine objects are removed when it is dropped.
 pub struct Stacks {
     test: Test,
@@ -133,17 +85,7 @@ impl Stacks {
     /// `service` holds the service's own settings (indented four spaces).
     pub fn custom(&self, stack: &str, meta: &str, service: &str, network: &str) -> String {
         let name = self.name(stack);
-        let compose = format!(
-            r#"{meta}services:
-  app:
-    image: {TEST_IMAGE}
-    pull_policy: never
-{service}    networks: [{network}]
-networks:
-  {network}:
-    external: true
-"#
-        );
+        let compose = compose_file(meta, service, network, "");
         let dir = self.root().join("stacks").join(&name);
         fs::create_dir_all(&dir).expect("stack dir");
         fs::write(dir.join("compose.yaml"), compose).expect("compose.yaml");
@@ -196,31 +138,11 @@ impl Drop for Stacks {
 /// A busybox service's settings (indented four spaces): says "NAME ready" and turns healthy
 /// `delay` seconds after it starts; no restart policy.
 pub fn healthy_after(name: &str, delay: &str) -> String {
-    format!(
-        r#"    init: true
-    restart: "no"
-    command: ["sh", "-c", "echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
-    healthcheck:
-      test: ["CMD", "test", "-e", "/tmp/ready"]
-      interval: 200ms
-      start_period: 60s
-      start_interval: 200ms
-      retries: 3
-"#
-    )
+    ready_after(name, delay, "")
 }
 
 pub fn composectl(manager: &UserManager, root: &Path, args: &[&str]) -> Output {
-    manager
-        .command(BIN)
-        .arg("--user")
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env("COMPOSECTL_EXEC", BIN)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run composectl")
+    manager.composectl(root, args)
 }
 
 pub fn text(output: &Output) -> String {

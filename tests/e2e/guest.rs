@@ -1,0 +1,380 @@
+//! Harness for system mode under systemd as PID 1: the Debian 12 guest that `scripts/guest.sh`
+//! boots with systemd-nspawn, with its own docker.service and the composectl .deb installed
+//! (`scripts/test.sh` does both). composectl runs there as root, in system mode, on the root
+//! /etc/composectl, exactly as a user's `sudo composectl enable --now ...` does.
+//!
+//! Include it next to the harness as `#[path = "../e2e/guest.rs"] mod guest;`, mark each test
+//! `#[ignore = "end-to-end, system mode: ..."]` (a plain `cargo test` lists it as ignored, as the
+//! other end-to-end tests) and start it with `let guest = guest::guest();`, which panics with
+//! what is missing. `COMPOSECTL_GUEST_DIR` says where the guest lives (scripts/guest.sh's default
+//! otherwise).
+//!
+//! There is one guest, so a [`Guest`] holds a process-wide lock: tests using it run one at a
+//! time. Acquiring one and dropping it leave the guest clean: no stacks, no composectl units, no
+//! containers, volumes or networks, docker.service running.
+//!
+//! std and tempfile only, like the harness; commands go in through `scripts/guest.sh exec`.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::e2e::{
+    CMD_TIMEOUT, TEST_IMAGE, is_root, parse_journal_export, run_with_timeout, show_property,
+    stderr_of, stdout_of, try_run,
+};
+use crate::layered::{Layered, write_file};
+
+/// composectl's root in system mode.
+pub const ROOT: &str = "/etc/composectl";
+/// The network the layered stacks join in the guest; its engine is the tests' alone, so the
+/// subnet is fixed.
+pub const NETWORK: &str = "layers";
+const SUBNET: &str = "172.30.0.0/24";
+/// A unit of the harness that appends the guest engine's container events to [`EVENTS_LOG`]
+/// from its boot on, so tests can see what happened while they could not ask (during a boot,
+/// after the engine's short event buffer rolled over). Not named `compose*`: the reset removes
+/// those.
+const EVENTS_UNIT: &str = "e2e-engine-events.service";
+const EVENTS_LOG: &str = "/var/log/e2e-engine-events.log";
+/// A reboot: a clean poweroff (stacks stopped, up to TimeoutStopSec each) and a boot.
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(900);
+/// What a reset may take: supervisors are killed first, so nothing waits for a stop timeout.
+const RESET_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// (action, compose project, time in ns since the epoch) of one container event.
+pub type Event = (String, String, i64);
+
+/// The guest, for one test at a time. See the module documentation.
+pub struct Guest {
+    _turn: MutexGuard<'static, ()>,
+    rootfs: PathBuf,
+    /// The guest's journal cursor when the handle was taken: journal queries start after it.
+    cursor: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/guest.sh")
+}
+
+/// Waits for the guest, checks (once per process) that it runs with composectl and the test
+/// image installed, and cleans it; panics with what is missing.
+pub fn guest() -> Guest {
+    static TURN: Mutex<()> = Mutex::new(());
+    static CHECK: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    // A test that failed while holding the guest poisons the lock; the next one resets anyway.
+    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let rootfs = match CHECK.get_or_init(check_guest) {
+        Ok(rootfs) => rootfs.clone(),
+        Err(reason) => panic!(
+            "the system-mode guest is not there: {reason} (scripts/test.sh boots it and installs \
+             the .deb; by hand: scripts/guest.sh start, scripts/guest.sh install \
+             dist/composectl_*.deb)"
+        ),
+    };
+    let mut guest = Guest {
+        _turn: turn,
+        rootfs,
+        cursor: String::new(),
+    };
+    if let Err(e) = guest.reset() {
+        panic!("cannot clean the guest: {e}");
+    }
+    guest.record_events();
+    guest.cursor = guest.journal_cursor();
+    guest
+}
+
+fn check_guest() -> Result<PathBuf, String> {
+    if !is_root() {
+        return Err("not running as root".into());
+    }
+    let status = try_run(Command::new(script()).arg("status"), CMD_TIMEOUT)?;
+    let text = stdout_of(&status);
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    if field("state").as_deref() != Some("running") {
+        return Err(format!(
+            "the system-mode guest does not run ({})",
+            text.trim().replace('\n', ", ")
+        ));
+    }
+    let rootfs = PathBuf::from(field("rootfs").ok_or("guest.sh status names no rootfs")?);
+    let run = |args: &[&str]| try_run(Command::new(script()).arg("exec").args(args), CMD_TIMEOUT);
+    if !run(&["test", "-x", "/usr/bin/composectl"])?
+        .status
+        .success()
+    {
+        return Err("composectl is not installed in the guest".into());
+    }
+    if !run(&["docker", "image", "inspect", TEST_IMAGE])?
+        .status
+        .success()
+    {
+        return Err(format!("the guest's engine has no {TEST_IMAGE}"));
+    }
+    Ok(rootfs)
+}
+
+/// Now, in ns since the epoch, on the clock the guest and its engine share with the host.
+pub fn now_ns() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_nanos()).expect("ns fit in i64")
+}
+
+impl Guest {
+    /// Runs `args` in the guest (as root, all its namespaces, a minimal environment), bounded by
+    /// `timeout`; panics when it cannot run or takes longer.
+    pub fn exec_timeout(&self, args: &[&str], timeout: Duration) -> Output {
+        run_with_timeout(Command::new(script()).arg("exec").args(args), timeout)
+    }
+
+    /// [`exec_timeout`](Self::exec_timeout) bounded by the harness's `CMD_TIMEOUT`.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.exec_timeout(args, CMD_TIMEOUT)
+    }
+
+    /// `sh -c SCRIPT` in the guest.
+    pub fn sh(&self, script: &str) -> Output {
+        self.exec(&["sh", "-c", script])
+    }
+
+    /// The host path of `path` in the guest (the rootfs is a directory of the host).
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.rootfs.join(path.trim_start_matches('/'))
+    }
+
+    /// Writes a file in the guest, creating its directories.
+    pub fn write(&self, path: &str, contents: &str) {
+        write_file(&self.path(path), contents);
+    }
+
+    /// Writes the layered stacks (tests/e2e/layered.rs) and their networks.toml into the root.
+    pub fn write_layered(&self) -> Layered {
+        let stacks = Layered::new("");
+        stacks.write(&self.path(ROOT), NETWORK, SUBNET);
+        stacks
+    }
+
+    /// The installed `/usr/bin/composectl ARGS`: system mode (root), root /etc/composectl.
+    pub fn composectl(&self, args: &[&str]) -> Output {
+        let mut all = vec!["env", "NO_COLOR=1", "/usr/bin/composectl"];
+        all.extend_from_slice(args);
+        // enable --now waits for the stacks' start: longer than one plain command.
+        self.exec_timeout(&all, Duration::from_secs(600))
+    }
+
+    /// `systemctl ARGS` of the guest's PID 1.
+    pub fn systemctl(&self, args: &[&str]) -> Output {
+        let mut all = vec!["systemctl"];
+        all.extend_from_slice(args);
+        self.exec(&all)
+    }
+
+    /// `systemctl show -P PROPERTY UNIT`, trimmed.
+    pub fn property(&self, unit: &str, property: &str) -> String {
+        show_property(|args| self.systemctl(args), unit, property)
+    }
+
+    /// `docker ARGS` against the guest's engine.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let mut all = vec!["docker"];
+        all.extend_from_slice(args);
+        self.exec(&all)
+    }
+
+    /// Messages of `unit`'s journal entries logged since this handle was taken (across reboots),
+    /// oldest first; `matches` are `FIELD=value`, e.g. `COMPOSE_SERVICE=app`.
+    pub fn journal(&self, unit: &str, matches: &[&str]) -> Vec<String> {
+        self.journal_entries(&["-u", unit], matches)
+            .into_iter()
+            .filter_map(|mut e| e.remove("MESSAGE"))
+            .collect()
+    }
+
+    /// What PID 1 itself logged since this handle was taken (e.g. its warnings on a reload).
+    pub fn manager_journal(&self) -> Vec<String> {
+        self.journal_entries(&["_PID=1"], &[])
+            .into_iter()
+            .filter_map(|mut e| e.remove("MESSAGE"))
+            .collect()
+    }
+
+    fn journal_entries(
+        &self,
+        selector: &[&str],
+        matches: &[&str],
+    ) -> Vec<std::collections::BTreeMap<String, String>> {
+        // --cursor, and the entry at the cursor dropped here: with field matches, journalctl 252's
+        // --after-cursor also skips the first entry after the cursor that matches them.
+        let from = format!("--cursor={}", self.cursor);
+        let mut args = vec!["journalctl", "--no-pager", "-q", "-o", "export", &from];
+        args.extend_from_slice(selector);
+        args.extend_from_slice(matches);
+        let out = self.exec(&args);
+        assert!(out.status.success(), "journalctl: {}", stderr_of(&out));
+        parse_journal_export(&out.stdout)
+            .into_iter()
+            .filter(|e| e.get("__CURSOR") != Some(&self.cursor))
+            .collect()
+    }
+
+    /// Container events of the guest's engine at or after `since_ns` (see [`now_ns`]), oldest
+    /// first: create, start, die and health_status.
+    pub fn events(&self, since_ns: i64) -> Vec<Event> {
+        let text = fs::read_to_string(self.path(EVENTS_LOG)).unwrap_or_default();
+        let mut events: Vec<Event> = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let time = parts.next()?.parse::<i64>().ok()?;
+                let project = parts.next()?.to_string();
+                let action = parts.next()?.to_string();
+                Some((action, project, time))
+            })
+            .filter(|(_, _, time)| *time >= since_ns)
+            .collect();
+        // The recorder replays the engine's buffer whenever it reconnects.
+        events.sort_by_key(|(_, _, time)| *time);
+        events.dedup();
+        events
+    }
+
+    /// What a failure message needs about `units`: their state and their journal.
+    pub fn diagnostics(&self, units: &[&str]) -> String {
+        let mut text = String::new();
+        for unit in units {
+            let status = self.systemctl(&["status", "--no-pager", "-n", "0", unit]);
+            text.push_str(&format!(
+                "--- {unit}\n{}--- journal of {unit}\n{}\n",
+                stdout_of(&status),
+                self.journal(unit, &[]).join("\n")
+            ));
+        }
+        text
+    }
+
+    /// Powers the guest off cleanly and boots it again (`scripts/guest.sh reboot`), which returns
+    /// once the boot settled (its start jobs, enabled stacks included, are done or failed).
+    pub fn reboot(&self) {
+        self.guest_sh(&["reboot"]);
+    }
+
+    /// [`reboot`](Self::reboot), returning as soon as the guest's PID 1 answers: its start jobs
+    /// may still run (or wait, e.g. for an engine that is not there yet).
+    pub fn reboot_without_settling(&self) {
+        self.guest_sh(&["reboot", "--no-settle"]);
+    }
+
+    fn guest_sh(&self, args: &[&str]) {
+        let out = run_with_timeout(Command::new(script()).args(args), REBOOT_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "guest.sh {args:?}: {}",
+            stderr_of(&out)
+        );
+    }
+
+    /// The guest as a test expects to find it: docker.service running (a fault may have masked
+    /// or stopped it), no stack (supervisors are SIGKILLed rather than stopped, so nothing waits
+    /// on an engine a test broke), no composectl unit, no container, volume or user network, an
+    /// empty root.
+    fn reset(&self) -> Result<(), String> {
+        // The stacks go first: a docker.service restart job may be waiting for them to stop.
+        let script = r#"
+units=$(systemctl list-units --all --plain --no-legend 'compose@*' 'composectl*' | awk '{print $1}')
+if [ -n "$units" ]; then
+    systemctl kill -s KILL $units 2>/dev/null
+    systemctl stop $units
+fi
+systemctl unmask docker.service docker.socket >/dev/null 2>&1
+systemctl start docker.service
+stacks=$(ls /etc/composectl/stacks 2>/dev/null)
+[ -z "$stacks" ] || composectl -q disable $stacks
+rm -rf /etc/systemd/system/compose@* /etc/systemd/system/composectl* \
+    /etc/systemd/system/.composectl /etc/systemd/system/*.wants/compose*
+systemctl daemon-reload
+systemctl reset-failed
+ids=$(docker ps -aq)
+[ -z "$ids" ] || docker rm -f $ids >/dev/null
+docker volume prune -af >/dev/null
+docker network prune -f >/dev/null
+rm -rf /etc/composectl/stacks/* /etc/composectl/composectl.toml /etc/composectl/.env*
+docker info >/dev/null
+"#;
+        let out = try_run(
+            Command::new(self::script())
+                .args(["exec", "sh", "-c"])
+                .arg(script),
+            RESET_TIMEOUT,
+        )?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{}{}", stdout_of(&out), stderr_of(&out)))
+        }
+    }
+
+    /// Installs and starts the [`EVENTS_UNIT`] recorder, unless it runs.
+    fn record_events(&self) {
+        if self.property(EVENTS_UNIT, "ActiveState") == "active" {
+            return;
+        }
+        // Wants=, not Requires=: a dead engine makes it retry every second (no start limit)
+        // instead of stopping it for good. --since 0 replays what the engine still buffers,
+        // so the first events of a boot are not lost to the race with the stacks.
+        self.write(
+            &format!("/etc/systemd/system/{EVENTS_UNIT}"),
+            &format!(
+                r#"[Unit]
+Description=composectl e2e: the engine's container events
+Wants=docker.service
+After=docker.service
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=/usr/bin/docker events --since 0 --filter type=container --filter event=create --filter event=start --filter event=die --filter event=health_status --format '{{{{.TimeNano}}}} {{{{index .Actor.Attributes "com.docker.compose.project"}}}} {{{{.Action}}}}'
+StandardOutput=append:{EVENTS_LOG}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"#
+            ),
+        );
+        let out = self.systemctl(&["daemon-reload"]);
+        assert!(out.status.success(), "daemon-reload: {}", stderr_of(&out));
+        let out = self.systemctl(&["enable", "--now", EVENTS_UNIT]);
+        assert!(
+            out.status.success(),
+            "enable {EVENTS_UNIT}: {}",
+            stderr_of(&out)
+        );
+    }
+
+    fn journal_cursor(&self) -> String {
+        let out = self.exec(&["journalctl", "-n", "0", "--show-cursor"]);
+        stdout_of(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("-- cursor: "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no journal cursor: {}", stderr_of(&out)))
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        // No panic here: this may run while a failed test unwinds. The next guest() resets
+        // again, and fails with the reason if it still cannot.
+        let _ = self.reset();
+    }
+}

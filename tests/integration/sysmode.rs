@@ -1,0 +1,268 @@
+//! System mode under systemd as PID 1: the installed .deb in the guest of scripts/guest.sh, as
+//! root, on /etc/composectl, with the guest's own docker.service. The layered stacks of
+//! tests/e2e/layered.rs: panel and database, and genai requiring both.
+
+use std::time::Duration;
+
+use crate::e2e::{TEST_IMAGE, stdout_of, wait_until};
+use crate::guest::{Guest, NETWORK, ROOT, guest, now_ns};
+use crate::layered::Layered;
+use crate::stacks::{assert_ordered, text};
+
+/// The stacks' own start takes a few seconds; this is only a bound against hanging.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// `systemd-analyze security` exposure the shipped sandbox must stay at or below.
+const MAX_EXPOSURE: f64 = 2.5;
+
+fn unit(stack: &str) -> String {
+    format!("compose@{stack}.service")
+}
+
+/// Waits until every stack's unit is active; fails with their state and journals.
+fn assert_active(guest: &Guest, stacks: &[String]) {
+    let units: Vec<String> = stacks.iter().map(|s| unit(s)).collect();
+    let active = wait_until(START_TIMEOUT, || {
+        units
+            .iter()
+            .all(|u| guest.property(u, "ActiveState") == "active")
+    });
+    let names: Vec<&str> = units.iter().map(String::as_str).collect();
+    assert!(
+        active,
+        "not all of {names:?} became active\n{}",
+        guest.diagnostics(&names)
+    );
+}
+
+fn enable_now(guest: &Guest, stacks: &Layered) {
+    let enabled = guest.composectl(&["enable", "--now", &stacks.genai()]);
+    let units: Vec<String> = stacks.all().iter().map(|s| unit(s)).collect();
+    let units: Vec<&str> = units.iter().map(String::as_str).collect();
+    assert!(
+        enabled.status.success(),
+        "{}\n{}",
+        text(&enabled),
+        guest.diagnostics(&units)
+    );
+}
+
+#[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
+fn enable_now_starts_layered_stacks_in_order_with_status_logs_and_a_clean_disable() {
+    let guest = guest();
+    let stacks = guest.write_layered();
+    let (panel, database, genai) = (stacks.panel(), stacks.database(), stacks.genai());
+    let since = now_ns();
+
+    enable_now(&guest, &stacks);
+    assert_active(&guest, &stacks.all());
+    // The engine's own timestamps: genai's container started after both were healthy.
+    assert!(
+        wait_until(Duration::from_secs(10), || guest
+            .events(since)
+            .iter()
+            .any(|(action, project, _)| action == "start" && project == &genai)),
+        "no start event of {genai}: {:?}",
+        guest.events(since)
+    );
+    assert_ordered(&guest.events(since), &genai, &[&panel, &database]);
+
+    let status = guest.composectl(&["status", &genai]);
+    let shown = text(&status);
+    assert_eq!(status.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("active/running") && shown.contains("1/1 running, 1/1 healthy"),
+        "{shown}"
+    );
+
+    // The container's own lines, through composectl and through journalctl's field match.
+    let line = format!("{genai} ready");
+    let logs = guest.composectl(&["logs", &genai]);
+    assert!(
+        logs.status.success() && text(&logs).contains(&line),
+        "{}",
+        text(&logs)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || guest
+            .journal(&unit(&genai), &["COMPOSE_SERVICE=app"])
+            .contains(&line)),
+        "journalctl -u {} COMPOSE_SERVICE=app lacks {line:?}\n{}",
+        unit(&genai),
+        guest.diagnostics(&[&unit(&genai)])
+    );
+
+    let disabled = guest.composectl(&["disable", "--now", &genai, &database, &panel]);
+    assert!(disabled.status.success(), "{}", text(&disabled));
+    let left = stdout_of(&guest.docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]));
+    assert!(
+        left.trim().is_empty(),
+        "disable --now left containers:\n{left}"
+    );
+    let unit_dir = guest.path("/etc/systemd/system");
+    for stack in stacks.all() {
+        for file in [unit(&stack), format!("{}.d", unit(&stack))] {
+            assert!(
+                !unit_dir.join(&file).exists(),
+                "disable --now left {file} in /etc/systemd/system"
+            );
+        }
+    }
+}
+
+/// (mode, path) of every file composectl wrote into the unit directory, through the links
+/// (drop-ins are links into composectl's generation directory), as the guest sees them.
+fn composectl_unit_files(guest: &Guest) -> Vec<(String, String)> {
+    let out = guest.exec(&[
+        "find",
+        "-L",
+        "/etc/systemd/system",
+        "-path",
+        "*compose*",
+        "-type",
+        "f",
+        "-printf",
+        "%m %p\\n",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    stdout_of(&out)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(mode, path)| (mode.to_string(), path.to_string()))
+        .collect()
+}
+
+#[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
+fn unit_files_are_world_readable_and_reload_without_warnings() {
+    let guest = guest();
+    let stacks = guest.write_layered();
+    let enabled = guest.composectl(&["enable", &stacks.genai()]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+
+    // Secrets never go into unit files, so nothing there needs hiding, and systemd warns on
+    // every reload about each unit file others cannot read.
+    let files = composectl_unit_files(&guest);
+    assert!(
+        files.iter().any(|(_, f)| f.ends_with("compose@.service")),
+        "{files:?}"
+    );
+    let hidden: Vec<String> = files
+        .iter()
+        .filter(|(mode, _)| mode != "644")
+        .map(|(mode, f)| format!("{f} {mode}"))
+        .collect();
+    let reload = guest.systemctl(&["daemon-reload"]);
+    assert!(reload.status.success(), "{}", text(&reload));
+    let warnings: Vec<String> = guest
+        .manager_journal()
+        .into_iter()
+        .filter(|l| l.contains("world-inaccessible"))
+        .collect();
+    assert!(
+        hidden.is_empty() && warnings.is_empty(),
+        "unit files not 0644: {hidden:?}\nsystemd on daemon-reload:\n{}",
+        warnings.join("\n")
+    );
+}
+
+/// The number in `→ Overall exposure level for UNIT: 2.2 OK :-)`.
+fn exposure(output: &str) -> Option<f64> {
+    let line = output
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))?;
+    line.rsplit_once(": ")?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
+fn the_shipped_sandbox_keeps_the_exposure_low() {
+    let guest = guest();
+    let stacks = guest.write_layered();
+    enable_now(&guest, &stacks);
+    for stack in stacks.all() {
+        let out = guest.exec(&["systemd-analyze", "security", "--no-pager", &unit(&stack)]);
+        let shown = text(&out);
+        let level = exposure(&shown).unwrap_or_else(|| panic!("no exposure level:\n{shown}"));
+        assert!(
+            level <= MAX_EXPOSURE,
+            "{} exposure {level} > {MAX_EXPOSURE}\n{shown}",
+            unit(&stack)
+        );
+    }
+}
+
+#[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
+fn a_stack_with_a_build_starts_under_the_sandbox() {
+    let guest = guest();
+    guest.write_layered(); // for networks.toml
+    let dir = format!("{ROOT}/stacks/built");
+    // Built from the local image: nothing to pull, no network needed.
+    guest.write(
+        &format!("{dir}/Dockerfile"),
+        &format!("FROM {TEST_IMAGE}\nRUN echo built from a Dockerfile >/built\n"),
+    );
+    guest.write(
+        &format!("{dir}/compose.yaml"),
+        &format!(
+            r#"services:
+  app:
+    build: .
+    command: ["sh", "-c", "cat /built; exec sleep 100000"]
+    networks: [{NETWORK}]
+networks:
+  {NETWORK}:
+    external: true
+"#
+        ),
+    );
+    let built = unit("built");
+    let enabled = guest.composectl(&["enable", "--now", "built"]);
+    assert!(
+        enabled.status.success(),
+        "{}\n{}",
+        text(&enabled),
+        guest.diagnostics(&[&built])
+    );
+    assert_active(&guest, &["built".to_string()]);
+    assert!(
+        wait_until(Duration::from_secs(10), || guest
+            .journal(&built, &["COMPOSE_SERVICE=app"])
+            .iter()
+            .any(|l| l == "built from a Dockerfile")),
+        "journalctl -u {built} COMPOSE_SERVICE=app: {:?}\n{}",
+        guest.journal(&built, &["COMPOSE_SERVICE=app"]),
+        guest.diagnostics(&[&built])
+    );
+}
+
+#[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
+fn a_reboot_brings_every_enabled_stack_back_in_order() {
+    let guest = guest();
+    let stacks = guest.write_layered();
+    enable_now(&guest, &stacks);
+    let since = now_ns();
+    guest.reboot();
+    assert_active(&guest, &stacks.all());
+    let events = guest.events(since);
+    for stack in stacks.all() {
+        assert!(
+            events
+                .iter()
+                .any(|(action, project, _)| action == "start" && project == &stack),
+            "{stack} did not start after the boot: {events:?}"
+        );
+    }
+    assert_ordered(
+        &events,
+        &stacks.genai(),
+        &[&stacks.panel(), &stacks.database()],
+    );
+}
