@@ -37,7 +37,7 @@ const API_VERSION: ClientVersion = ClientVersion {
 };
 
 /// How long any one request may take before the engine counts as not answering.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the engine may take to answer a probe before it counts as gone.
 pub const PROBE: Duration = Duration::from_secs(3);
 /// The longest pause between two probes while waiting for the engine.
@@ -151,9 +151,11 @@ pub struct LocalImage {
 pub struct Exit {
     pub code: i64,
     pub oom_killed: bool,
-    /// The engine is bringing it back (its restart policy applies: not stopped by hand, retries
-    /// left), or it already runs again.
-    pub restarts: bool,
+    /// The engine is bringing it back: its restart policy applies (not stopped by hand,
+    /// retries left).
+    pub restarting: bool,
+    /// It runs again already (restarted at once).
+    pub running: bool,
 }
 
 /// A container event of one project.
@@ -539,6 +541,37 @@ impl Engine {
             .collect())
     }
 
+    /// Removes a project's containers that have stopped (exited, created, dead); running,
+    /// paused and restarting ones stay. Returns how many went.
+    pub async fn remove_stopped(&self, project: &str) -> Result<usize> {
+        let mut filters = project_filter(Some(project));
+        filters.insert(
+            "status".into(),
+            vec!["exited".into(), "created".into(), "dead".into()],
+        );
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let stopped = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| anyhow!("cannot list containers: {e}"))?;
+        for id in stopped.iter().filter_map(|c| c.id.as_deref()) {
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            self.docker
+                .remove_container(id, Some(options))
+                .await
+                .map_err(|e| anyhow!("cannot remove stopped container {id}: {e}"))?;
+        }
+        Ok(stopped.len())
+    }
+
     /// Removes what a compose project left on the engine (containers, the project's own
     /// networks), never its volumes: what `compose down` does, without needing the compose file.
     /// Returns how many containers went.
@@ -860,7 +893,8 @@ impl Engine {
         Ok(Exit {
             code: state.exit_code.unwrap_or(0),
             oom_killed: state.oom_killed.unwrap_or(false),
-            restarts: state.restarting.unwrap_or(false) || state.running.unwrap_or(false),
+            restarting: state.restarting.unwrap_or(false),
+            running: state.running.unwrap_or(false),
         })
     }
 

@@ -122,8 +122,13 @@ impl Trouble {
                 } else {
                     format!("{who} exited with code {}", exit.code)
                 };
-                if exit.restarts {
-                    tracing::warn!("{what}; its restart policy brings it back");
+                if exit.restarting || exit.running {
+                    let how = if exit.restarting {
+                        "its restart policy brings it back"
+                    } else {
+                        "it runs again"
+                    };
+                    tracing::warn!("{what}; {how}");
                     self.deadlines
                         .insert(event.id.clone(), (Instant::now() + grace, what));
                 } else if exit.code != 0 || oom {

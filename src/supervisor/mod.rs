@@ -203,6 +203,15 @@ impl Supervisor {
             Err(e) => tracing::warn!("{e:#}"),
         }
 
+        // Containers that are not running are from a run that ended uncleanly (the engine or
+        // the supervisor killed): start fresh ones, as after a clean `compose down`. Starting
+        // them again can inherit the runtime state a killed engine left (a task it could not
+        // delete, health checks that can no longer exec). Running ones are adopted.
+        match self.engine.remove_stopped(&self.stack.name).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} stopped containers of an earlier run"),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
         // Replayed from our start: no event of this run can slip by, whenever the stream connects.
         let mut events = self
             .engine
@@ -240,9 +249,14 @@ impl Supervisor {
         loop {
             // A reload may have changed it.
             let grace = self.root.settings.failure_grace;
-            let containers = match self.engine.containers(Some(&self.stack.name)).await {
-                Ok(containers) => containers,
-                Err(e) => return Err(self.give_up(format!("{e:#}"), true).await),
+            let listed = or_stop(
+                self.engine.containers(Some(&self.stack.name)),
+                &mut self.stop,
+            );
+            let containers = match listed.await {
+                None => return self.shut_down().await,
+                Some(Ok(containers)) => containers,
+                Some(Err(e)) => return Err(self.give_up(format!("{e:#}"), true).await),
             };
             logs.follow(&self.engine, &containers);
             trouble.forget_recovered(&containers);
@@ -269,17 +283,19 @@ impl Supervisor {
             }
             let failure = tokio::select! {
                 event = events.next() => match event {
-                    Some(Ok(event)) => match trouble.judge(&self.engine, &event, grace).await {
-                        Ok(failure) => failure.map(Failure::Trouble),
-                        Err(e) => Some(Failure::Trouble(format!("{e:#}"))),
+                    Some(Ok(event)) => match or_stop(trouble.judge(&self.engine, &event, grace), &mut self.stop).await {
+                        None => return self.shut_down().await,
+                        Some(Ok(failure)) => failure.map(Failure::Trouble),
+                        Some(Err(e)) => Some(Failure::Trouble(format!("{e:#}"))),
                     },
                     Some(Err(e)) => Some(Failure::Trouble(format!("{e:#}"))),
                     None => Some(Failure::Trouble("the engine closed its event stream".to_string())),
                 },
                 () = sleep_until(trouble.next_deadline()) => {
-                    match self.engine.containers(Some(&self.stack.name)).await {
-                        Ok(containers) => trouble.expired(&containers, grace).map(Failure::Trouble),
-                        Err(e) => Some(Failure::Trouble(format!("{e:#}"))),
+                    match or_stop(self.engine.containers(Some(&self.stack.name)), &mut self.stop).await {
+                        None => return self.shut_down().await,
+                        Some(Ok(containers)) => trouble.expired(&containers, grace).map(Failure::Trouble),
+                        Some(Err(e)) => Some(Failure::Trouble(format!("{e:#}"))),
                     }
                 },
                 () = sleep_until(change.as_ref().map(|c| c.deadline)) => {
@@ -423,12 +439,18 @@ impl Supervisor {
     }
 }
 
-/// `compose up`, or None when SIGTERM comes first.
-async fn up(compose: Compose<'_>, stop: &mut StopSignals) -> Option<Result<()>> {
+/// What `work` returns, or None when SIGTERM comes first: a stop never waits for the engine
+/// (a socket-activated engine that is going away answers no request until it times out).
+async fn or_stop<T>(work: impl Future<Output = T>, stop: &mut StopSignals) -> Option<T> {
     tokio::select! {
-        result = compose.up() => Some(result),
+        result = work => Some(result),
         () = stop.recv() => None,
     }
+}
+
+/// `compose up`, or None when SIGTERM comes first.
+async fn up(compose: Compose<'_>, stop: &mut StopSignals) -> Option<Result<()>> {
+    or_stop(compose.up(), stop).await
 }
 
 /// The next caller of the control socket; never, without one.
