@@ -682,7 +682,7 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
@@ -712,7 +712,7 @@ fn cgroup_roots() -> Vec<PathBuf> {
 }
 
 /// Pids in `root/slice` and all its sub-cgroups.
-fn slice_pids(root: &Path, slice: &str) -> Vec<u32> {
+pub fn slice_pids(root: &Path, slice: &str) -> Vec<u32> {
     fn walk(dir: &Path, pids: &mut Vec<u32>) {
         if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
             pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));

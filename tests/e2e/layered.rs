@@ -28,20 +28,25 @@ networks:
 }
 
 /// The settings of a service that prints `NAME starting`, turns healthy `delay` seconds later
-/// (its healthcheck tests /tmp/ready), prints `NAME ready` and sleeps. `first` is shell run
-/// before all of it (empty for nothing). /tmp/ready goes first: a container started again (not
-/// recreated, e.g. after an engine restart) keeps its files, and would otherwise be healthy at
-/// once.
+/// (its healthcheck tests /tmp/ready every 200 ms), prints `NAME ready` and sleeps. `first` is
+/// shell run before all of it (empty for nothing). /tmp/ready goes first: a container started
+/// again (not recreated, e.g. after an engine restart) keeps its files, and would otherwise be
+/// healthy at once.
 pub fn ready_after(name: &str, delay: &str, first: &str) -> String {
+    ready_after_every(name, delay, first, "200ms")
+}
+
+/// [`ready_after`] with its healthcheck every `interval` (a compose duration), from the start.
+pub fn ready_after_every(name: &str, delay: &str, first: &str, interval: &str) -> String {
     format!(
         r#"    init: true
     restart: "no"
     command: ["sh", "-c", "rm -f /tmp/ready; {first}echo {name} starting; sleep {delay}; touch /tmp/ready; echo {name} ready; exec sleep 100000"]
     healthcheck:
       test: ["CMD", "test", "-e", "/tmp/ready"]
-      interval: 200ms
+      interval: {interval}
       start_period: 60s
-      start_interval: 200ms
+      start_interval: {interval}
       retries: 3
 "#
     )

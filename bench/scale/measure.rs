@@ -1,0 +1,174 @@
+//! What a run is judged by: the engine's event timestamps for the start (never what a strategy
+//! says of itself), and the processes of the units for memory and CPU.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::e2e::{UserManager, slice_pids, stdout_of};
+use crate::engine::Event;
+use crate::topology::Topology;
+
+const HEALTHY: &str = "health_status: healthy";
+
+/// When each stack first had a healthy container from `t0` on (unix nanoseconds).
+fn healthy_at(events: &[Event], t0: i64) -> HashMap<&str, i64> {
+    let mut healthy = HashMap::new();
+    for event in events
+        .iter()
+        .filter(|e| e.time_nano >= t0 && e.action == HEALTHY)
+    {
+        healthy
+            .entry(event.project.as_str())
+            .or_insert(event.time_nano);
+    }
+    healthy
+}
+
+/// Seconds from `t0` until every stack was healthy; None while one is not yet.
+pub fn all_healthy(topology: &Topology, events: &[Event], t0: i64) -> Option<f64> {
+    let healthy = healthy_at(events, t0);
+    let mut last = t0;
+    for stack in topology.all() {
+        last = last.max(*healthy.get(stack.as_str())?);
+    }
+    Some(seconds(last - t0))
+}
+
+/// Containers of a stack that started before every stack it requires was healthy.
+pub fn ordering_violations(topology: &Topology, events: &[Event], t0: i64) -> Vec<String> {
+    let healthy = healthy_at(events, t0);
+    let mut violations = Vec::new();
+    for start in events
+        .iter()
+        .filter(|e| e.time_nano >= t0 && e.action == "start")
+    {
+        let Some(required) = topology.requires.get(&start.project) else {
+            continue;
+        };
+        let ready = required
+            .iter()
+            .map(|r| healthy.get(r.as_str()).copied())
+            .collect::<Option<Vec<i64>>>()
+            .map(|times| times.into_iter().max().unwrap_or(t0));
+        match ready {
+            Some(ready) if ready <= start.time_nano => {}
+            Some(ready) => violations.push(format!(
+                "{} started {:.3} s before its required stacks were healthy",
+                start.project,
+                seconds(ready - start.time_nano)
+            )),
+            None => violations.push(format!(
+                "{} started before its required stacks were healthy at all",
+                start.project
+            )),
+        }
+    }
+    violations
+}
+
+pub fn seconds(nanos: i64) -> f64 {
+    nanos as f64 / 1e9
+}
+
+/// A unit's processes, as systemd has them.
+pub struct Unit {
+    cgroup: String,
+}
+
+/// The units' control groups, from one `systemctl show`.
+pub fn units(manager: &UserManager, names: &[String]) -> Vec<Unit> {
+    let mut args = vec!["show", "-p", "Id,ControlGroup"];
+    args.extend(names.iter().map(String::as_str));
+    let out = manager.systemctl(&args);
+    stdout_of(&out)
+        .split("\n\n")
+        .filter_map(|block| {
+            let mut fields: HashMap<&str, &str> =
+                block.lines().filter_map(|l| l.split_once('=')).collect();
+            fields.remove("Id")?;
+            Some(Unit {
+                cgroup: fields
+                    .remove("ControlGroup")
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The unified (v2) cgroup hierarchy: its own mount on a hybrid host like these VMs, or the
+/// only one.
+fn unified() -> PathBuf {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.controllers").exists())
+        .expect("a cgroup v2 hierarchy")
+}
+
+impl Unit {
+    fn pids(&self) -> Vec<u32> {
+        if self.cgroup.is_empty() {
+            return Vec::new();
+        }
+        slice_pids(&unified(), self.cgroup.trim_start_matches('/'))
+    }
+
+    /// Resident and proportional memory (KiB) of every process in the unit: PSS splits the
+    /// pages processes share (the binary, libc) among them.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        self.pids().iter().fold((0, 0), |(rss, pss), pid| {
+            let status = Path::new("/proc").join(pid.to_string());
+            (
+                rss + field_kib(&status.join("status"), "VmRSS:"),
+                pss + field_kib(&status.join("smaps_rollup"), "Pss:"),
+            )
+        })
+    }
+
+    /// CPU time the unit's processes used, ever (microseconds): cgroup v2 counts it for every
+    /// group, with or without the cpu controller.
+    pub fn cpu_usec(&self) -> u64 {
+        if self.cgroup.is_empty() {
+            return 0;
+        }
+        let stat = unified()
+            .join(self.cgroup.trim_start_matches('/'))
+            .join("cpu.stat");
+        fs::read_to_string(stat)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A `Key: 123 kB` line of a /proc file, 0 when absent (the process is gone).
+fn field_kib(path: &Path, key: &str) -> u64 {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The median wall time of `times` calls of `f`, in seconds.
+pub fn median_seconds(times: usize, mut f: impl FnMut()) -> f64 {
+    let took: Vec<f64> = (0..times)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(&took).unwrap_or_default()
+}
+
+/// The median of some numbers (the lower one of the middle two), None for none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+}
