@@ -227,14 +227,19 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     let mut claims = Vec::new();
     // Stacks whose own files are broken: already reported, so not "unknown" to their dependents.
     let mut broken = BTreeSet::new();
-    for (name, stack_dir) in stack_dirs(&stacks_dir, &mut diags) {
-        match load_stack(&name, &stack_dir, dir, &root_env, &settings, &mut diags) {
+    let dirs = stack_dirs(&stacks_dir, &mut diags);
+    for ((name, _), (loaded, stack_diags)) in dirs
+        .iter()
+        .zip(load_stacks(&dirs, dir, &root_env, &settings))
+    {
+        diags.extend(stack_diags);
+        match loaded {
             Some((stack, claim)) => {
-                stacks.insert(name, stack);
+                stacks.insert(name.clone(), stack);
                 claims.push(claim);
             }
             None => {
-                broken.insert(name);
+                broken.insert(name.clone());
             }
         }
     }
@@ -250,6 +255,48 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     check_collisions(&claims, &mut diags);
 
     (Some(root), diags.sorted())
+}
+
+/// Each stack loaded alone, with what it reported, in the order of `dirs`. Stacks depend on each
+/// other only in the checks after loading, so the machine's cores share them: most of
+/// `check` and `render` of a large root is parsing compose files.
+fn load_stacks(
+    dirs: &[(String, PathBuf)],
+    root_dir: &Path,
+    root_env: &EnvLayers,
+    settings: &Settings,
+) -> Vec<(Option<(Stack, Claims)>, Diagnostics)> {
+    let load = |part: &[(String, PathBuf)]| -> Vec<_> {
+        part.iter()
+            .map(|(name, dir)| {
+                let mut diags = Diagnostics::default();
+                let loaded = load_stack(name, dir, root_dir, root_env, settings, &mut diags);
+                (loaded, diags)
+            })
+            .collect()
+    };
+    // A thread costs about what parsing a few stacks does.
+    const STACKS_PER_THREAD: usize = 8;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(dirs.len().div_ceil(STACKS_PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return load(dirs);
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = dirs
+            .chunks(dirs.len().div_ceil(threads))
+            .map(|part| scope.spawn(move || load(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// Checks one stack directory alone, as `check` would inside a root with no global env files:

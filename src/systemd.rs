@@ -106,7 +106,20 @@ pub struct JobOutcome {
 }
 
 impl Jobs {
-    pub fn new(kind: JobKind, units: Vec<String>, requires: BTreeMap<String, Vec<String>>) -> Jobs {
+    pub fn new(
+        kind: JobKind,
+        mut units: Vec<String>,
+        requires: BTreeMap<String, Vec<String>>,
+    ) -> Jobs {
+        // Jobs are queued one call at a time. A stop queued for a required unit while a
+        // dependent still waits to auto-restart lets that restart pull it up again (Wants=), so
+        // stops go to dependents first; starts go to required units first, for symmetry.
+        let mut depths = BTreeMap::new();
+        let mut depth = |unit: &String| depth(unit, &requires, &mut depths);
+        match kind {
+            JobKind::Stop => units.sort_by_cached_key(|u| std::cmp::Reverse(depth(u))),
+            _ => units.sort_by_cached_key(|u| depth(u)),
+        }
         let mut watched: BTreeSet<String> = units.iter().cloned().collect();
         let mut next = units.clone();
         while let Some(unit) = next.pop() {
@@ -142,6 +155,28 @@ impl Jobs {
     }
 }
 
+/// How many units deep `unit`'s longest chain of required units goes (0: it requires none),
+/// remembered in `depths`; a cycle (refused when the root was loaded) ends where it closes.
+fn depth(
+    unit: &str,
+    requires: &BTreeMap<String, Vec<String>>,
+    depths: &mut BTreeMap<String, usize>,
+) -> usize {
+    if let Some(known) = depths.get(unit) {
+        return *known;
+    }
+    depths.insert(unit.to_string(), 0);
+    let deepest = requires
+        .get(unit)
+        .into_iter()
+        .flatten()
+        .map(|required| depth(required, requires, depths) + 1)
+        .max()
+        .unwrap_or(0);
+    depths.insert(unit.to_string(), deepest);
+    deepest
+}
+
 /// How a queued job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum JobEnd {
@@ -171,7 +206,7 @@ impl JobKind {
     }
 }
 
-/// A unit's state, from one `GetAll` per interface.
+/// A unit's state and what `status` shows of it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UnitStatus {
     pub unit: String,
@@ -185,9 +220,6 @@ pub struct UnitStatus {
     pub status_text: String,
     pub result: String,
     pub main_pid: u32,
-    /// Requires=, Requisite= and BindsTo=: the units whose failure fails this one's start.
-    #[serde(skip)]
-    pub hard_dependencies: Vec<String>,
 }
 
 impl UnitStatus {
@@ -436,8 +468,8 @@ impl Systemd {
 
     /// A job ended `dependency`: the hard dependency that did not start is the root cause.
     async fn dependency_failure(&self, unit: &str, status: &UnitStatus) -> Result<String> {
-        for dependency in &status.hard_dependencies {
-            let cause = self.status(dependency).await?;
+        for dependency in self.hard_dependencies(unit).await? {
+            let cause = self.status(&dependency).await?;
             if cause.active_state != "active" {
                 return Ok(format!(
                     "{unit}: not started, because {}",
@@ -469,11 +501,13 @@ impl Systemd {
             .collect())
     }
 
+    /// Properties of one object, each its own `Get` (all in flight at once): `GetAll` makes
+    /// systemd write out, and composectl parse, a few hundred properties to read six.
     async fn properties(
         &self,
         path: &OwnedObjectPath,
-        interface: &str,
-    ) -> Result<HashMap<String, OwnedVariant>> {
+        wanted: &[(&'static str, &'static str)],
+    ) -> Result<HashMap<&'static str, OwnedVariant>> {
         // No property cache: it would subscribe to PropertiesChanged, a round trip per proxy.
         let proxy = zbus::fdo::PropertiesProxy::builder(&self.connection)
             .destination("org.freedesktop.systemd1")
@@ -481,59 +515,95 @@ impl Systemd {
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await?;
-        let interface = zbus::names::InterfaceName::try_from(interface)?;
-        proxy
-            .get_all(interface)
-            .await
-            .map_err(|e| explain(e.into()))
+        let values = futures_util::future::try_join_all(wanted.iter().map(|(interface, key)| {
+            let proxy = &proxy;
+            async move {
+                let interface = zbus::names::InterfaceName::try_from(*interface)?;
+                let value = proxy
+                    .get(interface, key)
+                    .await
+                    .map_err(|e| explain(e.into()))?;
+                anyhow::Ok((*key, value))
+            }
+        }))
+        .await?;
+        Ok(values.into_iter().collect())
     }
 
     pub async fn status(&self, unit: &str) -> Result<UnitStatus> {
-        let path = self.manager.load_unit(unit).await.map_err(explain)?;
-        let props = self
-            .properties(&path, "org.freedesktop.systemd1.Unit")
-            .await?;
-        let text = |key: &str| property_text(&props, key);
-        let mut status = UnitStatus {
-            unit: unit.to_string(),
-            load_state: text("LoadState"),
-            active_state: text("ActiveState"),
-            sub_state: text("SubState"),
-            unit_file_state: text("UnitFileState"),
-            since_usec: props
-                .get("StateChangeTimestamp")
-                .and_then(|v| u64::try_from(v).ok())
-                .unwrap_or(0),
-            hard_dependencies: ["Requires", "Requisite", "BindsTo"]
-                .iter()
-                .filter_map(|key| props.get(*key))
-                .filter_map(|v| Vec::<String>::try_from(v.try_clone().ok()?).ok())
-                .flatten()
-                .collect(),
-            ..UnitStatus::default()
-        };
-        if status.load_state == "loaded" && unit.ends_with(".service") {
-            let service = self
-                .properties(&path, "org.freedesktop.systemd1.Service")
-                .await?;
-            let text = |key: &str| property_text(&service, key);
-            status.status_text = text("StatusText");
-            status.result = text("Result");
-            status.n_restarts = service
-                .get("NRestarts")
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0);
-            status.main_pid = service
-                .get("MainPID")
-                .and_then(|v| u32::try_from(v).ok())
-                .unwrap_or(0);
-        }
-        Ok(status)
+        let mut statuses = self.statuses(&[unit.to_string()]).await?;
+        statuses
+            .pop()
+            .ok_or_else(|| anyhow!("systemd did not list {unit}"))
     }
 
-    /// The status of many units, asked all at once: one round trip's wait, not one per unit.
+    /// The status of many units: their states from one call, then for the loaded ones the few
+    /// properties shown, all asked at once (one round trip's wait, not one per unit).
     pub async fn statuses(&self, units: &[String]) -> Result<Vec<UnitStatus>> {
-        futures_util::future::try_join_all(units.iter().map(|unit| self.status(unit))).await
+        const UNIT: &str = "org.freedesktop.systemd1.Unit";
+        const SERVICE: &str = "org.freedesktop.systemd1.Service";
+        const SHOWN: [(&str, &str); 6] = [
+            (UNIT, "UnitFileState"),
+            (UNIT, "StateChangeTimestamp"),
+            (SERVICE, "StatusText"),
+            (SERVICE, "Result"),
+            (SERVICE, "NRestarts"),
+            (SERVICE, "MainPID"),
+        ];
+        let names: Vec<&str> = units.iter().map(String::as_str).collect();
+        let listed = self
+            .manager
+            .list_units_by_names(&names)
+            .await
+            .map_err(explain)?;
+        futures_util::future::try_join_all(listed.into_iter().map(
+            |(unit, _, load_state, active_state, sub_state, _, path, _, _, _)| async move {
+                let wanted: &[_] = match () {
+                    _ if load_state != "loaded" => &[],
+                    _ if unit.ends_with(".service") => &SHOWN,
+                    _ => &SHOWN[..2],
+                };
+                let props = self.properties(&path, wanted).await?;
+                let text = |key: &str| property_text(&props, key);
+                let number = |key: &str| props.get(key).and_then(|v| u64::try_from(v).ok());
+                Ok(UnitStatus {
+                    unit_file_state: text("UnitFileState"),
+                    since_usec: number("StateChangeTimestamp").unwrap_or(0),
+                    status_text: text("StatusText"),
+                    result: text("Result"),
+                    n_restarts: props
+                        .get("NRestarts")
+                        .and_then(|v| u32::try_from(v).ok())
+                        .unwrap_or(0),
+                    main_pid: props
+                        .get("MainPID")
+                        .and_then(|v| u32::try_from(v).ok())
+                        .unwrap_or(0),
+                    unit,
+                    load_state,
+                    active_state,
+                    sub_state,
+                })
+            },
+        ))
+        .await
+    }
+
+    /// Requires=, Requisite= and BindsTo=: the units whose failure fails `unit`'s start.
+    async fn hard_dependencies(&self, unit: &str) -> Result<Vec<String>> {
+        const UNIT: &str = "org.freedesktop.systemd1.Unit";
+        let path = self.manager.load_unit(unit).await.map_err(explain)?;
+        let props = self
+            .properties(
+                &path,
+                &[(UNIT, "Requires"), (UNIT, "Requisite"), (UNIT, "BindsTo")],
+            )
+            .await?;
+        Ok(props
+            .into_values()
+            .filter_map(|v| Vec::<String>::try_from(v).ok())
+            .flatten()
+            .collect())
     }
 
     /// The last lines a unit logged, for error messages.
@@ -555,7 +625,7 @@ impl Systemd {
 }
 
 /// A string property, empty when absent or of another type.
-fn property_text(properties: &HashMap<String, OwnedVariant>, key: &str) -> String {
+fn property_text(properties: &HashMap<&str, OwnedVariant>, key: &str) -> String {
     properties
         .get(key)
         .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
@@ -598,6 +668,28 @@ mod tests {
             result: "exit-code".into(),
             ..UnitStatus::default()
         }
+    }
+
+    #[test]
+    fn stops_go_to_dependents_first_and_starts_to_required_units_first() {
+        let requires: BTreeMap<String, Vec<String>> = [
+            ("genai", vec!["database", "panel"]),
+            ("database", vec!["storage"]),
+            ("panel", vec![]),
+        ]
+        .into_iter()
+        .map(|(unit, required)| {
+            let required = required.into_iter().map(String::from).collect();
+            (unit.to_string(), required)
+        })
+        .collect();
+        let units: Vec<String> = ["panel", "genai", "storage", "database"]
+            .map(String::from)
+            .to_vec();
+        let stop = Jobs::new(JobKind::Stop, units.clone(), requires.clone());
+        assert_eq!(stop.units, ["genai", "database", "panel", "storage"]);
+        let start = Jobs::new(JobKind::Start, units, requires);
+        assert_eq!(start.units, ["panel", "storage", "database", "genai"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! status and list: systemd's view of the stacks' units, with their containers from one engine
-//! query.
+//! status and list: systemd's view of the stacks' units, with their containers as their
+//! supervisors report them, or from one engine query for the stacks whose supervisor does not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,24 +54,37 @@ struct State {
     pinned: BTreeMap<String, String>,
 }
 
-/// Every stack's unit and containers: systemd's answers and the engine's, asked at once.
+/// What a running supervisor reports of its containers (its STATUS=, kept current from the
+/// engine's events); None while it starts, stops, changes or is not running.
+fn reported(unit: &UnitStatus) -> Option<ContainerSummary> {
+    (unit.active_state == "active" && unit.sub_state == "running")
+        .then(|| unit.status_text.parse().ok())
+        .flatten()
+}
+
+/// Every stack's unit and containers: systemd's answers, and the engine's for the stacks whose
+/// supervisor does not report them (one query, none when every supervisor does).
 async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<State>> {
     let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
-    let statuses = async {
-        let systemd = Systemd::connect(ctx.mode).await?;
-        systemd.statuses(&unit_names).await
+    let systemd = Systemd::connect(ctx.mode).await?;
+    let statuses = systemd.statuses(&unit_names).await?;
+    let summaries = if statuses.iter().all(|unit| reported(unit).is_some()) {
+        Some(BTreeMap::new())
+    } else {
+        container_summaries().await
     };
-    let (statuses, summaries) = tokio::join!(statuses, container_summaries());
     Ok(stacks
         .iter()
-        .zip(statuses?)
+        .zip(statuses)
         .map(|(stack, unit)| State {
             stack: stack.clone(),
             status: unit.status_line(),
+            containers: reported(&unit).or_else(|| {
+                summaries
+                    .as_ref()
+                    .map(|s| s.get(stack).cloned().unwrap_or_default())
+            }),
             unit,
-            containers: summaries
-                .as_ref()
-                .map(|s| s.get(stack).cloned().unwrap_or_default()),
             pinned: StackState::new(ctx.mode, stack).pins(),
         })
         .collect())

@@ -106,6 +106,34 @@ impl std::fmt::Display for ContainerSummary {
     }
 }
 
+impl std::str::FromStr for ContainerSummary {
+    type Err = ();
+
+    /// The summary back from its text (a supervisor's STATUS=), so `status` need not ask the
+    /// engine for what a running supervisor already reports.
+    fn from_str(text: &str) -> std::result::Result<Self, ()> {
+        fn fraction(text: &str, label: &str) -> Option<(usize, usize)> {
+            let (of, total) = text.strip_suffix(label)?.split_once('/')?;
+            Some((of.parse().ok()?, total.parse().ok()?))
+        }
+        let (running, healthy) = match text.split_once(", ") {
+            Some((running, healthy)) => (running, Some(healthy)),
+            None => (text, None),
+        };
+        let (running, total) = fraction(running, " running").ok_or(())?;
+        let (healthy, with_healthcheck) = match healthy {
+            Some(healthy) => fraction(healthy, " healthy").ok_or(())?,
+            None => (0, 0),
+        };
+        Ok(ContainerSummary {
+            running,
+            total,
+            healthy,
+            with_healthcheck,
+        })
+    }
+}
+
 /// The image of the containers composectl creates to read and write volumes and host paths
 /// through the engine's archive endpoint (never started: no process, no network). Imported
 /// from an empty archive, so nothing is pulled; `.invalid` keeps any registry out of it.
@@ -954,6 +982,36 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_reads_back_from_its_text_and_nothing_else_does() {
+        for summary in [
+            ContainerSummary {
+                running: 2,
+                total: 3,
+                healthy: 1,
+                with_healthcheck: 2,
+            },
+            ContainerSummary {
+                running: 1,
+                total: 1,
+                healthy: 0,
+                with_healthcheck: 0,
+            },
+        ] {
+            assert_eq!(summary.to_string().parse(), Ok(summary));
+        }
+        for text in [
+            "",
+            "starting containers (compose up)",
+            "waiting for app: starting",
+            "1/1 running, waiting",
+            "x/1 running",
+            "updating: 1/1 running, 0/1 healthy",
+        ] {
+            assert_eq!(text.parse::<ContainerSummary>(), Err(()), "{text}");
+        }
+    }
 
     #[test]
     fn health_is_read_from_the_status_text() {
