@@ -266,3 +266,80 @@ fn a_reboot_brings_every_enabled_stack_back_in_order() {
         &[&stacks.panel(), &stacks.database()],
     );
 }
+
+#[test]
+#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
+fn a_reload_under_the_sandbox_recreates_only_the_changed_service_and_leaves_the_units_running() {
+    let guest = guest();
+    let stacks = guest.write_layered();
+    let (panel, genai) = (stacks.panel(), stacks.genai());
+    enable_now(&guest, &stacks);
+    assert_active(&guest, &stacks.all());
+    let main_pid = |stack: &str| guest.property(&unit(stack), "MainPID");
+    let container = |stack: &str| {
+        let filter = format!("label=com.docker.compose.project={stack}");
+        stdout_of(&guest.docker(&["ps", "-q", "--no-trunc", "--filter", &filter]))
+            .trim()
+            .to_string()
+    };
+    let (panel_pid, genai_pid) = (main_pid(&panel), main_pid(&genai));
+    let (panel_before, genai_before) = (container(&panel), container(&genai));
+
+    // A changed environment: compose recreates panel's one service.
+    let file = format!("{ROOT}/stacks/{panel}/compose.yaml");
+    let compose = std::fs::read_to_string(guest.path(&file)).expect("panel's compose file");
+    let changed = compose.replacen(
+        "    init: true\n",
+        "    init: true\n    environment:\n      RELOADED: \"yes\"\n",
+        1,
+    );
+    assert_ne!(
+        changed, compose,
+        "the compose file has no `init: true` line to extend"
+    );
+    guest.write(&file, &changed);
+    // systemd's own reload: ExecReload= asks the supervisor over its control socket, under
+    // the shipped sandbox.
+    let reloaded = guest.systemctl(&["reload", &unit(&panel)]);
+    assert!(
+        reloaded.status.success(),
+        "{}\n{}",
+        text(&reloaded),
+        guest.diagnostics(&[&unit(&panel)])
+    );
+
+    assert_eq!(guest.property(&unit(&panel), "ActiveState"), "active");
+    assert_eq!(
+        main_pid(&panel),
+        panel_pid,
+        "panel's supervisor was replaced"
+    );
+    assert_eq!(
+        main_pid(&genai),
+        genai_pid,
+        "genai, which requires panel, was touched"
+    );
+    assert_eq!(
+        container(&genai),
+        genai_before,
+        "genai's container was recreated"
+    );
+    let panel_after = container(&panel);
+    assert!(
+        !panel_after.is_empty() && panel_after != panel_before,
+        "panel's container was not recreated: {panel_before} → {panel_after}"
+    );
+    let env = stdout_of(&guest.docker(&[
+        "inspect",
+        "--format",
+        "{{join .Config.Env \" \"}}",
+        &panel_after,
+    ]));
+    assert!(env.contains("RELOADED=yes"), "{env}");
+    let status = guest.composectl(&["status", &panel]);
+    assert!(
+        text(&status).contains("1/1 running, 1/1 healthy"),
+        "{}",
+        text(&status)
+    );
+}
