@@ -480,15 +480,20 @@ impl Systemd {
         Ok(self.describe(status, "job dependency"))
     }
 
-    /// The state and pending job of each unit, from one call.
-    pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
+    /// systemd's list entries of `units`, in their order, from one call.
+    async fn list(&self, units: &[String]) -> Result<Vec<ListedUnit>> {
         let names: Vec<&str> = units.iter().map(String::as_str).collect();
-        let listed = self
-            .manager
+        self.manager
             .list_units_by_names(&names)
             .await
-            .map_err(explain)?;
-        Ok(listed
+            .map_err(explain)
+    }
+
+    /// The state and pending job of each unit, from one call.
+    pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
+        Ok(self
+            .list(units)
+            .await?
             .into_iter()
             .map(
                 |(unit, _, _, active_state, sub_state, _, _, job_id, job, _)| UnitState {
@@ -550,12 +555,7 @@ impl Systemd {
             (SERVICE, "NRestarts"),
             (SERVICE, "MainPID"),
         ];
-        let names: Vec<&str> = units.iter().map(String::as_str).collect();
-        let listed = self
-            .manager
-            .list_units_by_names(&names)
-            .await
-            .map_err(explain)?;
+        let listed = self.list(units).await?;
         futures_util::future::try_join_all(listed.into_iter().map(
             |(unit, _, load_state, active_state, sub_state, _, path, _, _, _)| async move {
                 let wanted: &[_] = match () {
