@@ -558,10 +558,13 @@ impl Systemd {
         let listed = self.list(units).await?;
         futures_util::future::try_join_all(listed.into_iter().map(
             |(unit, _, load_state, active_state, sub_state, _, path, _, _, _)| async move {
-                let wanted: &[_] = match () {
-                    _ if load_state != "loaded" => &[],
-                    _ if unit.ends_with(".service") => &SHOWN,
-                    _ => &SHOWN[..2],
+                // The first two are the unit's own; the rest only services have.
+                let wanted: &[_] = if load_state != "loaded" {
+                    &[]
+                } else if unit.ends_with(".service") {
+                    &SHOWN
+                } else {
+                    &SHOWN[..2]
                 };
                 let props = self.properties(&path, wanted).await?;
                 let text = |key: &str| property_text(&props, key);

@@ -57,9 +57,11 @@ struct State {
 /// What a running supervisor reports of its containers (its STATUS=, kept current from the
 /// engine's events); None while it starts, stops, changes or is not running.
 fn reported(unit: &UnitStatus) -> Option<ContainerSummary> {
-    (unit.active_state == "active" && unit.sub_state == "running")
-        .then(|| unit.status_text.parse().ok())
-        .flatten()
+    if unit.active_state == "active" && unit.sub_state == "running" {
+        unit.status_text.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// Every stack's unit and containers: systemd's answers, and the engine's for the stacks whose
@@ -68,19 +70,21 @@ async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<State>> 
     let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
     let systemd = Systemd::connect(ctx.mode).await?;
     let statuses = systemd.statuses(&unit_names).await?;
-    let summaries = if statuses.iter().all(|unit| reported(unit).is_some()) {
-        Some(BTreeMap::new())
-    } else {
+    let reports: Vec<Option<ContainerSummary>> = statuses.iter().map(reported).collect();
+    let engine = if reports.iter().any(Option::is_none) {
         container_summaries().await
+    } else {
+        None
     };
     Ok(stacks
         .iter()
         .zip(statuses)
-        .map(|(stack, unit)| State {
+        .zip(reports)
+        .map(|((stack, unit), report)| State {
             stack: stack.clone(),
             status: unit.status_line(),
-            containers: reported(&unit).or_else(|| {
-                summaries
+            containers: report.or_else(|| {
+                engine
                     .as_ref()
                     .map(|s| s.get(stack).cloned().unwrap_or_default())
             }),

@@ -587,17 +587,24 @@ impl Engine {
             .list_containers(Some(options))
             .await
             .map_err(|e| anyhow!("cannot list containers: {e}"))?;
-        for id in stopped.iter().filter_map(|c| c.id.as_deref()) {
-            let options = bollard::query_parameters::RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            };
-            self.docker
-                .remove_container(id, Some(options))
-                .await
-                .map_err(|e| anyhow!("cannot remove stopped container {id}: {e}"))?;
-        }
+        self.remove_containers(stopped.iter().filter_map(|c| c.id.as_deref()))
+            .await?;
         Ok(stopped.len())
+    }
+
+    /// Removes containers, running or not, one after another.
+    async fn remove_containers<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Result<()> {
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        for id in ids {
+            self.docker
+                .remove_container(id, Some(options.clone()))
+                .await
+                .map_err(|e| anyhow!("cannot remove container {}: {e}", short_id(id)))?;
+        }
+        Ok(())
     }
 
     /// Removes what a compose project left on the engine (containers, the project's own
@@ -605,16 +612,8 @@ impl Engine {
     /// Returns how many containers went.
     pub async fn remove_project(&self, project: &str) -> Result<usize> {
         let containers = self.containers(Some(project)).await?;
-        for container in &containers {
-            let options = bollard::query_parameters::RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            };
-            self.docker
-                .remove_container(&container.id, Some(options))
-                .await
-                .map_err(|e| anyhow!("cannot remove container {}: {e}", container.name))?;
-        }
+        self.remove_containers(containers.iter().map(|c| c.id.as_str()))
+            .await?;
         let options = bollard::query_parameters::ListNetworksOptions {
             filters: Some(project_filter(Some(project))),
         };
