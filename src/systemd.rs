@@ -301,7 +301,13 @@ impl Systemd {
             };
             anyhow!("cannot connect to systemd over {bus}: {e}; {hint}")
         })?;
-        let manager = ManagerProxy::new(&connection).await.map_err(explain)?;
+        // No property cache: it would fetch all of the manager's properties (several KiB) and
+        // subscribe to their changes, and composectl reads none of them.
+        let manager = ManagerProxy::builder(&connection)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(explain)?;
         Ok(Systemd {
             manager,
             connection,
