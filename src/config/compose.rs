@@ -432,7 +432,7 @@ impl Parser<'_> {
         yaml::walk(doc, |path, node| {
             for key in yaml::keys(node) {
                 if !matches!(yaml::kind(key), "a string" | "a tagged value") {
-                    keys.push((yaml::line(key), path.join("."), yaml::kind(key)));
+                    keys.push((yaml::line(key), path.join(), yaml::kind(key)));
                 }
             }
             let Some(text) = yaml::scalar_text(node) else {
@@ -441,7 +441,7 @@ impl Parser<'_> {
             if text.contains('$')
                 && let Err(message) = interpolate(&text, self.env)
             {
-                problems.push((yaml::line(node), format!("{}: {message}", path.join("."))));
+                problems.push((yaml::line(node), format!("{}: {message}", path.join())));
             }
         });
         for (line, path, kind) in keys {
@@ -526,7 +526,7 @@ impl Parser<'_> {
     fn casts(&mut self, node: &Node, table: &[(&[&str], Cast)], prefix: &str) {
         for (pattern, cast) in table {
             let mut found = Vec::new();
-            matching(node, pattern, prefix.to_string(), &mut found);
+            matching(node, pattern, prefix, &mut found);
             for (path, value) in found {
                 if yaml::kind(value) != "a string" {
                     continue;
@@ -1075,9 +1075,9 @@ fn list<'n>(node: &'n Node, key: &str) -> &'n [Rc<Node>] {
 }
 
 /// The nodes below `node` at `pattern` (`*`: every key or item), with their dotted paths.
-fn matching<'n>(node: &'n Node, pattern: &[&str], path: String, out: &mut Vec<(String, &'n Node)>) {
+fn matching<'n>(node: &'n Node, pattern: &[&str], path: &str, out: &mut Vec<(String, &'n Node)>) {
     let Some((head, rest)) = pattern.split_first() else {
-        out.push((path, node));
+        out.push((path.to_string(), node));
         return;
     };
     let dot = if path.is_empty() || path.ends_with('.') {
@@ -1088,15 +1088,18 @@ fn matching<'n>(node: &'n Node, pattern: &[&str], path: String, out: &mut Vec<(S
     if let Some(items) = yaml::as_sequence(node) {
         if *head == "*" {
             for (i, item) in items.iter().enumerate() {
-                matching(item, rest, format!("{path}{dot}{i}"), out);
+                matching(item, rest, &format!("{path}{dot}{i}"), out);
             }
         }
         return;
     }
-    for entry in yaml::entries(node) {
-        if *head == "*" || entry.key == *head {
-            matching(entry.value, rest, format!("{path}{dot}{}", entry.key), out);
+    // A named key is looked up, not searched for: most patterns name a field a service lacks.
+    if *head == "*" {
+        for entry in yaml::entries(node) {
+            matching(entry.value, rest, &format!("{path}{dot}{}", entry.key), out);
         }
+    } else if let Some(entry) = yaml::get(node, head) {
+        matching(entry.value, rest, &format!("{path}{dot}{head}"), out);
     }
 }
 

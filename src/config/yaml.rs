@@ -386,30 +386,62 @@ pub fn keys(node: &Node) -> impl Iterator<Item = &Node> {
     pairs.iter().map(|(key, _)| &**key)
 }
 
+/// Where [`walk`] is: the keys and indexes from the top to the node visited, joined only when
+/// asked (most nodes are visited and left without one).
+pub struct WalkPath<'w, 'n> {
+    steps: &'w [(usize, Step<'n>)],
+    at: usize,
+}
+
+enum Step<'n> {
+    Top,
+    Key(Cow<'n, str>),
+    Index(usize),
+}
+
+impl WalkPath<'_, '_> {
+    /// The path with `.` between its parts, e.g. `services.app.ports.0`; empty at the top.
+    pub fn join(&self) -> String {
+        let mut parts = Vec::new();
+        let mut at = self.at;
+        while let Some((parent, step)) = self.steps.get(at) {
+            match step {
+                Step::Top => break,
+                Step::Key(key) => parts.push(key.to_string()),
+                Step::Index(i) => parts.push(i.to_string()),
+            }
+            at = *parent;
+        }
+        parts.reverse();
+        parts.join(".")
+    }
+}
+
 /// Every node below `node` (itself included) once, however often aliases repeat it, with the
 /// path of its first occurrence: what a pass over all values (interpolation) needs.
-pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&[Cow<'n, str>], &'n Node)) {
+pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&WalkPath<'_, 'n>, &'n Node)) {
     let mut seen = std::collections::HashSet::new();
-    let mut stack: Vec<(Vec<Cow<'n, str>>, &'n Node)> = vec![(Vec::new(), node)];
-    while let Some((path, node)) = stack.pop() {
+    // Each step points at its parent's: one entry per node instead of a path per node.
+    let mut steps: Vec<(usize, Step<'n>)> = vec![(0, Step::Top)];
+    let mut stack: Vec<(usize, &'n Node)> = vec![(0, node)];
+    while let Some((at, node)) = stack.pop() {
         if !seen.insert(std::ptr::from_ref(node)) {
             continue;
         }
-        visit(&path, node);
+        visit(&WalkPath { steps: &steps, at }, node);
         match &node.data {
             Data::Scalar { .. } => {}
             Data::Sequence(items) => {
                 for (i, item) in items.iter().enumerate().rev() {
-                    let mut path = path.clone();
-                    path.push(Cow::Owned(i.to_string()));
-                    stack.push((path, item));
+                    steps.push((at, Step::Index(i)));
+                    stack.push((steps.len() - 1, item));
                 }
             }
             Data::Mapping(pairs) => {
                 for (key, value) in pairs.iter().rev() {
-                    let mut path = path.clone();
-                    path.push(scalar_text(key).unwrap_or(Cow::Borrowed("?")));
-                    stack.push((path, value));
+                    let key = scalar_text(key).unwrap_or(Cow::Borrowed("?"));
+                    steps.push((at, Step::Key(key)));
+                    stack.push((steps.len() - 1, value));
                 }
             }
         }
@@ -456,8 +488,33 @@ pub fn entries(node: &Node) -> Vec<Entry<'_>> {
     own
 }
 
+/// The entry for `key`, as [`entries`] would have it, without listing them all unless the
+/// mapping merges others in.
 pub fn get<'n>(node: &'n Node, key: &str) -> Option<Entry<'n>> {
-    entries(node).into_iter().find(|e| e.key == key)
+    let Data::Mapping(pairs) = &node.data else {
+        return None;
+    };
+    let mut merges = false;
+    for (k, value) in pairs {
+        match &k.data {
+            Data::Scalar { text, plain: true } if text == "<<" => merges = true,
+            Data::Scalar { text, .. }
+                if text == key && !is_null(k) && value.tag.as_deref() != Some(RESET_TAG) =>
+            {
+                return Some(Entry {
+                    key: Cow::Borrowed(text.as_str()),
+                    line: k.line,
+                    value,
+                });
+            }
+            _ => {}
+        }
+    }
+    if merges {
+        entries(node).into_iter().find(|e| e.key == key)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -550,6 +607,34 @@ mod tests {
             avoid_scanner_panics("a: Hello!, world\n"),
             "a: Hello!, world\n"
         );
+    }
+
+    #[test]
+    fn get_finds_what_entries_lists() {
+        let text = "base: &b\n  image: x\n  restart: always\n  user: u\n\
+                    svc:\n  <<: *b\n  restart: 'no'\n  user: !reset null\n  '<<': quoted\n  ~: nothing\n\
+                    plain:\n  image: y\n";
+        let doc = doc(text);
+        for name in ["svc", "plain", "base"] {
+            let node = get(&doc, name).unwrap().value;
+            for key in ["image", "restart", "user", "<<", "~", "", "missing"] {
+                let listed = entries(node).into_iter().find(|e| e.key == key);
+                let found = get(node, key);
+                assert_eq!(
+                    found.map(|e| (e.line, line(e.value))),
+                    listed.map(|e| (e.line, line(e.value))),
+                    "{name}.{key}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn walk_paths_name_keys_and_indexes() {
+        let doc = doc("a:\n  b: [x, {c: y}]\n");
+        let mut paths = Vec::new();
+        walk(&doc, |path, _| paths.push(path.join()));
+        assert_eq!(paths, ["", "a", "a.b", "a.b.0", "a.b.1", "a.b.1.c"]);
     }
 
     #[test]
