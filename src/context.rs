@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, anyhow};
 
 use crate::cli::GlobalArgs;
+use crate::diag::Diagnostics;
 use crate::error::{Error, Result};
 use crate::mode::Mode;
-use crate::model::{self, Root};
+use crate::model::{self, Root, StackName};
 use crate::output::Output;
 use crate::unitdir::UnitDir;
 use crate::units::{self, UnitFile};
@@ -42,7 +43,16 @@ impl Context {
 
     /// Loads and validates the whole root, printing its warnings.
     pub fn load(&self) -> Result<Root> {
-        let loaded = model::load(&self.root_dir)?;
+        self.loaded(model::load(&self.root_dir))
+    }
+
+    /// The root with only `name` loaded (see [`model::load_one`]).
+    pub fn load_one(&self, name: &StackName) -> Result<Root> {
+        self.loaded(model::load_one(&self.root_dir, name))
+    }
+
+    fn loaded(&self, loaded: Result<model::Loaded, Diagnostics>) -> Result<Root> {
+        let loaded = loaded?;
         self.out.diagnostics(&loaded.warnings);
         Ok(loaded.root)
     }

@@ -62,6 +62,11 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// Its name as a [`StackName`]: validated when the stack was loaded.
+    pub fn stack_name(&self) -> StackName {
+        StackName(self.name.clone())
+    }
+
     /// Names of the networks.toml networks this stack joins.
     pub fn external_networks(&self) -> impl Iterator<Item = &str> {
         self.networks
@@ -182,7 +187,18 @@ impl std::fmt::Display for StackName {
 }
 
 pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
-    let (root, diags) = load_partial(dir);
+    loaded(load_root(dir, None))
+}
+
+/// The root with one stack only, as its supervisor runs it: the shared files (settings,
+/// networks.toml, root env files) and that stack's own. The checks across stacks (unknown
+/// dependencies, cycles, collisions) are `enable`'s, which wrote the unit: a stack starting at
+/// boot neither parses every other stack nor fails for an edit to one of them.
+pub fn load_one(dir: &Path, name: &StackName) -> Result<Loaded, Diagnostics> {
+    loaded(load_root(dir, Some(name)))
+}
+
+fn loaded((root, diags): (Option<Root>, Diagnostics)) -> Result<Loaded, Diagnostics> {
     match root {
         Some(root) if !diags.has_errors() => Ok(Loaded {
             root,
@@ -195,6 +211,11 @@ pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
 /// Loads what can be loaded: the root holds every stack that parsed (None when the directory is
 /// not a root at all), the diagnostics everything found, sorted.
 pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
+    load_root(dir, None)
+}
+
+/// Every stack of the root, or only `only`.
+fn load_root(dir: &Path, only: Option<&StackName>) -> (Option<Root>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let stacks_dir = dir.join(STACKS_DIR);
     if !stacks_dir.is_dir() {
@@ -227,7 +248,10 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
     let mut claims = Vec::new();
     // Stacks whose own files are broken: already reported, so not "unknown" to their dependents.
     let mut broken = BTreeSet::new();
-    let dirs = stack_dirs(&stacks_dir, &mut diags);
+    let dirs = match only {
+        None => stack_dirs(&stacks_dir, &mut diags),
+        Some(name) => vec![(name.to_string(), stacks_dir.join(&**name))],
+    };
     for ((name, _), (loaded, stack_diags)) in dirs
         .iter()
         .zip(load_stacks(&dirs, dir, &root_env, &settings))
@@ -250,7 +274,9 @@ pub fn load_partial(dir: &Path) -> (Option<Root>, Diagnostics) {
         networks,
         stacks,
     };
-    check_dependencies(&root, &broken, &mut diags);
+    if only.is_none() {
+        check_dependencies(&root, &broken, &mut diags);
+    }
     check_networks(&root, &networks_path, networks_broken, &mut diags);
     check_collisions(&claims, &mut diags);
 
@@ -836,6 +862,43 @@ mod tests {
         ] {
             assert!(bad.parse::<StackName>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_stack_loaded_alone_ignores_its_siblings_but_not_its_own_files() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let write = |path: &str, text: &str| {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write(
+            "networks.toml",
+            "[networks.net]\nsubnet = \"10.240.0.0/24\"\n",
+        );
+        let app = "x-composectl:\n  requires: [db]\nservices:\n  app:\n    image: busybox\n    networks: [net]\nnetworks:\n  net:\n    external: true\n";
+        write("stacks/app/compose.yaml", app);
+        write("stacks/db/compose.yaml", "services: [not, a, mapping]\n");
+        let name = |n: &str| n.parse::<StackName>().expect("name");
+
+        let whole = load(root.path()).expect_err("db's compose file is broken");
+        assert!(
+            whole.to_string().contains("stacks/db/compose.yaml"),
+            "{whole}"
+        );
+
+        let alone = load_one(root.path(), &name("app")).expect("app alone loads");
+        assert_eq!(alone.root.stacks.keys().collect::<Vec<_>>(), ["app"]);
+        assert_eq!(alone.root.stacks["app"].requires, ["db"]);
+        assert!(alone.root.networks.contains_key("net"));
+
+        let broken = load_one(root.path(), &name("db")).expect_err("db's own file");
+        assert!(
+            broken.to_string().contains("stacks/db/compose.yaml"),
+            "{broken}"
+        );
+        let missing = load_one(root.path(), &name("gone")).expect_err("no such stack");
+        assert!(missing.to_string().contains("stacks/gone"), "{missing}");
     }
 }
 

@@ -18,7 +18,7 @@ const RELOAD_MARGIN: Duration = Duration::from_secs(60);
 
 pub fn run(ctx: &Context, name: &StackName) -> Result<Box<dyn Report>> {
     supervisor::init_logging(name);
-    let root = ctx.load()?;
+    let root = ctx.load_one(name)?;
     let stack = root.stack(name)?;
     match block_on(async { Ok(supervisor::run(&root, stack, ctx.mode).await?) })? {
         Ending::Stopped => Ok(Box::new(Streamed)),
@@ -28,9 +28,9 @@ pub fn run(ctx: &Context, name: &StackName) -> Result<Box<dyn Report>> {
 
 pub fn reload(ctx: &Context, name: &StackName) -> Result<Box<dyn Report>> {
     // The limit only: an invalid root is the supervisor's to report (it changes nothing then).
-    let timeout = model::load_partial(&ctx.root_dir)
-        .0
-        .and_then(|root| Some(root.stacks.get(&**name)?.start_timeout))
+    let timeout = model::load_one(&ctx.root_dir, name)
+        .ok()
+        .and_then(|loaded| Some(loaded.root.stacks.get(&**name)?.start_timeout))
         .unwrap_or_else(|| crate::config::settings::Settings::default().start_timeout);
     let outcome = block_on(async {
         Ok(runtime::request(

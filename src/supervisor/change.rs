@@ -134,7 +134,7 @@ impl Supervisor {
         };
         self.notifier
             .status(&format!("{doing}: reading {}", self.root.dir.display()));
-        let loaded = match model::load(&self.root.dir) {
+        let loaded = match model::load_one(&self.root.dir, &self.stack.stack_name()) {
             Ok(loaded) => loaded.root,
             Err(diags) => {
                 return self

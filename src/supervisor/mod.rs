@@ -14,6 +14,7 @@ mod health;
 mod logs;
 mod requirements;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,14 +63,16 @@ pub enum Ending {
 /// sd_notify messages; silent when not started by systemd.
 struct Notifier {
     enabled: bool,
-    last_status: String,
+    /// A cell: the waits for the engine and for the required stacks run together, both saying
+    /// what they wait for.
+    last_status: RefCell<String>,
 }
 
 impl Notifier {
     fn new() -> Notifier {
         Notifier {
             enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
-            last_status: String::new(),
+            last_status: RefCell::default(),
         }
     }
 
@@ -79,16 +82,17 @@ impl Notifier {
         }
     }
 
-    fn status(&mut self, text: &str) {
-        if text != self.last_status {
+    fn status(&self, text: &str) {
+        let mut last = self.last_status.borrow_mut();
+        if text != *last {
             tracing::info!("{text}");
             self.send(&[sd_notify::NotifyState::Status(text)]);
-            self.last_status = text.to_string();
+            *last = text.to_string();
         }
     }
 
     /// Says why the stack cannot go on; the error makes systemd restart it.
-    fn fail(&mut self, stack: &str, reason: &str) -> anyhow::Error {
+    fn fail(&self, stack: &str, reason: &str) -> anyhow::Error {
         self.send(&[sd_notify::NotifyState::Status(&format!("failed: {reason}"))]);
         tracing::error!("{reason}");
         anyhow!("stack {stack}: {reason}")
@@ -126,26 +130,35 @@ pub(crate) fn unix_now() -> i32 {
 
 /// Runs the stack until it is stopped (Ok) or fails for good (Err).
 pub async fn run(root: &Root, stack: &Stack, mode: Mode) -> Result<Ending> {
-    let mut notifier = Notifier::new();
+    let started = unix_now();
+    let notifier = Notifier::new();
     let mut stop = StopSignals::new()?;
-    let engine = tokio::select! {
-        engine = Engine::wait(stack.start_timeout, |text| notifier.status(text)) => {
-            engine.map_err(|e| notifier.fail(&stack.name, &format!("{e:#}")))?
-        }
+    let requirements = Requirements::of(stack, mode);
+    // Together: a layer's start waits as long as the longer of the two, not their sum.
+    let (engine, required) = tokio::select! {
+        waited = async {
+            tokio::join!(
+                Engine::wait(stack.start_timeout, |text| notifier.status(text)),
+                requirements.wait_until_ready(|text| notifier.status(text)),
+            )
+        } => waited,
         () = stop.recv() => return Ok(Ending::Stopped),
     };
-    Supervisor {
+    let engine = engine.map_err(|e| notifier.fail(&stack.name, &format!("{e:#}")))?;
+    let mut supervisor = Supervisor {
         mode,
         root: root.clone(),
         stack: stack.clone(),
         state: StackState::new(mode, &stack.name),
         engine: Arc::new(engine),
-        requirements: Requirements::of(stack, mode),
+        requirements,
         notifier,
         stop,
+    };
+    if let Err(e) = required {
+        return Err(supervisor.give_up(e.to_string(), false).await);
     }
-    .supervise()
-    .await
+    supervisor.supervise(started).await
 }
 
 struct Supervisor {
@@ -175,23 +188,31 @@ fn compose<'a>(root: &'a Root, stack: &'a Stack, state: &StackState) -> Compose<
 }
 
 impl Supervisor {
-    async fn supervise(mut self) -> Result<Ending> {
-        let started = unix_now();
-        tokio::select! {
-            result = self.requirements.wait_until_ready(|text| self.notifier.status(text)) => {
-                if let Err(e) = result {
-                    return Err(self.give_up(e.to_string(), false).await);
-                }
-            }
-            () = self.stop.recv() => return Ok(Ending::Stopped),
-        }
-        // Removals of required stacks count from here: earlier ones were waited out above.
+    /// Runs the stack whose supervisor started at `started` (unix seconds), its engine and its
+    /// required stacks ready.
+    async fn supervise(mut self, started: i32) -> Result<Ending> {
+        // Removals of required stacks count from here: earlier ones were waited out.
         let mut removals = self
             .requirements
             .removals(&self.engine, i64::from(unix_now()));
 
         let (root, stack) = (self.root.clone(), self.stack.clone());
-        if let Err(reason) = self.check(&root, &stack).await {
+        // Containers that are not running are from a run that ended uncleanly (the engine or
+        // the supervisor killed): start fresh ones, as after a clean `compose down`. Starting
+        // them again can inherit the runtime state a killed engine left (a task it could not
+        // delete, health checks that can no longer exec). Running ones are adopted. Removed
+        // while the networks are checked: neither depends on the other.
+        let engine = Arc::clone(&self.engine);
+        let (checked, removed) = tokio::join!(
+            self.check(&root, &stack),
+            engine.remove_stopped(&stack.name)
+        );
+        match removed {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} stopped containers of an earlier run"),
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+        if let Err(reason) = checked {
             return Err(self.give_up(reason, false).await);
         }
         match self.state.roll_back() {
@@ -203,15 +224,6 @@ impl Supervisor {
             Err(e) => tracing::warn!("{e:#}"),
         }
 
-        // Containers that are not running are from a run that ended uncleanly (the engine or
-        // the supervisor killed): start fresh ones, as after a clean `compose down`. Starting
-        // them again can inherit the runtime state a killed engine left (a task it could not
-        // delete, health checks that can no longer exec). Running ones are adopted.
-        match self.engine.remove_stopped(&self.stack.name).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("removed {n} stopped containers of an earlier run"),
-            Err(e) => tracing::warn!("{e:#}"),
-        }
         // Replayed from our start: no event of this run can slip by, whenever the stream connects.
         let mut events = self
             .engine
@@ -368,7 +380,7 @@ impl Supervisor {
 
     /// What must hold before the stack's containers are created: its secrets are set and its
     /// networks match networks.toml (missing ones are created).
-    async fn check(&mut self, root: &Root, stack: &Stack) -> Result<(), String> {
+    async fn check(&self, root: &Root, stack: &Stack) -> Result<(), String> {
         if !stack.missing_secrets.is_empty() {
             return Err(format!(
                 "secrets {} are declared but no env file sets them: run composectl secrets {}",
