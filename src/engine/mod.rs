@@ -6,7 +6,7 @@
 //! dockerd that is not coming back, a wedged daemon) must never hold a stop or a failure path
 //! for minutes. Streams (events, logs) are bounded only until their headers arrive.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -190,6 +190,8 @@ pub struct Exit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub id: String,
+    /// The compose project (stack) of the container.
+    pub project: String,
     pub name: String,
     pub service: String,
     /// `start`, `die`, `oom`, `health_status: healthy`, ...
@@ -925,11 +927,16 @@ impl Engine {
         })
     }
 
-    /// Container events of a project from `since` (unix seconds) on, only `actions` when given.
+    /// Container events of `projects` from `since` (unix seconds) on, only `actions` when given.
     /// The request is only made when the stream is first polled; `since` makes the engine replay
-    /// what happened before.
-    pub fn events(&self, project: &str, since: i64, actions: &[&str]) -> EventStream {
-        let mut filters = project_filter(Some(project));
+    /// what happened before. One project is filtered by the engine; several share one stream of
+    /// every compose project's events, filtered here (the engine ANDs label filters), so a stack
+    /// requiring a dozen others holds one connection, not a dozen.
+    pub fn events(&self, projects: &[&str], since: i64, actions: &[&str]) -> EventStream {
+        let mut filters = project_filter(match projects {
+            [project] => Some(project),
+            _ => None,
+        });
         filters.insert("type".into(), vec!["container".into()]);
         if !actions.is_empty() {
             filters.insert(
@@ -942,17 +949,25 @@ impl Engine {
             since: Some(since.to_string()),
             ..Default::default()
         };
-        Box::pin(self.docker.events(Some(options)).map(|message| {
+        let projects: BTreeSet<String> = projects.iter().map(|p| p.to_string()).collect();
+        let events = self.docker.events(Some(options)).map(|message| {
             let message = message.map_err(|e| anyhow!("the engine's event stream failed: {e}"))?;
             let actor = message.actor.unwrap_or_default();
             let attributes: BTreeMap<String, String> =
                 actor.attributes.unwrap_or_default().into_iter().collect();
             Ok(Event {
                 id: actor.id.unwrap_or_default(),
+                project: attributes.get(PROJECT_LABEL).cloned().unwrap_or_default(),
                 service: attributes.get(SERVICE_LABEL).cloned().unwrap_or_default(),
                 name: attributes.get("name").cloned().unwrap_or_default(),
                 action: message.action.unwrap_or_default(),
                 time_nano: message.time_nano.unwrap_or(0),
+            })
+        });
+        Box::pin(events.filter(move |event: &Result<Event>| {
+            std::future::ready(match event {
+                Ok(event) => projects.contains(&event.project),
+                Err(_) => true,
             })
         }))
     }

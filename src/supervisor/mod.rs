@@ -225,9 +225,9 @@ impl Supervisor {
         }
 
         // Replayed from our start: no event of this run can slip by, whenever the stream connects.
-        let mut events = self
-            .engine
-            .events(&self.stack.name, i64::from(started), &EVENTS);
+        let mut events =
+            self.engine
+                .events(&[self.stack.name.as_str()], i64::from(started), &EVENTS);
         self.notifier.status("starting containers (compose up)");
         match up(
             compose(&self.root, &self.stack, &self.state),

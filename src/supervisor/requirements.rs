@@ -101,17 +101,15 @@ impl Requirements {
         if self.required.is_empty() {
             return stream::pending().boxed();
         }
-        let streams = self.required.iter().map(|(stack, _)| {
-            let stack = stack.clone();
-            engine
-                .events(&stack, since, &["destroy"])
-                .filter_map(move |event| {
-                    let stack = stack.clone();
-                    async move { event.ok().map(|e| (stack, e.time_nano)) }
-                })
-                .boxed()
-        });
-        stream::select_all(streams).boxed()
+        let stacks: Vec<&str> = self
+            .required
+            .iter()
+            .map(|(stack, _)| stack.as_str())
+            .collect();
+        engine
+            .events(&stacks, since, &["destroy"])
+            .filter_map(|event| async move { event.ok().map(|e| (e.project, e.time_nano)) })
+            .boxed()
     }
 
     /// Why `stack`'s container was removed at `time`. Its unit tells, even when asked a little
