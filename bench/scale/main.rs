@@ -42,7 +42,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use engine::Recorder;
-use measure::{all_healthy, ordering_violations, seconds};
+use measure::{all_healthy, ordering_violations, phases, seconds};
 use report::{Machine, Report, Run};
 use strategy::{Bench, LIMIT, Strategy};
 use topology::{Topology, layer_sizes};
@@ -166,7 +166,9 @@ fn measure_run(
         healthy.is_some()
     });
     result.all_healthy = Some(healthy.ok_or("not every stack turned healthy")?);
-    result.violations = ordering_violations(topology, &recorder.events(), started.t0);
+    let events = recorder.events();
+    result.violations = ordering_violations(topology, &events, started.t0);
+    result.phases = phases(topology, &events, started.t0);
 
     let units = measure::units(&bench.manager, &strategy.units(topology));
     let ready: Vec<(u64, u64)> = units.iter().map(measure::Unit::memory_kib).collect();
@@ -231,7 +233,12 @@ fn main() -> ExitCode {
     }
     let mut runs = Vec::new();
     for run in 1..=args.runs {
-        for strategy in &args.strategies {
+        // Each run begins with the next strategy: whichever follows another's teardown starts on
+        // a busier engine, so no strategy always pays for it.
+        let mut order = args.strategies.clone();
+        let first = (run - 1) % order.len().max(1);
+        order.rotate_left(first);
+        for strategy in &order {
             eprintln!("scale: {} #{run}/{} ...", strategy.name(), args.runs);
             let result = run_one(&bench, *strategy, run, args.idle);
             eprintln!("scale: {} #{run}: {}", strategy.name(), result.line());

@@ -68,6 +68,51 @@ pub fn ordering_violations(topology: &Topology, events: &[Event], t0: i64) -> Ve
     violations
 }
 
+/// Where a run's time went, in seconds, by the engine's timestamps: from the start to the first
+/// container created; per stack that requires others, from the last of them turning healthy to
+/// its own container's creation (what starting a layer costs the strategy: noticing, systemd,
+/// the supervisor, `compose up`); per stack, from its creation to its health.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Phases {
+    pub first_create: f64,
+    pub handoff: f64,
+    pub create_to_healthy: f64,
+}
+
+pub fn phases(topology: &Topology, events: &[Event], t0: i64) -> Option<Phases> {
+    let healthy = healthy_at(events, t0);
+    let mut created: HashMap<&str, i64> = HashMap::new();
+    for event in events
+        .iter()
+        .filter(|e| e.time_nano >= t0 && e.action == "create")
+    {
+        created
+            .entry(event.project.as_str())
+            .or_insert(event.time_nano);
+    }
+    let mut handoffs = Vec::new();
+    let mut lives = Vec::new();
+    for stack in topology.all() {
+        let create = *created.get(stack.as_str())?;
+        lives.push(seconds(*healthy.get(stack.as_str())? - create));
+        let required = &topology.requires[stack];
+        if let Some(ready) = required
+            .iter()
+            .map(|r| healthy.get(r.as_str()).copied())
+            .collect::<Option<Vec<i64>>>()?
+            .into_iter()
+            .max()
+        {
+            handoffs.push(seconds(create - ready));
+        }
+    }
+    Some(Phases {
+        first_create: seconds(created.values().min()? - t0),
+        handoff: median(&handoffs).unwrap_or(0.0),
+        create_to_healthy: median(&lives)?,
+    })
+}
+
 pub fn seconds(nanos: i64) -> f64 {
     nanos as f64 / 1e9
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::measure::median;
+use crate::measure::{Phases, median};
 use crate::strategy::{Detection, Strategy};
 
 /// One run of one strategy.
@@ -20,6 +20,7 @@ pub struct Run {
     /// Seconds until the strategy's own command returned.
     pub returned: Option<f64>,
     pub violations: Vec<String>,
+    pub phases: Option<Phases>,
     /// Per stack: memory of the processes of its unit (the larger of two samples: once all are
     /// healthy, and after the idle time).
     pub rss_kib: Vec<u64>,
@@ -39,6 +40,7 @@ impl Run {
             all_healthy: None,
             returned: None,
             violations: Vec::new(),
+            phases: None,
             rss_kib: Vec::new(),
             pss_kib: Vec::new(),
             idle_cpu_percent: None,
@@ -89,6 +91,8 @@ pub struct Summary {
     /// Median all-healthy time over the ideal orchestrator's.
     pub ratio: Option<f64>,
     pub violations: usize,
+    /// Each phase's median over the runs.
+    pub phases: Option<Phases>,
     /// MiB per stack, over every stack of every run.
     pub rss_mib: Option<Spread>,
     pub pss_mib: Option<Spread>,
@@ -135,6 +139,12 @@ fn summarise(strategy: Strategy, runs: &[Run], ideal: Option<f64>) -> Summary {
         ratio: all_healthy.zip(ideal).map(|(a, i)| a.median / i),
         all_healthy,
         violations: ok.iter().map(|r| r.violations.len()).sum(),
+        phases: median_of(|r| r.phases.map(|p| p.first_create)).map(|first_create| Phases {
+            first_create,
+            handoff: median_of(|r| r.phases.map(|p| p.handoff)).unwrap_or_default(),
+            create_to_healthy: median_of(|r| r.phases.map(|p| p.create_to_healthy))
+                .unwrap_or_default(),
+        }),
         rss_mib: mib(|r| &r.rss_kib),
         pss_mib: mib(|r| &r.pss_kib),
         idle_cpu_percent: median_of(|r| r.idle_cpu_percent),
@@ -335,7 +345,7 @@ impl Report {
             );
         }
         out.push_str(
-            "\nMedians over the runs (interleaved: round 1 runs every strategy, then round 2, ...). All healthy: \
+            "\nMedians over the runs (interleaved: round 1 runs every strategy, then round 2, ..., each round beginning with the next strategy). All healthy: \
              the engine's timestamp of the last `health_status: healthy` minus the start; × ideal: median over \
              the ideal orchestrator's median. Ordering violations: containers whose `start` event came before \
              every stack they require was healthy, summed over the runs. Memory: the processes of each stack's \
@@ -346,6 +356,23 @@ impl Report {
              Container death: `docker kill` of one container of the last layer, from the engine's `die` to \
              `systemctl show` first saying the unit is not `active` (polled, a few ms apart).\n",
         );
+        out.push_str(
+            "\nWhere the time went (medians, s): from the start to the first container created; per stack \
+             requiring others, from the last of them turning healthy to its own container's creation (the \
+             cost of starting a layer: noticing, systemd, the supervisor, `compose up`); per stack, from its \
+             creation to its health (the engine and the healthcheck).\n\n\
+             | strategy | start → first create | required healthy → create | create → healthy |\n\
+             |---|---|---|---|\n",
+        );
+        for s in &self.summary {
+            if let Some(p) = s.phases {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.3} | {:.3} | {:.3} |",
+                    s.title, p.first_create, p.handoff, p.create_to_healthy
+                );
+            }
+        }
         if let Some(ms) = self.render_ms {
             let _ = writeln!(
                 out,

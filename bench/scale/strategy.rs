@@ -23,7 +23,8 @@ pub enum Strategy {
     /// Starts each stack the moment every stack it requires is healthy, polling the engine
     /// every 20 ms: what no orchestrator can beat by more than its polling.
     Ideal,
-    /// `composectl enable --now` of the last layer: `composectl run` as Type=notify units.
+    /// `composectl start` of the last layer, its units enabled beforehand: `composectl run` as
+    /// Type=notify units.
     Composectl,
     /// Type=oneshot units running `docker compose up -d --wait`, with Requires=/After=.
     Oneshot,
@@ -55,7 +56,7 @@ impl Strategy {
     pub fn title(self) -> &'static str {
         match self {
             Strategy::Ideal => "ideal (starts at healthy, 20 ms polling)",
-            Strategy::Composectl => "composectl (`enable --now`)",
+            Strategy::Composectl => "composectl (`start`, units enabled)",
             Strategy::Oneshot => "systemd oneshot `up -d --wait`",
             Strategy::Foreground => "systemd simple, foreground `compose up`",
             Strategy::Naive => "naive `up -d` all at once",
@@ -174,15 +175,22 @@ impl Bench {
     /// Starts every stack the strategy's way; returns once its command has (for the ideal
     /// orchestrator: once every stack is healthy).
     pub fn start(&self, strategy: Strategy) -> Result<Started, String> {
-        let t0 = now_nanos();
         let top: Vec<&str> = self.topology.top().iter().map(String::as_str).collect();
+        if strategy == Strategy::Composectl {
+            // Installed and enabled before the clock starts, as the other systemd strategies'
+            // units are: what is timed is a start, as at boot.
+            let mut args = vec!["-q", "enable"];
+            args.extend(&top);
+            succeeded("composectl enable", &self.composectl(&args))?;
+        }
+        let t0 = now_nanos();
         let units: Vec<String> = top.iter().filter_map(|s| strategy.unit(s)).collect();
         match strategy {
             Strategy::Ideal => return self.ideal(),
             Strategy::Composectl => {
-                let mut args = vec!["-q", "enable", "--now"];
+                let mut args = vec!["-q", "start"];
                 args.extend(&top);
-                succeeded("composectl enable --now", &self.composectl(&args))?;
+                succeeded("composectl start", &self.composectl(&args))?;
             }
             Strategy::Oneshot | Strategy::Foreground => {
                 let mut args = vec!["start"];
