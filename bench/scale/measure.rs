@@ -72,11 +72,26 @@ pub fn ordering_violations(topology: &Topology, events: &[Event], t0: i64) -> Ve
 /// container created; per stack that requires others, from the last of them turning healthy to
 /// its own container's creation (what starting a layer costs the strategy: noticing, systemd,
 /// the supervisor, `compose up`); per stack, from its creation to its health.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Phases {
     pub first_create: f64,
-    pub handoff: f64,
+    /// None with a single layer: no stack requires another.
+    pub handoff: Option<f64>,
     pub create_to_healthy: f64,
+}
+
+impl Phases {
+    /// Each phase's median over `runs`; None without runs.
+    pub fn median(runs: &[Phases]) -> Option<Phases> {
+        let of = |pick: fn(&Phases) -> Option<f64>| {
+            median(&runs.iter().filter_map(pick).collect::<Vec<_>>())
+        };
+        Some(Phases {
+            first_create: of(|p| Some(p.first_create))?,
+            handoff: of(|p| p.handoff),
+            create_to_healthy: of(|p| Some(p.create_to_healthy))?,
+        })
+    }
 }
 
 pub fn phases(topology: &Topology, events: &[Event], t0: i64) -> Option<Phases> {
@@ -108,7 +123,7 @@ pub fn phases(topology: &Topology, events: &[Event], t0: i64) -> Option<Phases> 
     }
     Some(Phases {
         first_create: seconds(created.values().min()? - t0),
-        handoff: median(&handoffs).unwrap_or(0.0),
+        handoff: median(&handoffs),
         create_to_healthy: median(&lives)?,
     })
 }

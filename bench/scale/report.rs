@@ -139,12 +139,7 @@ fn summarise(strategy: Strategy, runs: &[Run], ideal: Option<f64>) -> Summary {
         ratio: all_healthy.zip(ideal).map(|(a, i)| a.median / i),
         all_healthy,
         violations: ok.iter().map(|r| r.violations.len()).sum(),
-        phases: median_of(|r| r.phases.map(|p| p.first_create)).map(|first_create| Phases {
-            first_create,
-            handoff: median_of(|r| r.phases.map(|p| p.handoff)).unwrap_or_default(),
-            create_to_healthy: median_of(|r| r.phases.map(|p| p.create_to_healthy))
-                .unwrap_or_default(),
-        }),
+        phases: Phases::median(&ok.iter().filter_map(|r| r.phases).collect::<Vec<_>>()),
         rss_mib: mib(|r| &r.rss_kib),
         pss_mib: mib(|r| &r.pss_kib),
         idle_cpu_percent: median_of(|r| r.idle_cpu_percent),
@@ -368,8 +363,11 @@ impl Report {
             if let Some(p) = s.phases {
                 let _ = writeln!(
                     out,
-                    "| {} | {:.3} | {:.3} | {:.3} |",
-                    s.title, p.first_create, p.handoff, p.create_to_healthy
+                    "| {} | {:.3} | {} | {:.3} |",
+                    s.title,
+                    p.first_create,
+                    p.handoff.map_or("–".into(), |h| format!("{h:.3}")),
+                    p.create_to_healthy
                 );
             }
         }
