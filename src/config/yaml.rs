@@ -389,12 +389,12 @@ pub fn keys(node: &Node) -> impl Iterator<Item = &Node> {
 /// Where [`walk`] is: the keys and indexes from the top to the node visited, joined only when
 /// asked (most nodes are visited and left without one).
 pub struct WalkPath<'w, 'n> {
-    steps: &'w [(usize, Step<'n>)],
-    at: usize,
+    /// Each step with the index of the step before it; None at the top.
+    steps: &'w [(Option<usize>, Step<'n>)],
+    at: Option<usize>,
 }
 
 enum Step<'n> {
-    Top,
     Key(Cow<'n, str>),
     Index(usize),
 }
@@ -404,12 +404,11 @@ impl WalkPath<'_, '_> {
     pub fn join(&self) -> String {
         let mut parts = Vec::new();
         let mut at = self.at;
-        while let Some((parent, step)) = self.steps.get(at) {
-            match step {
-                Step::Top => break,
-                Step::Key(key) => parts.push(key.to_string()),
-                Step::Index(i) => parts.push(i.to_string()),
-            }
+        while let Some((parent, step)) = at.and_then(|i| self.steps.get(i)) {
+            parts.push(match step {
+                Step::Key(key) => key.to_string(),
+                Step::Index(i) => i.to_string(),
+            });
             at = *parent;
         }
         parts.reverse();
@@ -422,8 +421,8 @@ impl WalkPath<'_, '_> {
 pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&WalkPath<'_, 'n>, &'n Node)) {
     let mut seen = std::collections::HashSet::new();
     // Each step points at its parent's: one entry per node instead of a path per node.
-    let mut steps: Vec<(usize, Step<'n>)> = vec![(0, Step::Top)];
-    let mut stack: Vec<(usize, &'n Node)> = vec![(0, node)];
+    let mut steps: Vec<(Option<usize>, Step<'n>)> = Vec::new();
+    let mut stack: Vec<(Option<usize>, &'n Node)> = vec![(None, node)];
     while let Some((at, node)) = stack.pop() {
         if !seen.insert(std::ptr::from_ref(node)) {
             continue;
@@ -434,14 +433,14 @@ pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&WalkPath<'_, 'n>, &'n Nod
             Data::Sequence(items) => {
                 for (i, item) in items.iter().enumerate().rev() {
                     steps.push((at, Step::Index(i)));
-                    stack.push((steps.len() - 1, item));
+                    stack.push((Some(steps.len() - 1), item));
                 }
             }
             Data::Mapping(pairs) => {
                 for (key, value) in pairs.iter().rev() {
                     let key = scalar_text(key).unwrap_or(Cow::Borrowed("?"));
                     steps.push((at, Step::Key(key)));
-                    stack.push((steps.len() - 1, value));
+                    stack.push((Some(steps.len() - 1), value));
                 }
             }
         }
