@@ -7,6 +7,7 @@
 //!
 //! Writes, replacing whatever was there:
 //! - `OUTDIR/man/composectl.1` and one `composectl-<sub>.1` per (nested) subcommand;
+//! - `OUTDIR/man/composectl-supervisor.1`, for the binary stack units run;
 //! - `OUTDIR/completions/bash/composectl`, `OUTDIR/completions/zsh/_composectl`,
 //!   `OUTDIR/completions/fish/composectl.fish`.
 //!
@@ -25,6 +26,7 @@ use clap_complete::Shell;
 use composectl::cli::Cli;
 
 const BIN: &str = "composectl";
+const SUPERVISOR: &str = "composectl-supervisor";
 
 fn main() -> ExitCode {
     match run() {
@@ -46,6 +48,10 @@ fn run() -> Result<()> {
     let man = fresh_dir(&out.join("man"))?;
     clap_mangen::generate_to(Cli::command(), &man)
         .with_context(|| format!("cannot write man pages into {}", man.display()))?;
+    let page = man.join(format!("{SUPERVISOR}.1"));
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(supervisor_command()?).render(&mut roff)?;
+    fs::write(&page, roff).with_context(|| format!("cannot write {}", page.display()))?;
     let pages = count_files(&man)?;
     if pages == 0 {
         bail!("clap_mangen wrote no man page");
@@ -70,6 +76,44 @@ fn run() -> Result<()> {
         completions.display()
     );
     Ok(())
+}
+
+/// composectl-supervisor reads its command line without clap (`cli::supervisor_args`): its page
+/// takes `run STACK` and the global options a unit passes from composectl's definition.
+fn supervisor_command() -> Result<clap::Command> {
+    let cli = Cli::command();
+    let global = |id: &str| {
+        cli.get_arguments()
+            .find(|arg| arg.get_id() == id)
+            .cloned()
+            .with_context(|| format!("no global option {id}"))
+    };
+    let run = cli.find_subcommand("run").context("no run subcommand")?;
+    let stack = run
+        .get_arguments()
+        .find(|arg| arg.get_id() == "stack")
+        .cloned()
+        .context("run takes no stack")?;
+    Ok(clap::Command::new(SUPERVISOR)
+        .version(env!("CARGO_PKG_VERSION"))
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .override_usage(format!("{SUPERVISOR} [--user | --system] [--root DIR] run STACK"))
+        .about("The supervisor of one stack: what compose@STACK.service runs")
+        .long_about(
+            "composectl-supervisor is `composectl run STACK` without composectl's other commands, \
+so that each stack's supervisor maps less code. Stack units run it (ExecStart=); see composectl-run(1).",
+        )
+        .arg(global("root")?)
+        .arg(global("user")?)
+        .arg(global("system")?)
+        .arg(
+            clap::Arg::new("run")
+                .value_name("run")
+                .required(true)
+                .help(run.get_about().cloned().unwrap_or_default()),
+        )
+        .arg(stack))
 }
 
 /// Creates `dir` empty, so pages of removed subcommands do not linger.

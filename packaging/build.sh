@@ -34,6 +34,8 @@ log "cargo build --release --locked"
 cargo build --release --locked
 bin="$repo/target/release/composectl"
 [ -x "$bin" ] || die "no binary at $bin"
+# What each stack's unit runs (ExecStart=), installed beside composectl.
+[ -x "$bin-supervisor" ] || die "no binary at $bin-supervisor"
 
 assets="$repo/target/assets"
 rm -rf "$assets"

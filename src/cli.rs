@@ -1,10 +1,12 @@
 //! The command line, defined once: `main.rs` parses it, the man page and shell completions are
 //! generated from it.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::error::Error;
 use crate::model::StackName;
 
 #[derive(Debug, Parser)]
@@ -27,7 +29,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct GlobalArgs {
     /// The root holding networks.toml and stacks/ [default: /etc/composectl, or
     /// ~/.config/composectl with --user]
@@ -50,8 +52,9 @@ pub struct GlobalArgs {
     pub no_color: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    #[default]
     Text,
     Json,
 }
@@ -262,4 +265,100 @@ pub fn wants_json(args: &[std::ffi::OsString]) -> bool {
         || args
             .iter()
             .any(|a| matches!(*a, "-ojson" | "--output=json"))
+}
+
+const SUPERVISOR_USAGE: &str = "usage: composectl-supervisor [--user | --system] [--root DIR] run STACK (units run it; see composectl run)";
+
+/// `composectl-supervisor`'s command line: `composectl run STACK` with the global options a unit
+/// passes, read without clap so the supervisor binary does not link it.
+pub fn supervisor_args(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<(GlobalArgs, StackName), Error> {
+    let usage = |problem: String| Error::usage(format!("{problem}; {SUPERVISOR_USAGE}"));
+    let mut global = GlobalArgs {
+        root: std::env::var_os("COMPOSECTL_ROOT")
+            .filter(|root| !root.is_empty())
+            .map(PathBuf::from),
+        ..GlobalArgs::default()
+    };
+    let mut words = Vec::new();
+    let mut args = args.into_iter().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--user") => global.user = true,
+            Some("--system") => global.system = true,
+            Some("--root") => {
+                let dir = args
+                    .next()
+                    .ok_or_else(|| usage("--root needs a directory".into()))?;
+                global.root = Some(dir.into());
+            }
+            Some(option) if option.starts_with('-') => match option.strip_prefix("--root=") {
+                Some(dir) => global.root = Some(dir.into()),
+                None => return Err(usage(format!("unknown option {option}"))),
+            },
+            _ => words.push(arg),
+        }
+    }
+    if global.user && global.system {
+        return Err(usage("--user and --system exclude each other".into()));
+    }
+    match words.as_slice() {
+        [command, stack] if command == "run" => {
+            let stack = stack
+                .to_str()
+                .ok_or_else(|| usage(format!("invalid stack name {stack:?}")))?;
+            Ok((global, stack.parse().map_err(usage)?))
+        }
+        _ => Err(usage("expected run STACK".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<(GlobalArgs, StackName), Error> {
+        supervisor_args(
+            std::iter::once("composectl-supervisor")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    fn problem(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(parsed) => panic!("{args:?} parsed as {parsed:?}"),
+            Err(error) => {
+                assert_eq!(error.code(), crate::error::exit::USAGE, "{error}");
+                error.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn the_supervisor_reads_what_units_pass() {
+        let (global, stack) = parse(&["--user", "--root", "/srv/my root", "run", "web"])
+            .expect("the unit's command line");
+        assert!(global.user && !global.system);
+        assert_eq!(global.root, Some(PathBuf::from("/srv/my root")));
+        assert_eq!(&*stack, "web");
+
+        let (global, stack) = parse(&["run", "db-1", "--system", "--root=/etc/x"]).expect("parsed");
+        assert!(global.system && !global.user);
+        assert_eq!(global.root, Some(PathBuf::from("/etc/x")));
+        assert_eq!(&*stack, "db-1");
+    }
+
+    #[test]
+    fn the_supervisor_refuses_anything_else_as_a_usage_error() {
+        assert!(problem(&["run"]).contains("expected run STACK"));
+        assert!(problem(&["start", "web"]).contains("expected run STACK"));
+        assert!(problem(&["run", "web", "db"]).contains("expected run STACK"));
+        assert!(problem(&["--reload", "run", "web"]).contains("unknown option --reload"));
+        assert!(problem(&["--root"]).contains("--root needs a directory"));
+        assert!(problem(&["--user", "--system", "run", "web"]).contains("exclude each other"));
+        assert!(problem(&["run", "Web"]).contains("invalid stack name"));
+        assert!(problem(&["run", "../etc"]).contains("invalid stack name"));
+    }
 }

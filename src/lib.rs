@@ -58,6 +58,24 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     let out = Output::new(&cli.global);
     let outcome = cmd::execute(cli, out).and_then(|report| out.report(&*report));
+    exit_code(out, outcome)
+}
+
+/// The supervisor alone: `composectl-supervisor`, which units start instead of `composectl run`
+/// (same command line, `--user|--system --root DIR run STACK`). One runs per stack, and without
+/// the other commands' code (clap, templates, diffs, archives, Swarm) it maps a third of the
+/// binary.
+pub fn supervise(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let (global, stack) = match cli::supervisor_args(args) {
+        Ok(parsed) => parsed,
+        Err(error) => return exit_code(Output::new(&cli::GlobalArgs::default()), Err(error)),
+    };
+    let out = Output::new(&global);
+    let outcome = cmd::supervise(&global, out, &stack).and_then(|report| out.report(&*report));
+    exit_code(out, outcome)
+}
+
+fn exit_code(out: Output, outcome: Result<u8, error::Error>) -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

@@ -15,11 +15,17 @@ mod status;
 mod swarm;
 mod update;
 
-use crate::cli::{Cli, Command, SwarmCommand};
+use crate::cli::{Cli, Command, GlobalArgs, SwarmCommand};
 use crate::context::Context;
 use crate::error::Result;
+use crate::model::StackName;
 use crate::output::{Output, Report};
 use crate::systemd::JobKind;
+
+/// `run STACK` as `composectl-supervisor` parses it.
+pub fn supervise(global: &GlobalArgs, out: Output, stack: &StackName) -> Result<Box<dyn Report>> {
+    run::run(&Context::new(global, out)?, stack)
+}
 
 pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
     let ctx = Context::new(&cli.global, out)?;

@@ -112,6 +112,10 @@ pub const ROOT_DOCKER_CONFIG: &str = "/root/.docker";
 /// the running composectl.
 pub const EXEC_ENV: &str = "COMPOSECTL_EXEC";
 
+/// The binary a stack's unit runs, installed beside composectl: `composectl run` without the
+/// other commands, so each stack's supervisor maps less code.
+pub const SUPERVISOR_BIN: &str = "composectl-supervisor";
+
 pub fn stack_unit(stack: &str) -> String {
     format!("compose@{stack}.service")
 }
@@ -224,6 +228,8 @@ pub fn render(
     shared.insert("system", Value::from(mode == Mode::System));
     shared.insert("mode", Value::from(mode.flag()));
     shared.insert("exec", Value::from(exec.to_string_lossy()));
+    let supervisor = exec.with_file_name(SUPERVISOR_BIN);
+    shared.insert("supervisor", Value::from(supervisor.to_string_lossy()));
     shared.insert("root", Value::from(root.dir.to_string_lossy()));
     shared.insert("wanted_by", Value::from(mode.default_target()));
     shared.insert("docker_config", Value::from(ROOT_DOCKER_CONFIG));

@@ -1413,3 +1413,41 @@ fn restore_refuses_what_is_not_a_backup_of_the_stack() {
         .stderr_has("cannot read /nonexistent/db.tar")
         .run();
 }
+
+/// `composectl-supervisor`, which units run, reads its command line without clap: anything but
+/// the unit's own `run STACK` is one usage error, exit code 2, as `composectl` gives.
+#[test]
+fn the_supervisor_binary_refuses_a_bad_command_line_or_root() {
+    let supervisor = env!("CARGO_BIN_EXE_composectl-supervisor");
+    let missing = Test::new().dir.path().join("no root");
+    for (args, message) in [
+        (vec!["run"], "expected run STACK"),
+        (vec!["--user", "run", "Bad"], "invalid stack name \"Bad\""),
+        (
+            vec!["--output", "json", "run", "web"],
+            "unknown option --output",
+        ),
+        (
+            vec![
+                "--user",
+                "--root",
+                missing.to_str().expect("utf-8"),
+                "run",
+                "web",
+            ],
+            "no root",
+        ),
+    ] {
+        let out = std::process::Command::new(supervisor)
+            .args(&args)
+            .env_remove("COMPOSECTL_ROOT")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run composectl-supervisor");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert_eq!(stderr.matches("error").count(), 1, "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
