@@ -119,6 +119,16 @@ else
     fail "composectl --version (want 'composectl $want_version' from /usr/bin)" "$out"
 fi
 
+# 4b. The supervisor stack units run -----------------------------------------------------------
+sup_out=$(/usr/bin/composectl-supervisor run 2>&1); sup_rc=$?
+exec_line='ExecStart=/usr/bin/composectl-supervisor --system --root /etc/composectl run %i'
+if [ "$sup_rc" -eq 2 ] && grep -q "expected run STACK" <<<"$sup_out" \
+    && /usr/bin/composectl --system --root /etc/composectl render 2>&1 | grep -qxF "$exec_line"; then
+    pass "composectl-supervisor is installed, refuses a bad command line (exit 2), and rendered units run it"
+else
+    fail "composectl-supervisor (exit $sup_rc), or render without '$exec_line'" "$sup_out"
+fi
+
 # 5. man composectl ----------------------------------------------------------------------------
 man_ok=1
 man_out=""

@@ -133,6 +133,10 @@ fn unquote(value: &str) -> Result<String, String> {
 /// Expands `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`,
 /// `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}` and `$$`, as the compose specification defines.
 pub fn interpolate(input: &str, env: &EnvLayers) -> Result<String, String> {
+    // Most values hold no `$`: one scan of the bytes instead of a walk over chars.
+    if !input.contains('$') {
+        return Ok(input.to_string());
+    }
     let chars: Vec<char> = input.chars().collect();
     let mut pos = 0;
     let out = expand(&chars, &mut pos, env, false)?;
