@@ -51,6 +51,15 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
     let root = ctx.load()?;
     let stacks = root.selection(names)?;
     let files = ctx.render(&root, &stacks)?;
+    // Without it every start would fail with systemd's "Failed to locate executable".
+    let supervisor = units::supervisor_path(&units::exec_path()?);
+    if !supervisor.is_file() {
+        return Err(anyhow!(
+            "{} is missing: stack units run it; install it beside composectl (the packages and cargo install do)",
+            supervisor.display()
+        )
+        .into());
+    }
     let unit_dir = ctx.unit_dir();
     let (generated, changed, jobs) = block_on(async {
         // Reached before anything is written: a manager that cannot be reached changes nothing.

@@ -184,6 +184,11 @@ pub fn exec_path() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The supervisor binary beside the composectl binary `exec`.
+pub fn supervisor_path(exec: &Path) -> PathBuf {
+    exec.with_file_name(SUPERVISOR_BIN)
+}
+
 fn engine() -> Result<Environment<'static>> {
     let mut env = Environment::new();
     // Unit files are not HTML; the filters below are the only escaping, and files end in a newline.
@@ -228,8 +233,10 @@ pub fn render(
     shared.insert("system", Value::from(mode == Mode::System));
     shared.insert("mode", Value::from(mode.flag()));
     shared.insert("exec", Value::from(exec.to_string_lossy()));
-    let supervisor = exec.with_file_name(SUPERVISOR_BIN);
-    shared.insert("supervisor", Value::from(supervisor.to_string_lossy()));
+    shared.insert(
+        "supervisor",
+        Value::from(supervisor_path(exec).to_string_lossy()),
+    );
     shared.insert("root", Value::from(root.dir.to_string_lossy()));
     shared.insert("wanted_by", Value::from(mode.default_target()));
     shared.insert("docker_config", Value::from(ROOT_DOCKER_CONFIG));

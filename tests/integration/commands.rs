@@ -293,6 +293,22 @@ fn every_command_speaks_json_even_when_it_fails() {
     }
 }
 
+/// Units run `composectl-supervisor` from composectl's directory: `enable` says when it is not
+/// there, before it writes a unit (which would fail at every start).
+#[test]
+fn enable_refuses_without_the_supervisor_beside_composectl_and_writes_nothing() {
+    let test = Test::valid();
+    let config = test.dir.path().join("config");
+    // Only its directory matters: the supervisor is looked for beside it.
+    let exec = test.dir.path().join("bin").join("composectl");
+    test.env("COMPOSECTL_EXEC", exec.to_str().expect("utf-8 path"))
+        .args(["--user", "enable", "app"])
+        .code(1)
+        .stderr_has("composectl-supervisor is missing")
+        .run();
+    assert!(!config.join("systemd").exists(), "enable wrote units");
+}
+
 /// A reader that goes away (`composectl render | head`) ends the command quietly with exit 0.
 #[test]
 fn a_closed_stdout_ends_quietly() {
