@@ -22,6 +22,7 @@ mod journal;
 mod mode;
 mod model;
 mod output;
+mod parallel;
 mod process;
 mod runtime;
 mod secrets;

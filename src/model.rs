@@ -292,37 +292,13 @@ fn load_stacks(
     root_env: &EnvLayers,
     settings: &Settings,
 ) -> Vec<(Option<(Stack, Claims)>, Diagnostics)> {
-    let load = |part: &[(String, PathBuf)]| -> Vec<_> {
-        part.iter()
-            .map(|(name, dir)| {
-                let mut diags = Diagnostics::default();
-                let loaded = load_stack(name, dir, root_dir, root_env, settings, &mut diags);
-                (loaded, diags)
-            })
-            .collect()
+    let load = |(name, dir): &(String, PathBuf)| {
+        let mut diags = Diagnostics::default();
+        let loaded = load_stack(name, dir, root_dir, root_env, settings, &mut diags);
+        (loaded, diags)
     };
-    // A thread costs about what parsing a few stacks does.
     const STACKS_PER_THREAD: usize = 8;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(dirs.len().div_ceil(STACKS_PER_THREAD))
-        .max(1);
-    if threads == 1 {
-        return load(dirs);
-    }
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = dirs
-            .chunks(dirs.len().div_ceil(threads))
-            .map(|part| scope.spawn(move || load(part)))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| {
-                part.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    })
+    crate::parallel::map(dirs, STACKS_PER_THREAD, load)
 }
 
 /// Checks one stack directory alone, as `check` would inside a root with no global env files:

