@@ -1,5 +1,6 @@
 //! The command line, defined once: `main.rs` parses it, the man page and shell completions are
-//! generated from it.
+//! generated from it. `composectl-supervisor` reads its subset (`run STACK` and the global
+//! options units pass) by hand, in `supervisor_args`, so that its binary does not link clap.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
