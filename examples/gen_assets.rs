@@ -23,10 +23,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
 use clap_complete::Shell;
-use composectl::cli::Cli;
+use composectl::SUPERVISOR_BIN as SUPERVISOR;
+use composectl::cli::{Cli, SUPERVISOR_SYNOPSIS};
 
 const BIN: &str = "composectl";
-const SUPERVISOR: &str = "composectl-supervisor";
 
 fn main() -> ExitCode {
     match run() {
@@ -98,7 +98,7 @@ fn supervisor_command() -> Result<clap::Command> {
         .version(env!("CARGO_PKG_VERSION"))
         .disable_help_flag(true)
         .disable_version_flag(true)
-        .override_usage(format!("{SUPERVISOR} [--user | --system] [--root DIR] run STACK"))
+        .override_usage(SUPERVISOR_SYNOPSIS)
         .about("The supervisor of one stack: what compose@STACK.service runs")
         .long_about(
             "composectl-supervisor is `composectl run STACK` without composectl's other commands, \

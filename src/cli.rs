@@ -268,14 +268,20 @@ pub fn wants_json(args: &[std::ffi::OsString]) -> bool {
             .any(|a| matches!(*a, "-ojson" | "--output=json"))
 }
 
-const SUPERVISOR_USAGE: &str = "usage: composectl-supervisor [--user | --system] [--root DIR] run STACK (units run it; see composectl run)";
+/// How `composectl-supervisor` is called: its usage errors and its man page say it.
+pub const SUPERVISOR_SYNOPSIS: &str =
+    "composectl-supervisor [--user | --system] [--root DIR] run STACK";
 
 /// `composectl-supervisor`'s command line: `composectl run STACK` with the global options a unit
 /// passes, read without clap so the supervisor binary does not link it.
 pub fn supervisor_args(
     args: impl IntoIterator<Item = OsString>,
 ) -> Result<(GlobalArgs, StackName), Error> {
-    let usage = |problem: String| Error::usage(format!("{problem}; {SUPERVISOR_USAGE}"));
+    let usage = |problem: String| {
+        Error::usage(format!(
+            "{problem}; usage: {SUPERVISOR_SYNOPSIS} (units run it; see composectl run)"
+        ))
+    };
     let mut global = GlobalArgs {
         root: std::env::var_os("COMPOSECTL_ROOT")
             .filter(|root| !root.is_empty())

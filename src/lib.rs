@@ -39,6 +39,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use model::StackName;
+pub use units::SUPERVISOR_BIN;
 
 use crate::output::Output;
 
