@@ -179,10 +179,10 @@ pub struct LocalImage {
 pub struct Exit {
     pub code: i64,
     pub oom_killed: bool,
-    /// The engine is bringing it back: its restart policy applies (not stopped by hand,
-    /// retries left).
+    /// Its restart policy brings it back (not stopped by hand, retries left): the engine is
+    /// restarting it, or has already started it again.
     pub restarting: bool,
-    /// It runs again already (restarted at once).
+    /// It runs again already.
     pub running: bool,
 }
 
@@ -197,6 +197,25 @@ pub struct Event {
     /// `start`, `die`, `oom`, `health_status: healthy`, ...
     pub action: String,
     pub time_nano: i64,
+    /// The exit code a `die` event carries; the container's state may already hold a newer run's.
+    pub exit_code: Option<i64>,
+}
+
+impl From<bollard::models::EventMessage> for Event {
+    fn from(message: bollard::models::EventMessage) -> Self {
+        let actor = message.actor.unwrap_or_default();
+        let attributes = actor.attributes.unwrap_or_default();
+        let attribute = |key: &str| attributes.get(key).cloned().unwrap_or_default();
+        Event {
+            id: actor.id.unwrap_or_default(),
+            project: attribute(PROJECT_LABEL),
+            service: attribute(SERVICE_LABEL),
+            name: attribute("name"),
+            action: message.action.unwrap_or_default(),
+            time_nano: message.time_nano.unwrap_or(0),
+            exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
+        }
+    }
 }
 
 /// Where the networks of networks.toml live: on one engine, as compose uses them (their
@@ -917,13 +936,24 @@ impl Engine {
             .await
             .map_err(|e| anyhow!("cannot inspect container {id}: {e}"))?;
         let state = detail.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let has_policy = detail
+            .host_config
+            .and_then(|host| host.restart_policy)
+            .and_then(|policy| policy.name)
+            .is_some_and(|name| {
+                name != bollard::models::RestartPolicyNameEnum::NO
+                    && name != bollard::models::RestartPolicyNameEnum::EMPTY
+            });
         // The engine has decided by the time it reports the death: `restarting` is set when its
-        // policy applies, and never after `docker kill`/`docker stop` (stopped by hand).
+        // policy applies, and never after `docker kill`/`docker stop` (stopped by hand). The
+        // first restart comes at once, so by the time of this inspect it may already run again,
+        // and the state's exit code is then the new run's 0.
         Ok(Exit {
             code: state.exit_code.unwrap_or(0),
             oom_killed: state.oom_killed.unwrap_or(false),
-            restarting: state.restarting.unwrap_or(false),
-            running: state.running.unwrap_or(false),
+            restarting: state.restarting.unwrap_or(false) || (running && has_policy),
+            running,
         })
     }
 
@@ -951,18 +981,9 @@ impl Engine {
         };
         let projects: BTreeSet<String> = projects.iter().map(|p| p.to_string()).collect();
         let events = self.docker.events(Some(options)).map(|message| {
-            let message = message.map_err(|e| anyhow!("the engine's event stream failed: {e}"))?;
-            let actor = message.actor.unwrap_or_default();
-            let attributes: BTreeMap<String, String> =
-                actor.attributes.unwrap_or_default().into_iter().collect();
-            Ok(Event {
-                id: actor.id.unwrap_or_default(),
-                project: attributes.get(PROJECT_LABEL).cloned().unwrap_or_default(),
-                service: attributes.get(SERVICE_LABEL).cloned().unwrap_or_default(),
-                name: attributes.get("name").cloned().unwrap_or_default(),
-                action: message.action.unwrap_or_default(),
-                time_nano: message.time_nano.unwrap_or(0),
-            })
+            message
+                .map(Event::from)
+                .map_err(|e| anyhow!("the engine's event stream failed: {e}"))
         });
         Box::pin(events.filter(move |event: &Result<Event>| {
             std::future::ready(match event {
@@ -1025,6 +1046,47 @@ mod tests {
         ] {
             assert_eq!(text.parse::<ContainerSummary>(), Err(()), "{text}");
         }
+    }
+
+    #[test]
+    fn a_die_event_keeps_the_exit_code_it_carries() {
+        let attributes = [
+            (PROJECT_LABEL, "web"),
+            (SERVICE_LABEL, "app"),
+            ("name", "web-app-1"),
+            ("exitCode", "137"),
+        ];
+        let message = bollard::models::EventMessage {
+            action: Some("die".into()),
+            actor: Some(bollard::models::EventActor {
+                id: Some("abc".into()),
+                attributes: Some(
+                    attributes
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            time_nano: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(
+            Event::from(message),
+            Event {
+                id: "abc".into(),
+                project: "web".into(),
+                name: "web-app-1".into(),
+                service: "app".into(),
+                action: "die".into(),
+                time_nano: 7,
+                exit_code: Some(137),
+            }
+        );
+        let start = bollard::models::EventMessage {
+            action: Some("start".into()),
+            ..Default::default()
+        };
+        assert_eq!(Event::from(start).exit_code, None);
     }
 
     #[test]

@@ -117,10 +117,11 @@ impl Trouble {
                     return Ok(None);
                 };
                 let oom = exit.oom_killed || event.action == "oom";
+                let code = event.exit_code.unwrap_or(exit.code);
                 let what = if oom {
                     format!("{who} was killed for lack of memory (OOM)")
                 } else {
-                    format!("{who} exited with code {}", exit.code)
+                    format!("{who} exited with code {code}")
                 };
                 if exit.restarting || exit.running {
                     let how = if exit.restarting {
@@ -131,7 +132,7 @@ impl Trouble {
                     tracing::warn!("{what}; {how}");
                     self.deadlines
                         .insert(event.id.clone(), (Instant::now() + grace, what));
-                } else if exit.code != 0 || oom {
+                } else if code != 0 || oom {
                     return Ok(Some(format!("{what} and the engine does not restart it")));
                 }
             }
