@@ -29,13 +29,17 @@ need_tool() { # SUBCOMMAND CRATE
 need_tool deb cargo-deb
 need_tool generate-rpm cargo-generate-rpm
 
-# The binary ----------------------------------------------------------------------------------
-log "cargo build --release --locked"
-cargo build --release --locked
+# The binaries --------------------------------------------------------------------------------
+# composectl for speed, the supervisor (what each stack's unit runs, installed beside composectl)
+# for size: see the profiles in Cargo.toml.
+log "cargo build --release --locked --bin composectl"
+cargo build --release --locked --bin composectl
 bin="$repo/target/release/composectl"
 [ -x "$bin" ] || die "no binary at $bin"
-# What each stack's unit runs (ExecStart=), installed beside composectl.
-[ -x "$bin-supervisor" ] || die "no binary at $bin-supervisor"
+log "cargo build --profile supervisor --locked --bin composectl-supervisor"
+cargo build --profile supervisor --locked --bin composectl-supervisor
+supervisor="$repo/target/supervisor/composectl-supervisor"
+[ -x "$supervisor" ] || die "no binary at $supervisor"
 
 assets="$repo/target/assets"
 rm -rf "$assets"

@@ -206,6 +206,14 @@ impl JobKind {
     }
 }
 
+/// What a status is for: everything a unit's status has (one unit, JSON, job outcomes), or a
+/// table's columns (no main PID, the result only of failed units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Everything,
+    Table,
+}
+
 /// A unit's state and what `status` shows of it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UnitStatus {
@@ -551,28 +559,35 @@ impl Systemd {
     /// The status of many units: their states from one call, then for the loaded ones the few
     /// properties shown, all asked at once (one round trip's wait, not one per unit).
     pub async fn statuses(&self, units: &[String]) -> Result<Vec<UnitStatus>> {
+        self.statuses_of(units, Shown::Everything).await
+    }
+
+    /// [`Self::statuses`] with only the properties `shown` needs: each `Get` is a message built,
+    /// routed by the bus and answered by the manager, which is most of what a status of many
+    /// stacks costs on a busy host.
+    pub async fn statuses_of(&self, units: &[String], shown: Shown) -> Result<Vec<UnitStatus>> {
         const UNIT: &str = "org.freedesktop.systemd1.Unit";
         const SERVICE: &str = "org.freedesktop.systemd1.Service";
-        const SHOWN: [(&str, &str); 6] = [
-            (UNIT, "UnitFileState"),
-            (UNIT, "StateChangeTimestamp"),
-            (SERVICE, "StatusText"),
-            (SERVICE, "Result"),
-            (SERVICE, "NRestarts"),
-            (SERVICE, "MainPID"),
-        ];
         let listed = self.list(units).await?;
         futures_util::future::try_join_all(listed.into_iter().map(
             |(unit, _, load_state, active_state, sub_state, _, path, _, _, _)| async move {
-                // The first two are the unit's own; the rest only services have.
-                let wanted: &[_] = if load_state != "loaded" {
-                    &[]
-                } else if unit.ends_with(".service") {
-                    &SHOWN
-                } else {
-                    &SHOWN[..2]
-                };
-                let props = self.properties(&path, wanted).await?;
+                let mut wanted = Vec::new();
+                if load_state == "loaded" {
+                    wanted.extend([(UNIT, "UnitFileState"), (UNIT, "StateChangeTimestamp")]);
+                }
+                // The rest only services have.
+                if load_state == "loaded" && unit.ends_with(".service") {
+                    wanted.extend([(SERVICE, "StatusText"), (SERVICE, "NRestarts")]);
+                    // A table shows the result only as a failed unit's last words.
+                    let failed = active_state == "failed" || sub_state == "auto-restart";
+                    if shown == Shown::Everything || failed {
+                        wanted.push((SERVICE, "Result"));
+                    }
+                    if shown == Shown::Everything {
+                        wanted.push((SERVICE, "MainPID"));
+                    }
+                }
+                let props = self.properties(&path, &wanted).await?;
                 let text = |key: &str| property_text(&props, key);
                 let number = |key: &str| props.get(key).and_then(|v| u64::try_from(v).ok());
                 Ok(UnitStatus {

@@ -85,6 +85,45 @@ pub struct Bench {
     pub manager: UserManager,
     pub engine: Engine,
     docker: PathBuf,
+    /// composectl as packaged: this build's binary beside the supervisor its units run.
+    composectl: PathBuf,
+}
+
+/// composectl and composectl-supervisor as the packages ship them, each built with its own profile
+/// (composectl for speed, the supervisor for size: see Cargo.toml), side by side in the target
+/// directory's `bench-bin/`, since composectl writes units that run the supervisor beside it.
+/// `cargo bench` built composectl; the supervisor's profile is built here.
+fn as_packaged() -> Result<PathBuf, String> {
+    let composectl = PathBuf::from(crate::e2e::BIN);
+    let target = composectl
+        .parent()
+        .and_then(|dir| dir.parent())
+        .ok_or("composectl is not in a target directory")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--quiet", "--locked", "--profile", "supervisor"])
+        .args(["--bin", "composectl-supervisor", "--target-dir"])
+        .arg(target)
+        .status()
+        .map_err(|e| format!("cargo build of composectl-supervisor: {e}"))?;
+    if !built.success() {
+        return Err(format!("cargo build of composectl-supervisor: {built}"));
+    }
+    let staged = target.join("bench-bin");
+    fs::create_dir_all(&staged).map_err(|e| format!("{}: {e}", staged.display()))?;
+    for (from, name) in [
+        (composectl.clone(), "composectl"),
+        (
+            target.join("supervisor/composectl-supervisor"),
+            "composectl-supervisor",
+        ),
+    ] {
+        // Replaced, not written over: a supervisor of an earlier run may still be running it.
+        let to = staged.join(name);
+        let _ = fs::remove_file(&to);
+        fs::copy(&from, &to).map_err(|e| format!("{} → {}: {e}", from.display(), to.display()))?;
+    }
+    Ok(staged.join("composectl"))
 }
 
 /// When a strategy was started and when its command returned (unix nanoseconds).
@@ -114,6 +153,7 @@ impl Bench {
             manager: UserManager::start(),
             engine: Engine::connect(),
             docker: find_in_path("docker").expect("the docker CLI"),
+            composectl: as_packaged().unwrap_or_else(|e| panic!("{e}")),
         };
         // composectl creates the networks a stack joins as it starts it; the others need them.
         let out = bench.composectl(&["networks"]);
@@ -168,8 +208,17 @@ impl Bench {
         command
     }
 
+    /// `composectl --user --root ROOT ARGS`; the units it writes run the supervisor beside it.
     fn composectl(&self, args: &[&str]) -> Output {
-        self.manager.composectl(self.topology.stacks.root(), args)
+        run_with_timeout(
+            self.manager
+                .command(&self.composectl)
+                .arg("--user")
+                .arg("--root")
+                .arg(self.topology.stacks.root())
+                .args(args),
+            LIMIT,
+        )
     }
 
     /// Starts every stack the strategy's way; returns once its command has (for the ideal
@@ -338,7 +387,7 @@ impl Bench {
         let pattern = format!("{}*", self.topology.prefix());
         let mut command = match strategy {
             Strategy::Composectl => {
-                let mut command = self.manager.command(crate::e2e::BIN);
+                let mut command = self.manager.command(&self.composectl);
                 command.args(["--user", "status"]);
                 command
             }

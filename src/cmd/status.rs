@@ -12,7 +12,7 @@ use crate::error::{Result, exit};
 use crate::model::{self, StackName};
 use crate::output::{Report, Text, report};
 use crate::state::StackState;
-use crate::systemd::{Systemd, UnitStatus};
+use crate::systemd::{Shown, Systemd, UnitStatus};
 use crate::units;
 
 /// "1h 2min ago", as systemctl says it; "-" for never.
@@ -66,10 +66,10 @@ fn reported(unit: &UnitStatus) -> Option<ContainerSummary> {
 
 /// Every stack's unit and containers: systemd's answers, and the engine's for the stacks whose
 /// supervisor does not report them (one query, none when every supervisor does).
-async fn states(ctx: &Context, stacks: &BTreeSet<String>) -> Result<Vec<State>> {
+async fn states(ctx: &Context, stacks: &BTreeSet<String>, shown: Shown) -> Result<Vec<State>> {
     let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
     let systemd = Systemd::connect(ctx.mode).await?;
-    let statuses = systemd.statuses(&unit_names).await?;
+    let statuses = systemd.statuses_of(&unit_names, shown).await?;
     let reports: Vec<Option<ContainerSummary>> = statuses.iter().map(reported).collect();
     let engine = if reports.iter().any(Option::is_none) {
         container_summaries().await
@@ -179,11 +179,14 @@ pub fn status(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
     } else {
         names.iter().map(ToString::to_string).collect()
     };
-    let stacks = block_on(states(ctx, &stacks))?;
-    Ok(Box::new(Status {
-        detailed: names.len() == 1,
-        stacks,
-    }))
+    let detailed = names.len() == 1;
+    let shown = if detailed || ctx.out.json() {
+        Shown::Everything
+    } else {
+        Shown::Table
+    };
+    let stacks = block_on(states(ctx, &stacks, shown))?;
+    Ok(Box::new(Status { detailed, stacks }))
 }
 
 #[derive(Serialize)]
@@ -204,7 +207,7 @@ pub fn list(ctx: &Context) -> Result<Box<dyn Report>> {
         .unwrap_or_default();
     let installed = ctx.unit_dir().installed().stacks();
     let all: BTreeSet<String> = in_root.union(&installed).cloned().collect();
-    let listed: Vec<Listed> = block_on(states(ctx, &all))?
+    let listed: Vec<Listed> = block_on(states(ctx, &all, Shown::Table))?
         .into_iter()
         .map(|state| Listed {
             in_root: in_root.contains(&state.stack),
