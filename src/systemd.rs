@@ -240,13 +240,23 @@ impl UnitStatus {
             .strip_prefix("failed: ")
             .unwrap_or(&self.status_text);
         let last = if last.is_empty() { &self.result } else { last };
-        match (self.active_state.as_str(), self.sub_state.as_str()) {
-            (_, "auto-restart") => format!("restarting; last failure: {last}"),
-            ("failed", _) => format!("last failure: {last}"),
-            ("active" | "activating" | "deactivating" | "reloading", _) => self.status_text.clone(),
+        if shows_last_failure(&self.active_state, &self.sub_state) {
+            return match self.sub_state.as_str() {
+                "auto-restart" => format!("restarting; last failure: {last}"),
+                _ => format!("last failure: {last}"),
+            };
+        }
+        match self.active_state.as_str() {
+            "active" | "activating" | "deactivating" | "reloading" => self.status_text.clone(),
             _ => String::new(),
         }
     }
+}
+
+/// A unit that failed, or waits to be restarted after failing: its status line is its last
+/// words, which may be its `Result`.
+fn shows_last_failure(active_state: &str, sub_state: &str) -> bool {
+    active_state == "failed" || sub_state == "auto-restart"
 }
 
 pub struct Systemd {
@@ -574,17 +584,17 @@ impl Systemd {
                 let mut wanted = Vec::new();
                 if load_state == "loaded" {
                     wanted.extend([(UNIT, "UnitFileState"), (UNIT, "StateChangeTimestamp")]);
-                }
-                // The rest only services have.
-                if load_state == "loaded" && unit.ends_with(".service") {
-                    wanted.extend([(SERVICE, "StatusText"), (SERVICE, "NRestarts")]);
-                    // A table shows the result only as a failed unit's last words.
-                    let failed = active_state == "failed" || sub_state == "auto-restart";
-                    if shown == Shown::Everything || failed {
-                        wanted.push((SERVICE, "Result"));
-                    }
-                    if shown == Shown::Everything {
-                        wanted.push((SERVICE, "MainPID"));
+                    // The rest only services have.
+                    if unit.ends_with(".service") {
+                        wanted.extend([(SERVICE, "StatusText"), (SERVICE, "NRestarts")]);
+                        let everything = shown == Shown::Everything;
+                        // A table shows the result only in a failed unit's status line.
+                        if everything || shows_last_failure(&active_state, &sub_state) {
+                            wanted.push((SERVICE, "Result"));
+                        }
+                        if everything {
+                            wanted.push((SERVICE, "MainPID"));
+                        }
                     }
                 }
                 let props = self.properties(&path, &wanted).await?;

@@ -208,17 +208,10 @@ impl Bench {
         command
     }
 
-    /// `composectl --user --root ROOT ARGS`; the units it writes run the supervisor beside it.
+    /// `composectl --user --root ROOT ARGS`, as packaged.
     fn composectl(&self, args: &[&str]) -> Output {
-        run_with_timeout(
-            self.manager
-                .command(&self.composectl)
-                .arg("--user")
-                .arg("--root")
-                .arg(self.topology.stacks.root())
-                .args(args),
-            LIMIT,
-        )
+        self.manager
+            .composectl_at(&self.composectl, self.topology.stacks.root(), args)
     }
 
     /// Starts every stack the strategy's way; returns once its command has (for the ideal

@@ -314,13 +314,19 @@ impl UserManager {
     /// `composectl --user --root ROOT ARGS` against this manager, with the units it writes
     /// running this same binary ([`BIN`]).
     pub fn composectl(&self, root: &Path, args: &[&str]) -> Output {
+        self.composectl_at(Path::new(BIN), root, args)
+    }
+
+    /// [`composectl`](Self::composectl) with the binary at `bin`: the units it writes run the
+    /// `composectl-supervisor` beside it.
+    pub fn composectl_at(&self, bin: &Path, root: &Path, args: &[&str]) -> Output {
         run_with_timeout(
-            self.command(BIN)
+            self.command(bin)
                 .arg("--user")
                 .arg("--root")
                 .arg(root)
                 .args(args)
-                .env("COMPOSECTL_EXEC", BIN)
+                .env("COMPOSECTL_EXEC", bin)
                 .env("NO_COLOR", "1"),
             COMPOSECTL_TIMEOUT,
         )

@@ -382,6 +382,21 @@ fn a_stack_that_always_fails_ends_failed_with_the_reason() {
     assert_eq!(status.status.code(), Some(3), "{}", text(&status));
     let shown = text(&status);
     assert!(shown.contains("exited with code 3"), "{shown}");
+    // The table of every installed stack asks systemd for fewer properties; its line says the same.
+    let table = composectl(&manager, &root, &["status"]);
+    assert_eq!(table.status.code(), Some(3), "{}", text(&table));
+    let line = text(&table)
+        .lines()
+        .find(|l| l.starts_with(name.as_str()))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        line.contains("failed/failed")
+            && line.contains("last failure: ")
+            && line.contains("exited with code 3"),
+        "{}",
+        text(&table)
+    );
 }
 
 #[test]
