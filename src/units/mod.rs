@@ -286,8 +286,17 @@ pub fn render(
             .unwrap_or(&stack.compose_file);
         context.insert("compose_file", Value::from(relative.to_string_lossy()));
         context.insert("description", Value::from(stack.description.as_str()));
-        context.insert("requires", Value::from(stack.requires.clone()));
-        context.insert("wants", Value::from(stack.wants.clone()));
+        // Joined here, for one line per key: as lists, their conversion into template values and
+        // a loop writing a line per stack took about a seventh of a render of 200 stacks that
+        // each require 50.
+        context.insert("requires", Value::from(stack.requires.join(" ")));
+        let dependency_units: Vec<String> = stack
+            .requires
+            .iter()
+            .chain(&stack.wants)
+            .map(|stack| stack_unit(stack))
+            .collect();
+        context.insert("dependency_units", Value::from(dependency_units.join(" ")));
         context.insert("start_timeout", span(stack.start_timeout));
         context.insert("restart_sec", span(stack.restart_sec));
         let mounts: Vec<String> = stack

@@ -40,7 +40,7 @@ fn render_orders_them_by_their_metadata() {
         "{text}"
     );
     assert!(
-        text.contains("X-Composectl-Requires=authentik\nWants=compose@authentik.service\nAfter=compose@authentik.service\nWants=compose@observability.service"),
+        text.contains("X-Composectl-Requires=authentik\nWants=compose@authentik.service compose@observability.service\nAfter=compose@authentik.service compose@observability.service"),
         "{text}"
     );
     assert!(text.contains("TimeoutStartSec=20min"));
