@@ -1,5 +1,5 @@
 // Every command parses the whole root, one string and one node per YAML value: mimalloc took
-// about a seventh off a render of 200 stacks against glibc's allocator. The supervisor keeps
+// about a sixth off a render of 200 stacks against glibc's allocator. The supervisor keeps
 // glibc's, shared with the rest of the host.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

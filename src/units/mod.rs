@@ -287,8 +287,8 @@ pub fn render(
         context.insert("compose_file", Value::from(relative.to_string_lossy()));
         context.insert("description", Value::from(stack.description.as_str()));
         // Joined here, for one line per key: as lists, their conversion into template values and
-        // a loop writing a line per stack took about a seventh of a render of 200 stacks that
-        // each require 50.
+        // a loop writing a line per stack took about a tenth of a render of 200 stacks that each
+        // require 50.
         context.insert("requires", Value::from(stack.requires.join(" ")));
         let dependency_units: Vec<String> = stack
             .requires
