@@ -171,7 +171,7 @@ fn measure_run(
     result.phases = phases(topology, &events, started.t0);
 
     let units = measure::units(&bench.manager, &strategy.units(topology));
-    let ready: Vec<(u64, u64)> = units.iter().map(measure::Unit::memory_kib).collect();
+    let ready: Vec<measure::Memory> = units.iter().map(measure::Unit::memory_kib).collect();
     let cpu_before: u64 = units.iter().map(measure::Unit::cpu_usec).sum();
     let idle_began = Instant::now();
     sleep(idle);
@@ -180,11 +180,11 @@ fn measure_run(
         let per_stack = cpu as f64 / 1e6 / idle_began.elapsed().as_secs_f64() / units.len() as f64;
         result.idle_cpu_percent = Some(per_stack * 100.0);
     }
-    for (unit, (rss, pss)) in units.iter().zip(ready) {
-        let (rss_idle, pss_idle) = unit.memory_kib();
-        result.rss_kib.push(rss.max(rss_idle));
-        result.pss_kib.push(pss.max(pss_idle));
-    }
+    result.memory_kib = units
+        .iter()
+        .zip(ready)
+        .map(|(unit, ready)| ready.max(unit.memory_kib()))
+        .collect();
     result.status_seconds = Some(bench.status_seconds(strategy, TIMES)?);
     result.detection = Some(bench.detection(strategy, recorder)?);
     Ok(())

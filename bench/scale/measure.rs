@@ -168,6 +168,27 @@ fn unified() -> PathBuf {
         .expect("a cgroup v2 hierarchy")
 }
 
+/// Memory in KiB, three ways: RSS counts every page a process maps, PSS splits the pages
+/// processes share (the binary, libc) among them, private counts only the pages no other process
+/// maps: what the unit alone costs.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Memory {
+    pub rss: u64,
+    pub pss: u64,
+    pub private: u64,
+}
+
+impl Memory {
+    /// Each figure the larger of the two.
+    pub fn max(self, other: Memory) -> Memory {
+        Memory {
+            rss: self.rss.max(other.rss),
+            pss: self.pss.max(other.pss),
+            private: self.private.max(other.private),
+        }
+    }
+}
+
 impl Unit {
     fn pids(&self) -> Vec<u32> {
         if self.cgroup.is_empty() {
@@ -176,15 +197,18 @@ impl Unit {
         slice_pids(&unified(), self.cgroup.trim_start_matches('/'))
     }
 
-    /// Resident and proportional memory (KiB) of every process in the unit: PSS splits the
-    /// pages processes share (the binary, libc) among them.
-    pub fn memory_kib(&self) -> (u64, u64) {
-        self.pids().iter().fold((0, 0), |(rss, pss), pid| {
-            let status = Path::new("/proc").join(pid.to_string());
-            (
-                rss + field_kib(&status.join("status"), "VmRSS:"),
-                pss + field_kib(&status.join("smaps_rollup"), "Pss:"),
-            )
+    /// The memory of every process in the unit, in KiB.
+    pub fn memory_kib(&self) -> Memory {
+        self.pids().iter().fold(Memory::default(), |sum, pid| {
+            let proc = Path::new("/proc").join(pid.to_string());
+            let rollup = fs::read_to_string(proc.join("smaps_rollup")).unwrap_or_default();
+            Memory {
+                rss: sum.rss + field_kib(&rollup, "Rss:"),
+                pss: sum.pss + field_kib(&rollup, "Pss:"),
+                private: sum.private
+                    + field_kib(&rollup, "Private_Clean:")
+                    + field_kib(&rollup, "Private_Dirty:"),
+            }
         })
     }
 
@@ -206,10 +230,8 @@ impl Unit {
 }
 
 /// A `Key: 123 kB` line of a /proc file, 0 when absent (the process is gone).
-fn field_kib(path: &Path, key: &str) -> u64 {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+fn field_kib(text: &str, key: &str) -> u64 {
+    text.lines()
         .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::measure::{Phases, median};
+use crate::measure::{Memory, Phases, median};
 use crate::strategy::{Detection, Strategy};
 
 /// One run of one strategy.
@@ -23,8 +23,7 @@ pub struct Run {
     pub phases: Option<Phases>,
     /// Per stack: memory of the processes of its unit (the larger of two samples: once all are
     /// healthy, and after the idle time).
-    pub rss_kib: Vec<u64>,
-    pub pss_kib: Vec<u64>,
+    pub memory_kib: Vec<Memory>,
     /// CPU of the units' processes while idle, per stack, in % of one core.
     pub idle_cpu_percent: Option<f64>,
     pub status_seconds: Option<f64>,
@@ -41,8 +40,7 @@ impl Run {
             returned: None,
             violations: Vec::new(),
             phases: None,
-            rss_kib: Vec::new(),
-            pss_kib: Vec::new(),
+            memory_kib: Vec::new(),
             idle_cpu_percent: None,
             status_seconds: None,
             detection: None,
@@ -96,6 +94,7 @@ pub struct Summary {
     /// MiB per stack, over every stack of every run.
     pub rss_mib: Option<Spread>,
     pub pss_mib: Option<Spread>,
+    pub private_mib: Option<Spread>,
     pub idle_cpu_percent: Option<f64>,
     pub status_ms: Option<f64>,
     /// Median seconds, over the runs whose unit left `active`.
@@ -112,11 +111,11 @@ fn summarise(strategy: Strategy, runs: &[Run], ideal: Option<f64>) -> Summary {
         .collect();
     let ok: Vec<&Run> = mine.iter().copied().filter(|r| r.error.is_none()).collect();
     let all_healthy = Spread::of(&ok.iter().filter_map(|r| r.all_healthy).collect::<Vec<_>>());
-    let mib = |pick: fn(&Run) -> &Vec<u64>| {
+    let mib = |pick: fn(&Memory) -> u64| {
         let values: Vec<f64> = ok
             .iter()
-            .flat_map(|r| pick(r))
-            .map(|kib| *kib as f64 / 1024.0)
+            .flat_map(|r| &r.memory_kib)
+            .map(|memory| pick(memory) as f64 / 1024.0)
             .collect();
         Spread::of(&values)
     };
@@ -140,8 +139,9 @@ fn summarise(strategy: Strategy, runs: &[Run], ideal: Option<f64>) -> Summary {
         all_healthy,
         violations: ok.iter().map(|r| r.violations.len()).sum(),
         phases: Phases::median(&ok.iter().filter_map(|r| r.phases).collect::<Vec<_>>()),
-        rss_mib: mib(|r| &r.rss_kib),
-        pss_mib: mib(|r| &r.pss_kib),
+        rss_mib: mib(|m| m.rss),
+        pss_mib: mib(|m| m.pss),
+        private_mib: mib(|m| m.private),
         idle_cpu_percent: median_of(|r| r.idle_cpu_percent),
         status_ms: median_of(|r| r.status_seconds).map(|s| s * 1000.0),
         detection_s: median(&after),
@@ -311,13 +311,14 @@ impl Report {
         );
         out.push_str(
             "| strategy | runs ok | all healthy s, median (min–max) | × ideal | ordering violations \
-             | RSS/stack MiB (max) | PSS/stack MiB (max) | idle CPU/stack | status | container death → unit not active |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n",
+             | RSS/stack MiB (max) | PSS/stack MiB (max) | private/stack MiB (max) | idle CPU/stack | status \
+             | container death → unit not active |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for s in &self.summary {
             let _ = writeln!(
                 out,
-                "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.title,
                 s.ok,
                 s.runs,
@@ -333,6 +334,7 @@ impl Report {
                 },
                 mib(s.rss_mib),
                 mib(s.pss_mib),
+                mib(s.private_mib),
                 s.idle_cpu_percent
                     .map_or("–".into(), |c| format!("{c:.4} %")),
                 s.status_ms.map_or("–".into(), |ms| format!("{ms:.1} ms")),
@@ -345,7 +347,8 @@ impl Report {
              the ideal orchestrator's median. Ordering violations: containers whose `start` event came before \
              every stack they require was healthy, summed over the runs. Memory: the processes of each stack's \
              unit (composectl: its supervisor; foreground: the compose CLI), once all were healthy and after \
-             the idle time, the larger; PSS splits the pages processes share among them. Idle CPU: those \
+             the idle time, the larger; RSS counts every page they map, PSS splits the pages processes share \
+             (the binary, libc) among them, private counts the pages no other process maps. Idle CPU: those \
              processes over the idle time, per stack, in % of one core. Status: `composectl status`, \
              `systemctl --user list-units` (units only) or `docker compose ls` (projects only), median of 10. \
              Container death: `docker kill` of one container of the last layer, from the engine's `die` to \
