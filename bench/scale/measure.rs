@@ -229,7 +229,8 @@ impl Unit {
     }
 }
 
-/// A `Key: 123 kB` line of a /proc file, 0 when absent (the process is gone).
+/// The number on the `Key: 123 kB` line of a /proc file's text; 0 when absent (the process is
+/// gone).
 fn field_kib(text: &str, key: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.split_whitespace().next()?.parse().ok())
