@@ -6,7 +6,8 @@
 # Needs: a Rust toolchain (cargo), git (optional, for the list of example files), gzip.
 # Installs cargo-deb and cargo-generate-rpm with `cargo install --locked` when they are missing.
 # Everything the packages carry besides the binary is generated here, into target/assets/:
-#   man/*.1.gz, completions/{bash,zsh,fish}/   from the clap definition (examples/gen_assets.rs)
+#   man/*.[15].gz, completions/{bash,zsh,fish}/ from the clap definition and the key reference
+#                                             (examples/gen_assets.rs)
 #   units/{system,user}/                       from `composectl render` (the shared units only)
 #   examples/                                  the example root (networks.toml, stacks/)
 # The package metadata in Cargo.toml ([package.metadata.deb], [package.metadata.generate-rpm])
@@ -50,7 +51,7 @@ log "generating man pages and completions"
 cargo run --quiet --locked --example gen_assets -- "$assets"
 # Debian policy (and lintian) want man pages gzipped at maximum compression without a timestamp;
 # the rpm carries the same files so both packages list the same paths.
-gzip -9n "$assets"/man/*.1
+gzip -9n "$assets"/man/*.[15]
 
 # The default /etc/composectl layout, also the root the shipped units are rendered from -------
 etc="$assets/etc/composectl"

@@ -96,7 +96,9 @@ cleanup() {
 trap cleanup EXIT
 # Minimal container images exclude /usr/share/man from dpkg (path-exclude in dpkg.cfg.d);
 # re-include our pages so `man composectl` can be tested there too.
-dpkg_i() { dpkg --path-include='/usr/share/man/man1/composectl*' -i "$1"; }
+dpkg_i() {
+    dpkg --path-include='/usr/share/man/man1/composectl*' --path-include='/usr/share/man/man5/*' -i "$1"
+}
 if out=$(dpkg_i "$deb" 2>&1); then
     installed=1
     if [ "$(dpkg-query -W -f='${Status}' composectl)" = "install ok installed" ]; then
@@ -132,16 +134,21 @@ fi
 # 5. man composectl ----------------------------------------------------------------------------
 man_ok=1
 man_out=""
-for page in $(dpkg-deb -c "$deb" | awk '{print $NF}' | sed -n 's|^\./usr/share/man/man1/\(.*\)\.1\.gz$|\1|p'); do
-    if ! out=$(MANWIDTH=100 man -P cat "$page" 2>&1) || ! grep -q "$page" <<<"$out"; then
+pages=$(dpkg-deb -c "$deb" | awk '{print $NF}' | sed -n 's|^\./usr/share/man/man\([15]\)/\(.*\)\.[15]\.gz$|\1 \2|p')
+while read -r section page; do
+    # man 5 x-composectl: the page's title is the name in capitals.
+    title=$page
+    [ "$section" = 5 ] && title=${page^^}
+    if ! out=$(MANWIDTH=100 man -P cat "$section" "$page" 2>&1) || ! grep -qF "$title" <<<"$out"; then
         man_ok=0
-        man_out+="man $page: $out"$'\n'
+        man_out+="man $section $page: $out"$'\n'
     fi
-done
-if [ "$man_ok" -eq 1 ] && man -P cat composectl 2>/dev/null | grep -q '^SYNOPSIS'; then
-    pass "man composectl (and every composectl-*.1 page) renders"
+done <<<"$pages"
+if [ "$man_ok" -eq 1 ] && man -P cat composectl 2>/dev/null | grep -q '^EXAMPLES' \
+    && man -P cat 5 x-composectl 2>/dev/null | grep -q 'requires.STACK.restart'; then
+    pass "man composectl, every composectl-*.1 page and the format pages (man 5 x-composectl, networks.toml, composectl.toml) render"
 else
-    fail "man composectl" "$man_out"
+    fail "man pages" "$man_out"
 fi
 
 # 6. The default /etc/composectl layout --------------------------------------------------------

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
 use crate::model::StackName;
@@ -137,6 +137,7 @@ pub enum Command {
         /// Stacks to update, in dependency order
         #[arg(
             value_name = "STACK",
+            add = stack_names(),
             required_unless_present = "all",
             conflicts_with = "all"
         )]
@@ -160,6 +161,7 @@ pub enum Command {
     /// one file of mode 0600
     Backup {
         /// The stack
+        #[arg(add = stack_names())]
         stack: StackName,
         /// Directory for the archive [default: [backup] dir in composectl.toml, else
         /// /var/backups/composectl, or ~/.local/state/composectl/backups with --user]
@@ -172,6 +174,7 @@ pub enum Command {
     /// Put a stack's volumes (and marked paths) back from an archive of `backup`
     Restore {
         /// The stack
+        #[arg(add = stack_names())]
         stack: StackName,
         /// The archive
         archive: PathBuf,
@@ -185,6 +188,7 @@ pub enum Command {
     /// The supervisor: the main process of compose@STACK.service (not for interactive use)
     Run {
         /// The stack to run
+        #[arg(add = stack_names())]
         stack: StackName,
         /// Ask the running supervisor to apply changed files and wait until the stack is ready
         /// again (the unit's ExecReload=)
@@ -199,9 +203,32 @@ pub enum Command {
         #[command(subcommand)]
         command: SwarmCommand,
     },
+    /// Run a compose command on a stack with the project, files and env layers its supervisor
+    /// uses
+    ///
+    /// `docker compose --project-name STACK --file ... --project-directory ... --env-file ...
+    /// ARGS`, exactly as the stack's supervisor runs compose (the root's and the stack's env
+    /// layers in order, the images a rolled-back update pinned), so `ps`, `exec`, `logs -f`,
+    /// `config`, `top` and `images` see the stack as it runs. Verbs that would change the stack's
+    /// containers behind its supervisor (up, down, start, stop, restart, rm, kill, pause,
+    /// unpause, create, run, scale, watch) are refused, with the command to use instead.
+    Compose {
+        /// The stack
+        #[arg(add = stack_names())]
+        stack: StackName,
+        /// compose's verb and its arguments (after `--` when they start with a dash)
+        #[arg(
+            value_name = "ARGS",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        args: Vec<OsString>,
+    },
     /// Show a stack's logs from the journal (-o json: journald's JSON, one entry a line)
     Logs {
         /// The stack
+        #[arg(add = stack_names())]
         stack: StackName,
         /// Only this compose service's lines
         service: Option<String>,
@@ -239,21 +266,21 @@ pub enum SwarmCommand {
 pub struct RemovedStacks {
     /// Stacks to remove, with the deployed stacks that require them [default: every stack of
     /// the root, and then its overlay networks]
-    #[arg(value_name = "STACK")]
+    #[arg(value_name = "STACK", add = stack_names())]
     pub names: Vec<StackName>,
 }
 
 #[derive(Debug, Args)]
 pub struct RequiredStacks {
     /// Stacks to act on
-    #[arg(value_name = "STACK", required = true)]
+    #[arg(value_name = "STACK", required = true, add = stack_names())]
     pub names: Vec<StackName>,
 }
 
 #[derive(Debug, Args)]
 pub struct StackArgs {
     /// Stacks to act on, with the stacks they require or want [default: all]
-    #[arg(value_name = "STACK")]
+    #[arg(value_name = "STACK", add = stack_names())]
     pub names: Vec<StackName>,
 }
 
@@ -266,6 +293,456 @@ pub fn wants_json(args: &[std::ffi::OsString]) -> bool {
         || args
             .iter()
             .any(|a| matches!(*a, "-ojson" | "--output=json"))
+}
+
+/// The environment variable that asks composectl for shell completions instead of running
+/// (the completion scripts set it: `COMPOSECTL_COMPLETE=bash composectl -- WORDS`).
+pub const COMPLETE_VAR: &str = "COMPOSECTL_COMPLETE";
+
+/// Examples, by subcommand ("" is composectl itself, "swarm deploy" a nested one): shown under
+/// `--help` and as the man pages' EXAMPLES. Each is a command line and what it does.
+pub const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "",
+        &[
+            (
+                "composectl check",
+                "validate the whole root (/etc/composectl as root, ~/.config/composectl otherwise)",
+            ),
+            (
+                "sudo composectl enable --now panel database genai",
+                "install, enable and start three stacks in dependency order, waiting until they are ready",
+            ),
+            (
+                "composectl status",
+                "one line per stack: state, restarts, containers running and healthy",
+            ),
+            (
+                "composectl logs genai ollama -f",
+                "follow one service's lines in the journal",
+            ),
+            (
+                "composectl --root . render genai",
+                "the units enable would write for genai, from a root in this directory",
+            ),
+        ],
+    ),
+    (
+        "check",
+        &[
+            ("composectl check", "every stack of the root"),
+            (
+                "composectl check genai",
+                "genai and the stacks it requires or wants",
+            ),
+            (
+                "composectl check -o json",
+                "the verdict as JSON (warnings included)",
+            ),
+        ],
+    ),
+    (
+        "render",
+        &[
+            (
+                "composectl render genai",
+                "print the units enable would write for genai and what it requires or wants",
+            ),
+            (
+                "composectl render --out /tmp/units",
+                "write every unit into a directory instead",
+            ),
+        ],
+    ),
+    (
+        "diff",
+        &[(
+            "composectl diff genai",
+            "what enable would change in the unit directory, and what a reload of the running stack would recreate",
+        )],
+    ),
+    (
+        "graph",
+        &[
+            ("composectl graph", "the stacks in start layers"),
+            (
+                "composectl graph --format dot | dot -Tsvg > stacks.svg",
+                "a picture of the dependencies",
+            ),
+        ],
+    ),
+    (
+        "enable",
+        &[
+            (
+                "sudo composectl enable genai",
+                "install and enable genai's unit and those of the stacks it requires or wants; start at boot",
+            ),
+            (
+                "sudo composectl enable --now genai",
+                "the same, and start them now, waiting until they are ready",
+            ),
+        ],
+    ),
+    (
+        "disable",
+        &[(
+            "sudo composectl disable --now genai",
+            "stop genai, disable it and remove its units",
+        )],
+    ),
+    (
+        "start",
+        &[(
+            "sudo composectl start genai",
+            "start genai (after what it requires) and wait until it is ready",
+        )],
+    ),
+    (
+        "stop",
+        &[(
+            "sudo composectl stop database",
+            "stop database and the stacks that require it",
+        )],
+    ),
+    (
+        "restart",
+        &[(
+            "sudo composectl restart genai",
+            "restart genai and wait until it is ready",
+        )],
+    ),
+    (
+        "status",
+        &[
+            (
+                "composectl status",
+                "every enabled stack; exit 3 unless all are active",
+            ),
+            (
+                "composectl status genai",
+                "one stack in detail: unit, containers, health, pinned images",
+            ),
+        ],
+    ),
+    (
+        "list",
+        &[(
+            "composectl list",
+            "every stack of the root, installed or not, and units whose stack is gone",
+        )],
+    ),
+    (
+        "networks",
+        &[(
+            "sudo composectl networks",
+            "create the networks of networks.toml that are missing; report drift",
+        )],
+    ),
+    (
+        "reload",
+        &[(
+            "sudo composectl reload genai",
+            "apply changed compose files and env files, recreating only what changed (systemctl reload compose@genai does the same)",
+        )],
+    ),
+    (
+        "update",
+        &[
+            (
+                "composectl update --check --all",
+                "which images have a newer version (exit 4 when some do)",
+            ),
+            (
+                "sudo composectl update database genai",
+                "pull and apply newer images, health-gated, rolled back when not ready",
+            ),
+        ],
+    ),
+    (
+        "secrets",
+        &[
+            (
+                "composectl secrets database",
+                "generate database's declared secrets that no env file sets yet",
+            ),
+            ("composectl secrets --show database", "print them"),
+        ],
+    ),
+    (
+        "backup",
+        &[
+            (
+                "sudo composectl backup database",
+                "run database's backup hooks, then archive its volumes",
+            ),
+            (
+                "sudo composectl backup database --to /mnt/nas --keep 14",
+                "elsewhere, keeping the newest 14",
+            ),
+        ],
+    ),
+    (
+        "restore",
+        &[(
+            "sudo composectl restore database /var/backups/composectl/database-20261127T174400Z.tar --stop",
+            "stop database and what requires it, put its volumes back, start them again",
+        )],
+    ),
+    (
+        "doctor",
+        &[(
+            "composectl doctor",
+            "what this host lacks for composectl, and how to fix each",
+        )],
+    ),
+    (
+        "logs",
+        &[
+            (
+                "composectl logs genai",
+                "genai's journal: its supervisor and every container",
+            ),
+            (
+                "composectl logs genai open-webui -n 50",
+                "the last 50 lines of one service",
+            ),
+            (
+                "composectl logs genai -f --since '10 min ago'",
+                "follow, from ten minutes ago",
+            ),
+        ],
+    ),
+    (
+        "compose",
+        &[
+            (
+                "composectl compose genai -- ps",
+                "genai's containers, as compose lists them",
+            ),
+            (
+                "composectl compose genai -- exec ollama ollama list",
+                "run a command in a running container",
+            ),
+            (
+                "composectl compose genai -- config",
+                "the compose file as compose reads it with the stack's env layers",
+            ),
+        ],
+    ),
+    (
+        "run",
+        &[
+            (
+                "systemctl start compose@genai",
+                "what starts genai's supervisor (composectl-supervisor run genai): not for interactive use",
+            ),
+            (
+                "composectl --user run genai",
+                "the supervisor in the foreground, outside systemd, logging to the terminal",
+            ),
+        ],
+    ),
+    (
+        "swarm",
+        &[
+            (
+                "composectl swarm deploy",
+                "every stack of the root onto the swarm DOCKER_HOST manages",
+            ),
+            (
+                "composectl swarm status",
+                "their services: tasks running of desired, health, nodes",
+            ),
+        ],
+    ),
+    (
+        "swarm render",
+        &[(
+            "composectl swarm render genai",
+            "the file docker stack deploy would get for genai, under a table of what was translated, dropped or refused",
+        )],
+    ),
+    (
+        "swarm deploy",
+        &[(
+            "DOCKER_HOST=unix:///run/manager.sock composectl swarm deploy genai",
+            "deploy genai and what it requires to a swarm, layer by layer",
+        )],
+    ),
+    (
+        "swarm update",
+        &[(
+            "composectl swarm update database",
+            "new tasks for every service of database (its images pulled again), layer by layer",
+        )],
+    ),
+    (
+        "swarm status",
+        &[(
+            "composectl swarm status genai",
+            "genai's services; exit 3 unless all are ready",
+        )],
+    ),
+    (
+        "swarm rm",
+        &[
+            (
+                "composectl swarm rm genai",
+                "remove genai and the deployed stacks that require it",
+            ),
+            (
+                "composectl swarm rm",
+                "every stack of the root, then its overlay networks",
+            ),
+        ],
+    ),
+];
+
+/// Files, by subcommand, for the man pages' FILES.
+pub const FILES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "",
+        &[
+            (
+                "/etc/composectl, ~/.config/composectl",
+                "the root in system and user mode: networks.toml (see networks.toml(5)), composectl.toml (composectl.toml(5)), .env and .env.local, stacks/NAME/compose.yaml (x-composectl(5))",
+            ),
+            (
+                "/etc/systemd/system, ~/.config/systemd/user",
+                "where enable writes the units: compose@NAME.service.d/ drop-ins, composectl.target, composectl-networks.service",
+            ),
+            (
+                "/usr/lib/systemd/system/compose@.service, /usr/lib/systemd/user/compose@.service",
+                "the template every stack runs as, shipped by the package",
+            ),
+            (
+                "/var/lib/composectl, ~/.local/state/composectl",
+                "state: images pinned by a rolled-back update",
+            ),
+            (
+                "/run/composectl/NAME, $XDG_RUNTIME_DIR/composectl/NAME",
+                "a running supervisor's control socket and what it applied",
+            ),
+            (
+                "/var/backups/composectl, ~/.local/state/composectl/backups",
+                "backup archives",
+            ),
+        ],
+    ),
+    (
+        "enable",
+        &[(
+            "/etc/systemd/system/compose@NAME.service.d/20-composectl.conf",
+            "the stack's drop-in: description, ordering, mounts, log limits (~/.config/systemd/user in user mode)",
+        )],
+    ),
+    (
+        "backup",
+        &[(
+            "/var/backups/composectl/NAME-TIMESTAMP.tar",
+            "the archives, mode 0600 (~/.local/state/composectl/backups in user mode)",
+        )],
+    ),
+    (
+        "secrets",
+        &[(
+            "stacks/NAME/.env.local, .env.local",
+            "where generated secrets go, mode 0600 (the root's for shared: true)",
+        )],
+    ),
+];
+
+/// The entries of `table` for a subcommand path.
+pub fn section_for(
+    table: &'static [(&str, &[(&str, &str)])],
+    path: &str,
+) -> &'static [(&'static str, &'static str)] {
+    table
+        .iter()
+        .find(|(command, _)| *command == path)
+        .map_or(&[], |(_, entries)| *entries)
+}
+
+/// The command line definition with the examples under `--help`, which the derive cannot say.
+/// `run`, the man pages and the completions use it.
+pub fn command() -> clap::Command {
+    fn with_extras(command: clap::Command, path: &str) -> clap::Command {
+        let examples = section_for(EXAMPLES, path);
+        let command = if examples.is_empty() {
+            command
+        } else {
+            let mut text = String::from("Examples:\n");
+            for (line, what) in examples {
+                text.push_str(&format!("  {line}\n      {what}\n"));
+            }
+            if let Some(after) = command.get_after_help() {
+                text.push_str(&format!("\n{after}"));
+            }
+            command.after_long_help(text)
+        };
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_string())
+            .collect();
+        names.iter().fold(command, |command, name| {
+            let sub_path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path} {name}")
+            };
+            command.mut_subcommand(name, |sub| with_extras(sub, &sub_path))
+        })
+    }
+    with_extras(Cli::command(), "")
+}
+
+/// The stacks of the root the command line being completed names (`--root`, `--user`,
+/// `--system`, COMPOSECTL_ROOT, else the mode's default): the directories under stacks/ with
+/// valid names. No file is parsed, so completion stays instant on a large or broken root.
+fn stack_names() -> clap_complete::ArgValueCandidates {
+    clap_complete::ArgValueCandidates::new(stack_candidates)
+}
+
+fn stack_candidates() -> Vec<clap_complete::CompletionCandidate> {
+    // The shell passes the words being completed after `--`.
+    let words: Vec<String> = std::env::args()
+        .skip_while(|word| word != "--")
+        .skip(1)
+        .collect();
+    let mut root = std::env::var_os("COMPOSECTL_ROOT")
+        .filter(|root| !root.is_empty())
+        .map(PathBuf::from);
+    let mut mode = crate::mode::Mode::from_euid();
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--root" => root = words.next().map(PathBuf::from),
+            "--user" => mode = crate::mode::Mode::User,
+            "--system" => mode = crate::mode::Mode::System,
+            other => {
+                if let Some(dir) = other.strip_prefix("--root=") {
+                    root = Some(PathBuf::from(dir));
+                }
+            }
+        }
+    }
+    let stacks = root
+        .unwrap_or_else(|| mode.default_root())
+        .join(crate::model::STACKS_DIR);
+    let mut names: Vec<String> = std::fs::read_dir(stacks)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.parse::<StackName>().is_ok())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(clap_complete::CompletionCandidate::new)
+        .collect()
 }
 
 /// How `composectl-supervisor` is called: its usage errors and its man page say it.
@@ -339,6 +816,58 @@ mod tests {
             Err(error) => {
                 assert_eq!(error.code(), crate::error::exit::USAGE, "{error}");
                 error.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_has_examples_and_the_examples_parse() {
+        fn visit(command: &clap::Command, path: &str, paths: &mut Vec<String>) {
+            paths.push(path.to_string());
+            for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                let sub_path = if path.is_empty() {
+                    sub.get_name().to_string()
+                } else {
+                    format!("{path} {}", sub.get_name())
+                };
+                visit(sub, &sub_path, paths);
+            }
+        }
+        let mut paths = Vec::new();
+        visit(&command(), "", &mut paths);
+        for path in &paths {
+            assert!(
+                !section_for(EXAMPLES, path).is_empty(),
+                "no examples for {path:?}"
+            );
+        }
+        for (path, examples) in EXAMPLES {
+            assert!(
+                paths.contains(&path.to_string()),
+                "examples for no command: {path}"
+            );
+            for (line, _) in *examples {
+                // The composectl command line of the example, without sudo, a prefix of
+                // variables or a pipe after it.
+                let Some(start) = line.find("composectl ") else {
+                    continue;
+                };
+                let command_line = line[start..].split(" | ").next().unwrap_or_default();
+                // Words as a shell splits them, single quotes kept together.
+                let words: Vec<String> = command_line
+                    .split('\'')
+                    .enumerate()
+                    .flat_map(|(index, part)| {
+                        if index % 2 == 1 {
+                            vec![part.to_string()]
+                        } else {
+                            part.split_whitespace().map(str::to_string).collect()
+                        }
+                    })
+                    .collect();
+                if let Err(e) = command().try_get_matches_from(&words) {
+                    panic!("example {line:?} does not parse: {e}");
+                }
             }
         }
     }

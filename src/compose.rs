@@ -89,15 +89,17 @@ impl<'a> Compose<'a> {
             .map(drop)
     }
 
-    fn base(&self) -> Command {
-        let mut command = Command::new(&self.program[0]);
+    fn base(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.program[0]);
         command
             .args(&self.program[1..])
             .args(["--project-name", &self.stack.name]);
         command
     }
 
-    fn with_file(&self) -> Command {
+    /// The command every call that reads the files starts from, and what `composectl compose`
+    /// runs: the project, its file and directory, the pinned images, the env layers in order.
+    pub fn with_file(&self) -> std::process::Command {
         let mut command = self.base();
         command
             .arg("--file")
@@ -118,11 +120,12 @@ impl<'a> Compose<'a> {
     /// compose wrote on stderr.
     async fn run(
         &self,
-        mut command: Command,
+        command: std::process::Command,
         args: &[&str],
         limit: Option<Duration>,
     ) -> Result<String> {
         let what = format!("`{} {}`", self.program.join(" "), args.join(" "));
+        let mut command = Command::from(command);
         command.args(args);
         crate::process::run(
             command,

@@ -43,7 +43,15 @@ impl Context {
 
     /// Loads and validates the whole root, printing its warnings.
     pub fn load(&self) -> Result<Root> {
-        self.loaded(model::load(&self.root_dir))
+        Ok(self.select(&[])?.0)
+    }
+
+    /// The root and the stacks a command works on, by the one rule (`model::select`): the named
+    /// stacks and what they require or want, every stack when none are named; prints warnings.
+    pub fn select(&self, names: &[StackName]) -> Result<(Root, BTreeSet<String>)> {
+        let selection = model::select(&self.root_dir, names)?;
+        self.out.diagnostics(&selection.warnings);
+        Ok((selection.root, selection.stacks))
     }
 
     /// The root with only `name` loaded (see [`model::load_one`]).

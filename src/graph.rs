@@ -25,6 +25,9 @@ pub struct Graph {
     nodes: BTreeSet<String>,
     /// Edges to stacks that exist, per stack, requires before wants.
     edges: BTreeMap<String, Vec<(String, EdgeKind)>>,
+    /// Requires and wants naming stacks that are not nodes (not loaded: broken, or unknown),
+    /// which only a closure follows, so that their problems count for a selection.
+    dangling: BTreeMap<String, Vec<String>>,
 }
 
 impl Graph {
@@ -34,16 +37,27 @@ impl Graph {
         let stacks: Vec<_> = stacks.into_iter().collect();
         let nodes: BTreeSet<String> = stacks.iter().map(|(name, ..)| name.clone()).collect();
         let mut edges = BTreeMap::new();
+        let mut dangling = BTreeMap::new();
         for (name, requires, wants) in stacks {
-            let out: Vec<_> = requires
+            let (out, missing): (Vec<_>, Vec<_>) = requires
                 .into_iter()
                 .map(|to| (to, EdgeKind::Requires))
                 .chain(wants.into_iter().map(|to| (to, EdgeKind::Wants)))
-                .filter(|(to, _)| nodes.contains(to) && *to != name)
-                .collect();
+                .filter(|(to, _)| *to != name)
+                .partition(|(to, _)| nodes.contains(to));
+            if !missing.is_empty() {
+                dangling.insert(
+                    name.clone(),
+                    missing.into_iter().map(|(to, _)| to).collect(),
+                );
+            }
             edges.insert(name, out);
         }
-        Graph { nodes, edges }
+        Graph {
+            nodes,
+            edges,
+            dangling,
+        }
     }
 
     pub fn edges(&self) -> Vec<Edge> {
@@ -142,13 +156,15 @@ impl Graph {
         layers
     }
 
-    /// `names` and everything they require or want, transitively.
+    /// `names` and everything they require or want, transitively, stacks that are not nodes
+    /// included.
     pub fn closure<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
         let mut seen = BTreeSet::new();
         let mut todo: Vec<String> = names.into_iter().map(str::to_string).collect();
         while let Some(name) = todo.pop() {
             if seen.insert(name.clone()) {
                 todo.extend(self.deps(&name).map(|(dep, _)| dep.clone()));
+                todo.extend(self.dangling.get(&name).into_iter().flatten().cloned());
             }
         }
         seen
@@ -157,6 +173,7 @@ impl Graph {
     /// The graph restricted to `keep`.
     pub fn subgraph(&self, keep: &BTreeSet<String>) -> Graph {
         Graph {
+            dangling: BTreeMap::new(),
             nodes: self.nodes.intersection(keep).cloned().collect(),
             edges: self
                 .edges

@@ -82,6 +82,8 @@ pub struct Root {
     pub settings: Settings,
     pub networks: BTreeMap<String, NetworkSpec>,
     pub stacks: BTreeMap<String, Stack>,
+    /// Stack directories whose files could not be loaded (their problems are diagnostics).
+    pub unloaded: BTreeSet<String>,
 }
 
 impl Root {
@@ -93,43 +95,113 @@ impl Root {
         )
     }
 
-    /// The stack, or a usage error that lists the stacks there are.
-    pub fn stack(&self, name: &StackName) -> Result<&Stack, Diagnostic> {
-        self.stacks.get(&**name).ok_or_else(|| {
-            Diagnostic::error(
-                self.dir.join(STACKS_DIR).join(&**name),
-                format!("no stack named \"{name}\" in this root"),
-            )
-            .hint(self.known_stacks_hint())
-        })
+    /// The stack, or an error that names the closest stack there is.
+    pub fn stack(&self, name: &StackName) -> Result<&Stack, Diagnostics> {
+        self.stacks
+            .get(&**name)
+            .ok_or_else(|| self.no_such_stack(name).into())
     }
 
-    /// The named stacks and everything they require or want; every stack when none are named.
-    /// Names that are not stacks of this root are all reported.
-    pub fn selection(&self, names: &[StackName]) -> Result<BTreeSet<String>, Diagnostics> {
+    fn no_such_stack(&self, name: &str) -> Diagnostic {
+        Diagnostic::error(
+            self.dir.join(STACKS_DIR).join(name),
+            format!("no stack named \"{name}\" in this root"),
+        )
+        .hint(self.known_stacks_hint(name))
+    }
+
+    /// Every stack directory of the root, loaded or not.
+    fn stack_names(&self) -> impl Iterator<Item = &str> {
+        self.stacks.keys().chain(&self.unloaded).map(String::as_str)
+    }
+
+    /// "did you mean X?" when a stack's name is close, then the stacks there are.
+    fn known_stacks_hint(&self, name: &str) -> String {
+        let mut names: Vec<&str> = self.stack_names().collect();
         if names.is_empty() {
-            return Ok(self.stacks.keys().cloned().collect());
+            return "the root has no stacks yet: create stacks/<name>/compose.yaml".into();
         }
-        let mut diags = Diagnostics::default();
-        for name in names {
-            if let Err(diag) = self.stack(name) {
-                diags.push(diag);
-            }
-        }
-        if diags.has_errors() {
-            return Err(diags);
-        }
-        Ok(self.graph().closure(names.iter().map(|n| &**n)))
+        names.sort_unstable();
+        let near = match crate::diag::closest(name, names.iter().copied()) {
+            Some(near) => format!("did you mean {near}? "),
+            None => String::new(),
+        };
+        format!("{near}stacks in this root: {}", names.join(", "))
     }
+}
 
-    fn known_stacks_hint(&self) -> String {
-        if self.stacks.is_empty() {
-            "the root has no stacks yet: create stacks/<name>/compose.yaml".into()
-        } else {
-            let names: Vec<_> = self.stacks.keys().map(String::as_str).collect();
-            format!("stacks in this root: {}", names.join(", "))
-        }
+/// What a command works on: the stacks named and everything they require or want (every stack
+/// when none are named), from a root whose shared files and selected stacks are valid.
+#[derive(Debug)]
+pub struct Selection {
+    pub root: Root,
+    pub stacks: BTreeSet<String>,
+    /// The selection's warnings, and one saying which other stacks have errors.
+    pub warnings: Diagnostics,
+}
+
+/// The one rule for a selection that check, render, diff, graph, enable and every other command
+/// reading the root follow. Names that are no stack of the root are refused with the closest
+/// one. Then the shared files (networks.toml, composectl.toml, the root's env files) and every
+/// stack of the selection must be valid, collisions with any stack of the root included; a
+/// problem in a stack outside the selection does not stop the command, which leaves that stack
+/// as it is and says so in one warning (`check` of the whole root shows it).
+pub fn select(dir: &Path, names: &[StackName]) -> Result<Selection, Diagnostics> {
+    let (root, diags) = load_root(dir, None);
+    let Some(root) = root else {
+        return Err(diags);
+    };
+    let unknown: Diagnostics = names
+        .iter()
+        .filter(|name| !root.stack_names().any(|known| known == &***name))
+        .map(|name| root.no_such_stack(name))
+        .collect();
+    if unknown.has_errors() {
+        return Err(unknown);
     }
+    let selected: BTreeSet<String> = if names.is_empty() {
+        root.stack_names().map(str::to_string).collect()
+    } else {
+        root.graph().closure(names.iter().map(|n| &**n))
+    };
+    let concerns_selection = |d: &Diagnostic| {
+        names.is_empty() || d.stacks.is_empty() || d.stacks.iter().any(|s| selected.contains(s))
+    };
+    let (mut relevant, others): (Vec<_>, Vec<_>) =
+        diags.into_vec().into_iter().partition(concerns_selection);
+    if relevant.iter().any(Diagnostic::is_error) {
+        return Err(relevant.into_iter().collect());
+    }
+    let broken: BTreeSet<&str> = others
+        .iter()
+        .filter(|d| d.is_error())
+        .flat_map(|d| d.stacks.iter().map(String::as_str))
+        .collect();
+    if !broken.is_empty() {
+        let list: Vec<&str> = broken.into_iter().collect();
+        let message = match list.as_slice() {
+            [one] => {
+                format!("stack {one} has errors and is not part of this selection: left as it is")
+            }
+            many => format!(
+                "stacks {} have errors and are not part of this selection: left as they are",
+                many.join(", ")
+            ),
+        };
+        relevant.push(
+            Diagnostic::warning(None, message)
+                .hint(format!("composectl check {} shows them", list.join(" "))),
+        );
+    }
+    let stacks = selected
+        .into_iter()
+        .filter(|name| root.stacks.contains_key(name))
+        .collect();
+    Ok(Selection {
+        root,
+        stacks,
+        warnings: relevant.into_iter().collect(),
+    })
 }
 
 /// A loaded root and the warnings found on the way.
@@ -186,10 +258,6 @@ impl std::fmt::Display for StackName {
     }
 }
 
-pub fn load(dir: &Path) -> Result<Loaded, Diagnostics> {
-    loaded(load_root(dir, None))
-}
-
 /// The root with one stack only, as its supervisor runs it: the shared files (settings,
 /// networks.toml, root env files) and that stack's own. The checks across stacks (unknown
 /// dependencies, cycles, collisions) are `enable`'s, which wrote the unit: a stack starting at
@@ -235,11 +303,20 @@ fn load_root(dir: &Path, only: Option<&StackName>) -> (Option<Root>, Diagnostics
         .unwrap_or_default();
     let networks_path = dir.join(networks::FILE);
     let before = diags.errors().count();
-    let networks = read_optional(&networks_path, &mut diags)
+    let networks_text = read_optional(&networks_path, &mut diags);
+    let networks_state = match &networks_text {
+        None if diags.errors().count() == before => NetworksFile::Missing,
+        None => NetworksFile::Broken,
+        Some(_) => NetworksFile::Read,
+    };
+    let networks = networks_text
         .map(|text| networks::parse(&networks_path, &text, &mut diags))
         .unwrap_or_default();
     // A broken networks.toml is reported once, not again as every network it failed to define.
-    let networks_broken = diags.errors().count() > before;
+    let networks_state = match networks_state {
+        NetworksFile::Read if diags.errors().count() > before => NetworksFile::Broken,
+        state => state,
+    };
     let mut root_env = EnvLayers::default();
     root_env.load_dir(dir, &mut diags);
     warn_about_readable_secrets(dir, &mut diags);
@@ -256,7 +333,15 @@ fn load_root(dir: &Path, only: Option<&StackName>) -> (Option<Root>, Diagnostics
         .iter()
         .zip(load_stacks(&dirs, dir, &root_env, &settings))
     {
-        diags.extend(stack_diags);
+        // Each problem of a stack's own files is that stack's: it stops only a command that
+        // works on the stack (see `select`).
+        for diag in stack_diags.into_vec() {
+            diags.push(if diag.stacks.is_empty() {
+                diag.of_stack(name.clone())
+            } else {
+                diag
+            });
+        }
         match loaded {
             Some((stack, claim)) => {
                 stacks.insert(name.clone(), stack);
@@ -273,11 +358,12 @@ fn load_root(dir: &Path, only: Option<&StackName>) -> (Option<Root>, Diagnostics
         settings,
         networks,
         stacks,
+        unloaded: broken,
     };
     if only.is_none() {
-        check_dependencies(&root, &broken, &mut diags);
+        check_dependencies(&root, &mut diags);
     }
-    check_networks(&root, &networks_path, networks_broken, &mut diags);
+    check_networks(&root, &networks_path, networks_state, &mut diags);
     check_collisions(&claims, &mut diags);
 
     (Some(root), diags.sorted())
@@ -335,10 +421,13 @@ fn stack_dirs(stacks_dir: &Path, diags: &mut Diagnostics) -> Vec<(String, PathBu
     let mut dirs = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
+        // A directory that cannot be a stack is its own problem, not every stack's.
+        let stack = entry.file_name().to_string_lossy().into_owned();
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
             diags.push(
                 Diagnostic::error(path, "stack directory name is not valid UTF-8")
-                    .hint("rename it using lowercase letters, digits, '-' and '_'"),
+                    .hint("rename it using lowercase letters, digits, '-' and '_'")
+                    .of_stack(stack),
             );
             continue;
         };
@@ -348,14 +437,16 @@ fn stack_dirs(stacks_dir: &Path, diags: &mut Diagnostics) -> Vec<(String, PathBu
         if !path.is_dir() {
             diags.push(
                 Diagnostic::warning(path, "not a directory; ignored")
-                    .hint("stacks/ holds one directory per stack"),
+                    .hint("stacks/ holds one directory per stack")
+                    .of_stack(stack),
             );
             continue;
         }
         if let Err(message) = name.parse::<StackName>() {
             diags.push(
                 Diagnostic::error(path, message)
-                    .hint("rename the directory; stack names become systemd unit names (compose@NAME.service)"),
+                    .hint("rename the directory; stack names become systemd unit names (compose@NAME.service)")
+                    .of_stack(stack),
             );
             continue;
         }
@@ -668,17 +759,19 @@ fn dependency_line(stack: &Stack, dep: &str) -> Option<usize> {
     stack.dependency_lines.get(dep).copied()
 }
 
-fn check_dependencies(root: &Root, broken: &BTreeSet<String>, diags: &mut Diagnostics) {
+fn check_dependencies(root: &Root, diags: &mut Diagnostics) {
     for stack in root.stacks.values() {
         for dep in stack.requires.iter().chain(&stack.wants) {
-            if dep != &stack.name && !root.stacks.contains_key(dep) && !broken.contains(dep) {
+            if dep != &stack.name && !root.stacks.contains_key(dep) && !root.unloaded.contains(dep)
+            {
                 diags.push(
                     Diagnostic::error(
                         stack.compose_file.clone(),
                         format!("stack {} depends on unknown stack {dep:?}", stack.name),
                     )
                     .at_line(dependency_line(stack, dep))
-                    .hint(root.known_stacks_hint()),
+                    .hint(root.known_stacks_hint(dep))
+                    .of_stack(stack.name.clone()),
                 );
             }
         }
@@ -691,22 +784,66 @@ fn check_dependencies(root: &Root, broken: &BTreeSet<String>, diags: &mut Diagno
                 format!("dependency cycle: {}", cycle.join(" -> ")),
             )
             .at_line(dependency_line(first, &cycle[1]))
-            .hint("remove one of these requires/wants so the stacks can start in order"),
+            .hint("remove one of these requires/wants so the stacks can start in order")
+            .of_stacks(cycle.iter().cloned()),
         );
     }
+}
+
+/// What became of networks.toml: a missing one is said once, not as every network it lacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NetworksFile {
+    Read,
+    Missing,
+    /// Its problems are reported already.
+    Broken,
 }
 
 fn check_networks(
     root: &Root,
     networks_path: &Path,
-    networks_broken: bool,
+    networks_file: NetworksFile,
     diags: &mut Diagnostics,
 ) {
+    if networks_file == NetworksFile::Missing {
+        // Which stacks join which network, to say once what the file must define.
+        let mut joined: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for stack in root.stacks.values() {
+            for network in stack.external_networks() {
+                joined.entry(network).or_default().push(&stack.name);
+            }
+        }
+        if !joined.is_empty() {
+            let list: Vec<String> = joined
+                .iter()
+                .map(|(network, stacks)| format!("{network} ({})", stacks.join(", ")))
+                .collect();
+            diags.push(
+                Diagnostic::error(
+                    networks_path.to_path_buf(),
+                    format!(
+                        "is missing, and stacks join external networks it must define: {}",
+                        list.join(", ")
+                    ),
+                )
+                .hint(format!(
+                    "create {} with a [networks.NAME] table and its subnet for each (man 5 networks.toml)",
+                    networks_path.display()
+                ))
+                .of_stacks(joined.values().flatten().map(|s| s.to_string())),
+            );
+        }
+        return;
+    }
     for stack in root.stacks.values() {
         let file = &stack.compose_file;
         for decl in &stack.networks {
             let in_spec = root.networks.contains_key(&decl.name);
-            if decl.external && !in_spec && !networks_broken {
+            if decl.external && !in_spec && networks_file == NetworksFile::Read {
+                let near =
+                    crate::diag::closest(&decl.name, root.networks.keys().map(String::as_str))
+                        .map(|near| format!("did you mean {near}? "))
+                        .unwrap_or_default();
                 diags.push(
                     Diagnostic::error(
                         file.clone(),
@@ -718,10 +855,11 @@ fn check_networks(
                     )
                     .at_line(Some(decl.line))
                     .hint(format!(
-                        "add [networks.{}] with its subnet to {}",
+                        "{near}add [networks.{}] with its subnet to {}",
                         decl.name,
                         networks_path.display()
-                    )),
+                    ))
+                    .of_stack(stack.name.clone()),
                 );
             } else if !decl.external && in_spec {
                 diags.push(
@@ -730,7 +868,8 @@ fn check_networks(
                         format!("network {:?} is defined in {} but not declared external", decl.name, networks::FILE),
                     )
                     .at_line(Some(decl.line))
-                    .hint(format!("declare it as `{}: {{external: true}}` so compose joins the shared network instead of creating its own", decl.key)),
+                    .hint(format!("declare it as `{}: {{external: true}}` so compose joins the shared network instead of creating its own", decl.key))
+                    .of_stack(stack.name.clone()),
                 );
             }
         }
@@ -762,7 +901,8 @@ fn check_collisions(claims: &[Claims], diags: &mut Diagnostics) {
                         ),
                     )
                     .at_line(Some(container.line))
-                    .hint("container names are unique per engine: rename one, or drop container_name (services behind different profiles may share one)"),
+                    .hint("container names are unique per engine: rename one, or drop container_name (services behind different profiles may share one)")
+                    .of_stacks([claim.stack.clone(), other.stack.clone()]),
                 );
             } else {
                 names.insert(&container.value, (claim, service));
@@ -802,7 +942,8 @@ fn check_collisions(claims: &[Claims], diags: &mut Diagnostics) {
                         ),
                     )
                     .at_line(Some(port.line))
-                    .hint("a host port can be published once per engine: change one of them, or bind them to different addresses"),
+                    .hint("a host port can be published once per engine: change one of them, or bind them to different addresses")
+                    .of_stacks([claim.stack.clone(), other.stack.clone()]),
                 );
             }
             published.push((claim, port));
@@ -857,7 +998,7 @@ mod tests {
         write("stacks/db/compose.yaml", "services: [not, a, mapping]\n");
         let name = |n: &str| n.parse::<StackName>().expect("name");
 
-        let whole = load(root.path()).expect_err("db's compose file is broken");
+        let whole = select(root.path(), &[]).expect_err("db's compose file is broken");
         assert!(
             whole.to_string().contains("stacks/db/compose.yaml"),
             "{whole}"
@@ -882,7 +1023,7 @@ mod tests {
 /// each checked alone the way `check` checks a stack, against the verdict `docker compose config`
 /// gave (recorded in expected.tsv by tests/corpus/verdicts.sh, so this test needs no docker).
 /// Every case must get composectl's expected verdict without panicking, and composectl may differ
-/// from compose only where the difference is deliberate (README: deliberate differences).
+/// from compose only where the difference is deliberate (docs/compose-compatibility.md: deliberate differences).
 #[cfg(test)]
 mod corpus {
     use super::check_stack_dir;

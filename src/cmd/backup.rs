@@ -84,7 +84,7 @@ pub fn backup(
     keep: Option<usize>,
 ) -> Result<Box<dyn Report>> {
     ctx.require_privileges()?;
-    let root = ctx.load()?;
+    let (root, _) = ctx.select(std::slice::from_ref(name))?;
     let stack = root.stack(name)?;
     let dest = to
         .or_else(|| root.settings.backup_dir.clone())
@@ -176,8 +176,7 @@ pub fn restore(
     stop: bool,
 ) -> Result<Box<dyn Report>> {
     ctx.require_privileges()?;
-    let root = ctx.load()?;
-    root.stack(name)?;
+    ctx.select(std::slice::from_ref(name))?;
     // A wrong archive is bad input: said before anything is touched.
     let opened = backup::open(archive).map_err(|e| Error::usage(format!("{e:#}")))?;
     if opened.manifest.stack != **name {

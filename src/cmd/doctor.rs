@@ -120,14 +120,14 @@ impl Report for Findings {
 
 pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
     let mut checks = Vec::new();
-    let root_state = model::load(&ctx.root_dir);
+    let root_state = model::select(&ctx.root_dir, &[]);
     checks.push(check(
         "root",
         match &root_state {
             Ok(loaded) => Ok(format!(
                 "{} ({} stacks)",
                 ctx.root_dir.display(),
-                loaded.root.stacks.len()
+                loaded.stacks.len()
             )),
             Err(diags) => Err((
                 format!(

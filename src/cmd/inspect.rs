@@ -33,46 +33,41 @@ struct Checked {
 }
 
 pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
-    let (root, diags) = model::load_partial(&ctx.root_dir);
-    let stacks = match &root {
-        // With every named stack loaded, their dependencies are checked too.
-        Some(root) if names.iter().all(|n| root.stacks.contains_key(&**n)) => {
-            root.selection(names)?
-        }
-        _ => names.iter().map(ToString::to_string).collect(),
-    };
-    let diags = if names.is_empty() {
-        diags
-    } else {
-        only_about(diags, &ctx.root_dir.join(STACKS_DIR), &stacks)
-    };
-    if diags.has_errors() {
-        return Err(diags.into());
-    }
+    let selection = model::select(&ctx.root_dir, names)?;
     if !ctx.out.json() {
-        ctx.out.diagnostics(&diags);
+        ctx.out.diagnostics(&selection.warnings);
     }
-    let secrets_to_generate = root
+    let root = &selection.root;
+    let secrets_to_generate = selection
+        .stacks
         .iter()
-        .flat_map(|root| root.stacks.values())
-        .filter(|s| stacks.contains(&s.name) && !s.missing_secrets.is_empty())
+        .map(|name| &root.stacks[name])
+        .filter(|s| !s.missing_secrets.is_empty())
         .map(|s| (s.name.clone(), s.missing_secrets.clone()))
         .collect();
     let checked = Checked {
         valid: true,
         root: ctx.root_dir.clone(),
-        stacks,
-        diagnostics: diags,
+        stacks: selection.stacks,
+        diagnostics: selection.warnings,
         secrets_to_generate,
     };
     Ok(Box::new(report(checked, |c, out| {
-        let names: Vec<&str> = c.stacks.iter().map(String::as_str).collect();
-        out.line(format!(
-            "{}: ok ({} stacks: {})",
-            c.root.display(),
-            names.len(),
-            names.join(", ")
-        ))?;
+        if c.stacks.is_empty() {
+            out.line(format!(
+                "{}: ok, but there are no stacks yet: create {STACKS_DIR}/NAME/compose.yaml (man 5 x-composectl)",
+                c.root.display()
+            ))?;
+        } else {
+            let names: Vec<&str> = c.stacks.iter().map(String::as_str).collect();
+            out.line(format!(
+                "{}: ok ({} {}: {})",
+                c.root.display(),
+                names.len(),
+                if names.len() == 1 { "stack" } else { "stacks" },
+                names.join(", ")
+            ))?;
+        }
         for (stack, missing) in &c.secrets_to_generate {
             out.line(format!(
                 "{stack}: secrets to generate: {} (composectl secrets {stack}, or enable)",
@@ -81,29 +76,6 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
         }
         Ok(())
     })))
-}
-
-/// Keeps the diagnostics about shared files and the selected stacks' directories.
-fn only_about(diags: Diagnostics, stacks_dir: &Path, stacks: &BTreeSet<String>) -> Diagnostics {
-    let mut kept = Diagnostics::default();
-    for diag in diags.into_vec() {
-        let relevant = match diag
-            .file
-            .as_deref()
-            .and_then(|f| f.strip_prefix(stacks_dir).ok())
-        {
-            Some(inside) => inside
-                .components()
-                .next()
-                .and_then(|c| c.as_os_str().to_str())
-                .is_some_and(|stack| stacks.contains(stack)),
-            None => true,
-        };
-        if relevant {
-            kept.push(diag);
-        }
-    }
-    kept
 }
 
 #[derive(Serialize)]
@@ -119,8 +91,7 @@ struct Written {
 }
 
 pub fn render(ctx: &Context, names: &[StackName], out: Option<&Path>) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
-    let stacks = root.selection(names)?;
+    let (root, stacks) = ctx.select(names)?;
     let files = ctx.render(&root, &stacks)?;
     if let Some(dir) = out {
         for file in &files {
@@ -269,8 +240,7 @@ pub fn diff(
     names: &[StackName],
     unit_dir: Option<PathBuf>,
 ) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
-    let stacks = root.selection(names)?;
+    let (root, stacks) = ctx.select(names)?;
     let files = ctx.render(&root, &stacks)?;
     let unit_dir = unit_dir.unwrap_or_else(|| ctx.mode.unit_dir());
     let mut changes = Vec::new();
@@ -336,8 +306,7 @@ pub fn diff(
 }
 
 pub fn graph(ctx: &Context, names: &[StackName], format: GraphFormat) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
-    let stacks = root.selection(names)?;
+    let (root, stacks) = ctx.select(names)?;
     let graph = root.graph().subgraph(&stacks);
     let text = match format {
         GraphFormat::Text => graph.to_text(),

@@ -48,8 +48,7 @@ fn ensure_docker_config(mode: Mode) -> Result<()> {
 
 pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn Report>> {
     ctx.require_privileges()?;
-    let root = ctx.load()?;
-    let stacks = root.selection(names)?;
+    let (root, stacks) = ctx.select(names)?;
     let files = ctx.render(&root, &stacks)?;
     // Without it every start would fail with systemd's "Failed to locate executable".
     let supervisor = units::supervisor_path(&units::exec_path()?);

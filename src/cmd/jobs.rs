@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, names: &[StackName], kind: JobKind) -> Result<Box<dyn 
     ctx.require_privileges()?;
     if kind == JobKind::Reload {
         // A reload applies the files: a broken root is refused here, at its file and line.
-        ctx.load()?;
+        ctx.select(names)?;
     }
     let installed = ctx.unit_dir().installed();
     let stacks = installed_stacks(&installed, names)?;

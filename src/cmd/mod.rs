@@ -9,6 +9,7 @@ mod install;
 mod jobs;
 mod logs;
 mod networks;
+mod passthrough;
 mod run;
 mod secrets;
 mod status;
@@ -74,6 +75,7 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
                 run::run(&ctx, &stack)
             }
         }
+        Command::Compose { stack, args } => passthrough::compose(&ctx, &stack, &args),
         Command::Logs {
             stack,
             service,

@@ -18,8 +18,7 @@ struct Listed {
 }
 
 pub fn secrets(ctx: &Context, names: &[StackName], show: bool) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
-    let stacks = root.selection(names)?;
+    let (root, stacks) = ctx.select(names)?;
     let listed: Vec<Listed> = secrets::generate(&root, &stacks)?
         .into_iter()
         .map(|secret| Listed {

@@ -32,8 +32,7 @@ struct Rendered {
 }
 
 pub fn render(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
-    let selection = root.selection(names)?;
+    let (root, selection) = ctx.select(names)?;
     let translations = swarm::translations(&root, &selection);
     // Warnings are rows of the table; what makes the root undeployable is an error.
     let mut refusals = swarm::network_problems(&root, &selection);
@@ -131,14 +130,13 @@ struct Deployed {
 
 /// deploy, and update (`update`: every service gets new tasks).
 pub fn deploy(ctx: &Context, names: &[StackName], update: bool) -> Result<Box<dyn Report>> {
-    let mut root = ctx.load()?;
-    let selection = root.selection(names)?;
+    let (mut root, selection) = ctx.select(names)?;
     // As `enable` does: declared secrets are generated before the stacks see their env layers.
     if crate::secrets::generate(&root, &selection)?
         .iter()
         .any(|s| s.generated)
     {
-        root = crate::model::load(&ctx.root_dir)?.root;
+        root = crate::model::select(&ctx.root_dir, names)?.root;
     }
     let (layers, warnings) = swarm::plan(&root, &selection)?;
     ctx.out.diagnostics(&warnings);

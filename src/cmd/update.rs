@@ -36,9 +36,6 @@ fn stacks_in_order(
             .filter(|s| root.stacks.contains_key(s))
             .collect()
     } else {
-        for name in names {
-            root.stack(name)?;
-        }
         names.iter().map(ToString::to_string).collect()
     };
     Ok(root
@@ -62,7 +59,7 @@ struct Updated {
 
 pub fn update(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn Report>> {
     ctx.require_privileges()?;
-    let root = ctx.load()?;
+    let (root, _) = ctx.select(if all { &[] } else { names })?;
     let stacks = stacks_in_order(ctx, &root, names, all)?;
     let updated = block_on(async {
         let systemd = Systemd::connect(ctx.mode).await?;
@@ -195,7 +192,7 @@ impl Report for CheckReport {
 }
 
 pub fn check(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn Report>> {
-    let root = ctx.load()?;
+    let (root, _) = ctx.select(if all { &[] } else { names })?;
     let stacks = stacks_in_order(ctx, &root, names, all)?;
     let checked = block_on(async {
         let engine = Engine::connect()?;

@@ -240,11 +240,7 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
             return ComposeFile::default();
         }
         Err(e) => {
-            parser.error(
-                Some(e.line),
-                format!("YAML syntax error: {}", e.message),
-                "fix the YAML syntax; `docker compose config` shows the same file as compose reads it",
-            );
+            parser.diags.push(syntax_error(path, text, &e));
             return ComposeFile::default();
         }
     };
@@ -277,6 +273,33 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
     file
 }
 
+/// A YAML syntax error with the line it is on and a caret under its column; a tab, which YAML
+/// never allows for indentation and libyaml reports as a character that "cannot start any
+/// token", is named as such.
+fn syntax_error(path: &Path, text: &str, error: &yaml::SyntaxError) -> Diagnostic {
+    let diag = Diagnostic::error(path.to_path_buf(), String::new()).at_position(
+        text,
+        error.line,
+        error.column,
+    );
+    let tab = diag.pointed_at() == Some('\t') || error.message.contains("tab");
+    let (message, hint) = if tab {
+        (
+            format!("YAML syntax error: a tab character ({})", error.message),
+            "YAML indents with spaces only: replace the tabs on this line with spaces",
+        )
+    } else {
+        (
+            format!("YAML syntax error: {}", error.message),
+            "fix the YAML syntax; `docker compose config` shows the same file as compose reads it",
+        )
+    };
+    Diagnostic {
+        message,
+        ..diag.hint(hint)
+    }
+}
+
 /// The profiles COMPOSE_PROFILES in the env layers turns on, as compose reads it.
 fn active_profiles(env: &EnvLayers) -> BTreeSet<String> {
     env.get("COMPOSE_PROFILES")
@@ -290,32 +313,6 @@ fn active_profiles(env: &EnvLayers) -> BTreeSet<String> {
 
 fn runs(profiles: &[String], active: &BTreeSet<String>) -> bool {
     profiles.is_empty() || active.contains("*") || profiles.iter().any(|p| active.contains(p))
-}
-
-/// The known key closest to a misspelt one, for the hint.
-fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
-    let distance = |a: &str, b: &str| {
-        let b: Vec<char> = b.chars().collect();
-        let mut row: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut previous = row[0];
-            row[0] = i + 1;
-            for (j, cb) in b.iter().enumerate() {
-                let current = row[j + 1];
-                row[j + 1] = (previous + usize::from(ca != *cb))
-                    .min(row[j] + 1)
-                    .min(current + 1);
-                previous = current;
-            }
-        }
-        row[b.len()]
-    };
-    known
-        .iter()
-        .map(|k| (distance(key, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| k)
 }
 
 /// The names a top-level section (`volumes:`, `secrets:`, `configs:`) declares.
@@ -511,7 +508,7 @@ impl Parser<'_> {
     }
 
     fn unknown_key(&mut self, line: usize, key: &str, what: &str, known: &[&str]) {
-        let hint = match closest(key, known) {
+        let hint = match crate::diag::closest(key, known.iter().copied()) {
             Some(near) => format!("did you mean {near}? (extensions start with x-)"),
             None => {
                 "see the compose specification for the keys there are; extensions start with x-"

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod env;
 pub mod meta;
 pub mod networks;
+pub mod reference;
 pub mod settings;
 pub mod syntax;
 pub mod yaml;
@@ -67,7 +68,7 @@ pub fn read_required(path: &Path, diags: &mut Diagnostics) -> Option<String> {
                 let valid = e.utf8_error().valid_up_to();
                 diags.push(
                     Diagnostic::error(path.to_path_buf(), "is not valid UTF-8 text")
-                        .at_line(Some(networks::line_of(&text, valid)))
+                        .at_offset(&text, valid)
                         .hint("save the file as UTF-8"),
                 );
                 None

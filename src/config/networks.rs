@@ -9,7 +9,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use super::reference::{self, NETWORKS_TOML};
+use crate::diag::{Diagnostic, Diagnostics, line_of};
 
 pub const FILE: &str = "networks.toml";
 
@@ -44,12 +45,6 @@ struct NetworkEntry {
     labels: BTreeMap<String, String>,
 }
 
-pub fn line_of(text: &str, offset: usize) -> usize {
-    // Bytes, not str: an offset from a parser may fall inside a multi-byte character.
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    before.iter().filter(|&&b| b == b'\n').count() + 1
-}
-
 /// Docker accepts `[a-zA-Z0-9][a-zA-Z0-9_.-]*` as a network name.
 pub fn is_valid_network_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -59,18 +54,13 @@ pub fn is_valid_network_name(name: &str) -> bool {
 
 /// Parses and validates networks.toml; every problem is reported, valid networks are returned.
 pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> BTreeMap<String, NetworkSpec> {
+    if !reference::check_toml(&NETWORKS_TOML, path, text, diags) {
+        return BTreeMap::new();
+    }
     let file: NetworksFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
-            let line = e.span().map(|span| line_of(text, span.start));
-            diags.push(
-                Diagnostic::error(path.to_path_buf(), e.message().trim().to_string())
-                    .at_line(line)
-                    .hint(
-                        "each network is a [networks.NAME] table with subnet and optional \
-                         gateway, internal, driver, labels",
-                    ),
-            );
+            diags.push(reference::toml_error(&NETWORKS_TOML, path, text, &e));
             return BTreeMap::new();
         }
     };
@@ -79,16 +69,16 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> BTreeMap<Strin
     let mut entries: Vec<_> = file.networks.into_iter().collect();
     entries.sort_by_key(|(name, _)| name.span().start);
     for (name, entry) in entries {
-        let line = line_of(text, name.span().start);
+        let name_at = name.span().start;
+        let line = line_of(text, name_at);
         let name = name.into_inner();
         let entry = entry.into_inner();
         let error = |message: String, at: usize| {
-            Diagnostic::error(path.to_path_buf(), message).at_line(Some(line_of(text, at)))
+            Diagnostic::error(path.to_path_buf(), message).at_offset(text, at)
         };
         if !is_valid_network_name(&name) {
             diags.push(
-                error(format!("invalid network name {name:?}"), 0)
-                    .at_line(Some(line))
+                error(format!("invalid network name {name:?}"), name_at)
                     .hint("use letters, digits, '_', '.', '-', starting with a letter or digit"),
             );
             continue;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::networks::line_of;
-use crate::diag::{Diagnostic, Diagnostics};
+use super::reference::{self, COMPOSECTL_TOML};
+use crate::diag::{Diagnostic, Diagnostics, line_of};
 
 pub const FILE: &str = "composectl.toml";
 
@@ -107,14 +107,13 @@ struct DefaultsTable {
 
 pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
     let mut settings = Settings::default();
+    if !reference::check_toml(&COMPOSECTL_TOML, path, text, diags) {
+        return settings;
+    }
     let file: SettingsFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
-            diags.push(
-                Diagnostic::error(path.to_path_buf(), e.message().trim().to_string())
-                    .at_line(e.span().map(|span| line_of(text, span.start)))
-                    .hint("known settings: compose = [\"docker\", \"compose\"], a [defaults] table with start_timeout, stop_timeout, restart_sec, start_limit_interval, start_limit_burst, failure_grace, log_rate_limit_interval, log_rate_limit_burst, [backup] with dir and keep, [update] with timer = \"update\" or \"check\""),
-            );
+            diags.push(reference::toml_error(&COMPOSECTL_TOML, path, text, &e));
             return settings;
         }
     };

@@ -45,10 +45,11 @@ enum Data {
     Mapping(Vec<(Rc<Node>, Rc<Node>)>),
 }
 
-/// A YAML syntax error with its 1-based line.
+/// A YAML syntax error with its 1-based line, and column where the scanner knows it.
 #[derive(Debug)]
 pub struct SyntaxError {
     pub line: usize,
+    pub column: Option<usize>,
     pub message: String,
 }
 
@@ -112,16 +113,33 @@ fn mark_line(mark: Mark) -> usize {
 }
 
 fn syntax_error(text: &str, error: &Error) -> SyntaxError {
-    let line = match error.problem_mark() {
-        Some(mark) => mark_line(mark),
+    let (line, column) = match error.problem_mark() {
+        Some(mark) => (
+            mark_line(mark),
+            usize::try_from(mark.column).ok().map(|c| c + 1),
+        ),
         // Reader errors (bad encoding, control characters) carry no mark, only the message.
-        None => crate::config::networks::line_of(text, reader_offset(error).unwrap_or(0)),
+        None => {
+            let offset = reader_offset(error).unwrap_or(0).min(text.len());
+            let line_start = text.as_bytes()[..offset]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |at| at + 1);
+            let column = String::from_utf8_lossy(&text.as_bytes()[line_start..offset])
+                .chars()
+                .count();
+            (crate::diag::line_of(text, offset), Some(column + 1))
+        }
     };
     let message = match error.context() {
         Some(context) => format!("{context}, {}", error.problem()),
         None => error.problem().to_string(),
     };
-    SyntaxError { line, message }
+    SyntaxError {
+        line,
+        column,
+        message,
+    }
 }
 
 /// The byte offset of a reader error, which libyaml reports only inside its message.
@@ -152,7 +170,13 @@ struct Builder {
 
 impl Builder {
     fn event(&mut self, event: EventData, line: usize) -> Result<(), SyntaxError> {
-        let error = |message: String| Err(SyntaxError { line, message });
+        let error = |message: String| {
+            Err(SyntaxError {
+                line,
+                column: None,
+                message,
+            })
+        };
         match event {
             EventData::DocumentStart {
                 version_directive, ..
@@ -243,6 +267,7 @@ impl Builder {
         if self.open.len() >= MAX_DEPTH {
             return Err(SyntaxError {
                 line,
+                column: None,
                 message: format!("nested deeper than {MAX_DEPTH} levels"),
             });
         }
@@ -291,6 +316,7 @@ fn check_mapping(pairs: &[(Rc<Node>, Rc<Node>)]) -> Result<(), SyntaxError> {
             if !merges_mappings {
                 return Err(SyntaxError {
                     line: key.line,
+                    column: None,
                     message: "a merge key (<<) takes a mapping or a list of mappings".into(),
                 });
             }
@@ -310,6 +336,7 @@ fn check_mapping(pairs: &[(Rc<Node>, Rc<Node>)]) -> Result<(), SyntaxError> {
         if let Some(first) = first {
             return Err(SyntaxError {
                 line: key.line,
+                column: None,
                 message: format!("key {text:?} is already defined on line {first}"),
             });
         }

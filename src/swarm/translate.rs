@@ -7,7 +7,7 @@
 //! only in part. Every decision is a [`Change`] with the file and line it comes from: `swarm
 //! render` shows them as a table, `swarm deploy` refuses to start while any is a refusal.
 //! [`SERVICE_POLICY`] holds the decision for every service key compose knows (a test keeps it
-//! complete and the README's table in step).
+//! complete and the table of docs/swarm.md in step).
 //!
 //! The values are interpolated with the stack's env layers here (the docker CLI would only see
 //! the caller's environment), so the file the CLI reads is the one compose would run. Configs
@@ -1509,19 +1509,19 @@ mod tests {
     use crate::config::compose::SERVICE_KEYS;
 
     #[test]
-    fn every_service_key_has_a_policy_and_the_readme_lists_it() {
+    fn every_service_key_has_a_policy_and_the_swarm_page_lists_it() {
         let keys: Vec<&str> = SERVICE_POLICY.iter().map(|(k, _)| *k).collect();
         assert_eq!(
             keys, SERVICE_KEYS,
             "one policy per compose service key, in the same order"
         );
-        let readme =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-                .expect("README.md");
+        let page =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/swarm.md"))
+                .expect("docs/swarm.md");
         for key in keys {
             assert!(
-                readme.contains(&format!("`{key}`")),
-                "README's swarm table lacks `{key}`"
+                page.contains(&format!("`{key}`")),
+                "docs/swarm.md's table lacks `{key}`"
             );
         }
     }

@@ -790,7 +790,9 @@ fn every_problem_is_reported_at_once() {
     test.args(["check"])
         .code(2)
         .stderr(&formatdoc! {r#"
-            {root}/networks.toml:4: error: network back: subnet 10.0.1.0/24 overlaps network front (10.0.0.0/16)
+            {root}/networks.toml:4:10: error: network back: subnet 10.0.1.0/24 overlaps network front (10.0.0.0/16)
+             4 | subnet = "10.0.1.0/24"
+               |          ^
               hint: give every network its own, non-overlapping subnet
             {root}/stacks/bad name: error: invalid stack name "bad name": ' ' is not allowed; use lowercase letters, digits, '-' and '_'
               hint: rename the directory; stack names become systemd unit names (compose@NAME.service)
@@ -1450,4 +1452,72 @@ fn the_supervisor_binary_refuses_a_bad_command_line_or_root() {
         assert_eq!(stderr.matches("error").count(), 1, "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+#[test]
+fn a_tab_is_named_and_pointed_at() {
+    let test = Test::valid().file(
+        "stacks/db/compose.yaml",
+        "services:\n  db:\n\timage: postgres\n",
+    );
+    let root = test.root().display().to_string();
+    test.args(["check"])
+        .code(2)
+        .stderr(&formatdoc! {"
+            {root}/stacks/db/compose.yaml:3:1: error: YAML syntax error: a tab character (while scanning for the next token, found character that cannot start any token)
+             3 | →image: postgres
+               | ^
+              hint: YAML indents with spaces only: replace the tabs on this line with spaces
+        "})
+        .run();
+}
+
+#[test]
+fn a_yaml_error_shows_its_line_and_column() {
+    refuses(
+        db_service("    image: postgres\n    ports: [\"80:80\"\n"),
+        "stacks/db/compose.yaml:5:1:",
+        "did not find expected ',' or ']'",
+    );
+    Test::valid()
+        .file(
+            "stacks/db/compose.yaml",
+            "services:\n  db:\n    image: 'postgres\n",
+        )
+        .args(["check"])
+        .code(2)
+        .stderr_has(" 4 | \n")
+        .stderr_has("found unexpected end of stream")
+        .run();
+}
+
+#[test]
+fn a_missing_networks_toml_is_said_once() {
+    let test = Test::valid();
+    let root = test.root().display().to_string();
+    test.with(|root| std::fs::remove_file(root.join("networks.toml")).expect("rm"))
+        .args(["check"])
+        .code(2)
+        .stderr(&formatdoc! {"
+            {root}/networks.toml: error: is missing, and stacks join external networks it must define: back (app, db), front (app)
+              hint: create {root}/networks.toml with a [networks.NAME] table and its subnet for each (man 5 networks.toml)
+        "})
+        .run();
+}
+
+#[test]
+fn an_unknown_key_gets_the_closest_known_one() {
+    refuses(
+        Test::valid().file(
+            "stacks/db/compose.yaml",
+            "x-composectl:\n  requirs: [app]\nservices:\n  db:\n    image: x\n",
+        ),
+        "stacks/db/compose.yaml:2:",
+        "unknown key \"requirs\" in x-composectl\n  hint: did you mean requires? x-composectl takes description, requires, wants",
+    );
+    refuses(
+        Test::valid().file("composectl.toml", "[defaults]\nstart_timout = \"1min\"\n"),
+        "composectl.toml:2:1:",
+        "unknown key \"start_timout\" in [defaults]\n 2 | start_timout = \"1min\"\n   | ^\n  hint: did you mean start_timeout?",
+    );
 }

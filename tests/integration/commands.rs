@@ -13,12 +13,18 @@ fn check_accepts_the_example_root() {
         .run();
 }
 
+/// The selection rule: the named stacks and what they require must be valid; another stack's
+/// errors do not stop the command, which says so.
 #[test]
 fn check_of_named_stacks_ignores_unrelated_broken_ones() {
     Test::valid()
         .file("stacks/broken/compose.yaml", "services: [\n")
         .args(["check", "app"])
         .stdout_has("ok (2 stacks: app, db)")
+        .stderr(indoc! {"
+            warning: stack broken has errors and is not part of this selection: left as it is
+              hint: composectl check broken shows them
+        "})
         .run();
     Test::valid()
         .file("stacks/broken/compose.yaml", "services: [\n")
@@ -348,7 +354,9 @@ fn command_modules_do_not_import_each_other() {
             continue;
         }
         let source = std::fs::read_to_string(&path).expect("source");
-        for line in source.lines() {
+        // A file's own unit tests may use what the file defines.
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for line in code.lines() {
             assert!(
                 !line.contains("crate::cmd") && !line.contains("super::"),
                 "{}: {line}",
@@ -549,4 +557,94 @@ fn secrets_are_generated_once_private_and_printed_only_when_asked() {
             .count(),
         1
     );
+}
+
+/// The bash completion script the packages ship asks composectl, which lists the root's stacks.
+#[test]
+fn bash_completes_stack_names_from_the_root() {
+    let test = Test::valid();
+    let script = test.dir.path().join("composectl.bash");
+    let registration = test
+        .command()
+        .env("COMPOSECTL_COMPLETE", "bash")
+        .output()
+        .expect("composectl");
+    std::fs::write(&script, &registration.stdout).expect("script");
+    let bin_dir = std::path::Path::new(crate::harness::BIN)
+        .parent()
+        .expect("bin dir");
+    let root = test.root().display().to_string();
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let current = words[words.len() - 1];
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {script}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_TYPE=9; \
+                 _clap_complete_composectl composectl {current} {previous}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script = script.display(),
+                words = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+                cword = words.len() - 1,
+                current = format_args!("'{current}'"),
+                previous = words[words.len() - 2],
+            ))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .output()
+            .expect("bash");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        complete(&format!("composectl --root {root} start a")),
+        "app\n"
+    );
+    assert_eq!(
+        complete(&format!("composectl --root {root} logs "))
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["app", "db"]
+    );
+    assert!(complete("composectl sta").lines().any(|w| w == "status"));
+}
+
+#[test]
+fn compose_refuses_verbs_that_would_fight_the_supervisor() {
+    for (verb, instead) in [
+        ("up", "composectl start app"),
+        ("down", "composectl stop app"),
+        ("restart", "composectl restart app"),
+        ("rm", "composectl stop, start, restart or reload app"),
+        ("run", "composectl compose app -- exec SERVICE COMMAND"),
+    ] {
+        Test::valid()
+            .args(["compose", "app", "--", verb])
+            .code(2)
+            .stderr_has(&format!("composectl compose does not run `{verb}`"))
+            .stderr_has(instead)
+            .run();
+    }
+    Test::valid()
+        .args(["compose", "app", "--", "-p", "other", "ps"])
+        .code(2)
+        .stderr_has("-p is composectl's to set")
+        .run();
+}
+
+/// `compose` hands compose the supervisor's project, files and env layers; a stand-in for
+/// compose prints what it got.
+#[test]
+fn compose_runs_compose_with_the_supervisors_arguments() {
+    let test = Test::valid()
+        .file(".env", "A=1\n")
+        .file("stacks/app/.env", "B=2\n")
+        .file(
+            "composectl.toml",
+            "compose = [\"/bin/echo\", \"compose\"]\n",
+        );
+    let root = test.root().display().to_string();
+    test.args(["compose", "app", "--", "ps", "-a"])
+        .stdout(&format!(
+            "compose --project-name app --file {root}/stacks/app/compose.yaml --project-directory {root}/stacks/app --env-file {root}/.env --env-file {root}/stacks/app/.env ps -a\n"
+        ))
+        .run();
 }

@@ -16,7 +16,9 @@ mod harness;
 #[path = "../e2e/layered.rs"]
 mod layered;
 mod operations;
+mod readme;
 mod realistic;
+mod selection;
 mod stacks;
 mod supervision;
 mod swarm;

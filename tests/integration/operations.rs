@@ -432,7 +432,7 @@ fn backup_runs_its_hooks_and_a_restore_gives_back_the_same_bytes() {
     let enabled = composectl(&manager, &root, &["enable", "--now", &web]);
     assert!(enabled.status.success(), "{}", text(&enabled));
     let app = container(&db, "app");
-    // COMPOSECTL_BACKUP_MIB sizes the volume, for measuring (README, "What it costs").
+    // COMPOSECTL_BACKUP_MIB sizes the volume, for measuring (docs/benchmarks.md, "Day-2 operations").
     let mib: u32 = std::env::var("COMPOSECTL_BACKUP_MIB")
         .ok()
         .and_then(|v| v.parse().ok())

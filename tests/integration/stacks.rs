@@ -274,6 +274,26 @@ fn layered_stacks_start_in_order_log_to_the_journal_restart_and_survive_a_reboot
         "{shown}"
     );
 
+    // compose's own verbs, with the supervisor's project and files.
+    let ps = composectl(
+        &manager,
+        &root,
+        &[
+            "compose",
+            &genai,
+            "--",
+            "ps",
+            "--format",
+            "{{.Name}} {{.State}}",
+        ],
+    );
+    assert!(ps.status.success(), "{}", text(&ps));
+    assert_eq!(
+        String::from_utf8_lossy(&ps.stdout).trim(),
+        format!("{genai}-app-1 running"),
+        "composectl compose {genai} -- ps"
+    );
+
     // The container's own lines, filterable by service.
     let unit = format!("compose@{genai}.service");
     assert!(
