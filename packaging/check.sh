@@ -125,7 +125,7 @@ fi
 sup_out=$(/usr/bin/composectl-supervisor run 2>&1); sup_rc=$?
 exec_line='ExecStart=/usr/bin/composectl-supervisor --system --root /etc/composectl run %i'
 if [ "$sup_rc" -eq 2 ] && grep -q "expected run STACK" <<<"$sup_out" \
-    && /usr/bin/composectl --system --root /etc/composectl render 2>&1 | grep -qxF "$exec_line"; then
+    && grep -qxF "$exec_line" <<<"$(/usr/bin/composectl --system --root /etc/composectl render 2>&1)"; then
     pass "composectl-supervisor is installed, refuses a bad command line (exit 2), and rendered units run it"
 else
     fail "composectl-supervisor (exit $sup_rc), or render without '$exec_line'" "$sup_out"
@@ -144,11 +144,14 @@ while read -r section page; do
         man_out+="man $section $page: $out"$'\n'
     fi
 done <<<"$pages"
-if [ "$man_ok" -eq 1 ] && man -P cat composectl 2>/dev/null | grep -q '^EXAMPLES' \
-    && man -P cat 5 x-composectl 2>/dev/null | grep -q 'requires.STACK.restart'; then
+# Captured first: with pipefail, `man | grep -q` fails when grep quits early and man gets SIGPIPE.
+main_page=$(MANWIDTH=100 man -P cat composectl 2>&1)
+format_page=$(MANWIDTH=100 man -P cat 5 x-composectl 2>&1)
+if [ "$man_ok" -eq 1 ] && grep -q '^EXAMPLES' <<<"$main_page" \
+    && grep -q 'requires.STACK.restart' <<<"$format_page"; then
     pass "man composectl, every composectl-*.1 page and the format pages (man 5 x-composectl, networks.toml, composectl.toml) render"
 else
-    fail "man pages" "$man_out"
+    fail "man pages" "${man_out:-man composectl has no EXAMPLES or man 5 x-composectl no requires.STACK.restart}"
 fi
 
 # 6. The default /etc/composectl layout --------------------------------------------------------
