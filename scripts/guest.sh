@@ -2,7 +2,7 @@
 # The system-mode test guest: a Debian 12 guest with systemd as PID 1 and its own Docker engine
 # (its own docker.service), booted with systemd-nspawn on a host where systemd is NOT PID 1 (no
 # host systemd, no machined, no system D-Bus; see shared/TESTING.md). The end-to-end tests run
-# composectl in it in system mode (tests/e2e/guest.rs), from the .deb installed with `install`.
+# composectl in it in system mode (testkit/src/guest.rs), from the .deb installed with `install`.
 #
 #   scripts/guest.sh build        build the rootfs if it is missing or its recipe changed
 #                                 (debootstrap minbase + Docker from trixie)

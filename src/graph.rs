@@ -120,40 +120,70 @@ impl Graph {
         found
     }
 
-    /// Start layers: layer 0 depends on nothing, layer n on stacks of earlier layers only.
-    /// Only meaningful for an acyclic graph (validation guarantees one).
-    pub fn layers(&self) -> Vec<Vec<String>> {
+    /// How deep each node's longest chain of requirements and wants goes (0: it depends on
+    /// none). A cycle (refused when a root is loaded) ends where it closes.
+    pub fn depths(&self) -> BTreeMap<&str, usize> {
         fn depth<'g>(
             graph: &'g Graph,
             node: &'g str,
             memo: &mut BTreeMap<&'g str, usize>,
-            guard: usize,
         ) -> usize {
             if let Some(d) = memo.get(node) {
                 return *d;
             }
-            let d = if guard > graph.nodes.len() {
-                0
-            } else {
-                graph
-                    .deps(node)
-                    .map(|(dep, _)| depth(graph, dep, memo, guard + 1) + 1)
-                    .max()
-                    .unwrap_or(0)
-            };
+            // Marks the node while its dependencies are measured, so a cycle stops here.
+            memo.insert(node, 0);
+            let d = graph
+                .deps(node)
+                .map(|(dep, _)| depth(graph, dep, memo) + 1)
+                .max()
+                .unwrap_or(0);
             memo.insert(node, d);
             d
         }
         let mut memo = BTreeMap::new();
-        let mut layers: Vec<Vec<String>> = Vec::new();
         for node in &self.nodes {
-            let d = depth(self, node, &mut memo, 0);
+            depth(self, node, &mut memo);
+        }
+        memo
+    }
+
+    /// Start layers: layer 0 depends on nothing, layer n on stacks of earlier layers only.
+    pub fn layers(&self) -> Vec<Vec<String>> {
+        let mut layers: Vec<Vec<String>> = Vec::new();
+        for (node, d) in self.depths() {
             if layers.len() <= d {
                 layers.resize(d + 1, Vec::new());
             }
-            layers[d].push(node.clone());
+            layers[d].push(node.to_string());
         }
         layers
+    }
+
+    /// `names` and the nodes `keep` allows that require any of them, transitively: what must
+    /// go with them, since a stack cannot stay without what it requires (wants do not count).
+    pub fn with_dependents(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        keep: impl Fn(&str) -> bool,
+    ) -> BTreeSet<String> {
+        let mut found: BTreeSet<String> = names.into_iter().collect();
+        loop {
+            let more: Vec<String> = self
+                .edges
+                .iter()
+                .filter(|(node, _)| !found.contains(*node) && keep(node))
+                .filter(|(_, out)| {
+                    out.iter()
+                        .any(|(to, kind)| *kind == EdgeKind::Requires && found.contains(to))
+                })
+                .map(|(node, _)| node.clone())
+                .collect();
+            if more.is_empty() {
+                return found;
+            }
+            found.extend(more);
+        }
     }
 
     /// `names` and everything they require or want, transitively, stacks that are not nodes

@@ -9,7 +9,7 @@
 mod backup;
 pub mod cli;
 mod cmd;
-mod compose;
+mod compose_cli;
 mod config;
 mod context;
 mod diag;

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::compose::{self, Located, NetworkDecl, Published, Service};
+use crate::config::compose_file::{self, NetworkDecl, Published, Service};
 use crate::config::env::EnvLayers;
 use crate::config::meta::{Backup, Ready, SecretSpec};
 use crate::config::networks::{self, NetworkSpec};
+use crate::config::parser::Located;
 use crate::config::settings::{self, Settings};
 use crate::config::{read_optional, read_required};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -457,7 +458,7 @@ fn stack_dirs(stacks_dir: &Path, diags: &mut Diagnostics) -> Vec<(String, PathBu
 }
 
 fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<PathBuf> {
-    let present: Vec<PathBuf> = compose::FILE_NAMES
+    let present: Vec<PathBuf> = compose_file::FILE_NAMES
         .iter()
         .map(|file| dir.join(file))
         .filter(|path| fs::symlink_metadata(path).is_ok())
@@ -473,7 +474,7 @@ fn find_compose_file(name: &str, dir: &Path, diags: &mut Diagnostics) -> Option<
                 .hint(format!(
                     "create {}/compose.yaml (or one of: {})",
                     dir.display(),
-                    compose::FILE_NAMES.join(", ")
+                    compose_file::FILE_NAMES.join(", ")
                 )),
             );
             None
@@ -517,7 +518,7 @@ fn load_stack(
     warn_about_readable_secrets(dir, diags);
     let text = read_required(&compose_file, diags)?;
     let mut file_diags = Diagnostics::default();
-    let parsed = compose::parse(&compose_file, &text, &env, &mut file_diags);
+    let parsed = compose_file::parse(&compose_file, &text, &env, &mut file_diags);
     let parsed_ok = !file_diags.has_errors();
     diags.extend(file_diags);
     if !parsed_ok {

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use zbus::{Connection, proxy};
 use zbus::{OwnedObjectPath, OwnedVariant};
 
+use crate::graph::Graph;
 use crate::mode::Mode;
 
 #[proxy(
@@ -92,8 +93,9 @@ pub struct Jobs {
     kind: JobKind,
     units: Vec<String>,
     watched: Vec<String>,
-    /// Unit → the units it requires, to see a start that waits for a unit that failed for good.
-    requires: BTreeMap<String, Vec<String>>,
+    /// Units and the units they require, to see a start that waits for a unit that failed for
+    /// good.
+    requires: Graph,
 }
 
 /// How one queued job ended, for reports.
@@ -111,24 +113,29 @@ impl Jobs {
         mut units: Vec<String>,
         requires: BTreeMap<String, Vec<String>>,
     ) -> Jobs {
+        // Required units without requirements of their own are nodes too, so depths count them.
+        let leaves: BTreeSet<String> = requires
+            .values()
+            .flatten()
+            .filter(|unit| !requires.contains_key(*unit))
+            .cloned()
+            .collect();
+        let requires = Graph::new(
+            requires
+                .into_iter()
+                .chain(leaves.into_iter().map(|unit| (unit, Vec::new())))
+                .map(|(unit, required)| (unit, required, Vec::new())),
+        );
         // Jobs are queued one call at a time. A stop queued for a required unit while a
         // dependent still waits to auto-restart lets that restart pull it up again (Wants=), so
         // stops go to dependents first; starts go to required units first, for symmetry.
-        let mut depths = BTreeMap::new();
-        let mut depth = |unit: &String| depth(unit, &requires, &mut depths);
+        let depths = requires.depths();
+        let depth = |unit: &String| depths.get(unit.as_str()).copied().unwrap_or(0);
         match kind {
             JobKind::Stop => units.sort_by_cached_key(|u| std::cmp::Reverse(depth(u))),
-            _ => units.sort_by_cached_key(|u| depth(u)),
+            _ => units.sort_by_cached_key(depth),
         }
-        let mut watched: BTreeSet<String> = units.iter().cloned().collect();
-        let mut next = units.clone();
-        while let Some(unit) = next.pop() {
-            for required in requires.get(&unit).into_iter().flatten() {
-                if watched.insert(required.clone()) {
-                    next.push(required.clone());
-                }
-            }
-        }
+        let watched = requires.closure(units.iter().map(String::as_str));
         Jobs {
             kind,
             units,
@@ -139,42 +146,11 @@ impl Jobs {
 
     /// A unit among `failed` that `unit` requires, directly or through others.
     fn failed_requirement(&self, unit: &str, failed: &BTreeSet<String>) -> Option<String> {
-        let mut seen = BTreeSet::new();
-        let mut next = vec![unit.to_string()];
-        while let Some(current) = next.pop() {
-            for required in self.requires.get(&current).into_iter().flatten() {
-                if failed.contains(required) {
-                    return Some(required.clone());
-                }
-                if seen.insert(required.clone()) {
-                    next.push(required.clone());
-                }
-            }
-        }
-        None
+        self.requires
+            .closure([unit])
+            .into_iter()
+            .find(|required| required != unit && failed.contains(required))
     }
-}
-
-/// How many units deep `unit`'s longest chain of required units goes (0: it requires none),
-/// remembered in `depths`; a cycle (refused when the root was loaded) ends where it closes.
-fn depth(
-    unit: &str,
-    requires: &BTreeMap<String, Vec<String>>,
-    depths: &mut BTreeMap<String, usize>,
-) -> usize {
-    if let Some(known) = depths.get(unit) {
-        return *known;
-    }
-    depths.insert(unit.to_string(), 0);
-    let deepest = requires
-        .get(unit)
-        .into_iter()
-        .flatten()
-        .map(|required| depth(required, requires, depths) + 1)
-        .max()
-        .unwrap_or(0);
-    depths.insert(unit.to_string(), deepest);
-    deepest
 }
 
 /// How a queued job ended.

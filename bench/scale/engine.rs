@@ -191,7 +191,7 @@ impl Recorder {
 
     /// Polls what was recorded every 20 ms until `done` holds for it; false after `limit`.
     pub fn wait(&self, limit: Duration, mut done: impl FnMut(&[Event]) -> bool) -> bool {
-        crate::e2e::wait_until(limit, || done(&self.events()))
+        composectl_testkit::e2e::wait_until(limit, || done(&self.events()))
     }
 }
 

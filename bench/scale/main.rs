@@ -19,18 +19,6 @@
 // The table and the progress lines are this runner's output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../../tests/e2e/harness.rs"]
-mod e2e;
-// The integration tests' root builder and stack fixture: only the parts that write roots are used.
-#[allow(dead_code)]
-#[path = "../../tests/integration/harness.rs"]
-mod harness;
-#[path = "../../tests/e2e/layered.rs"]
-mod layered;
-#[allow(dead_code, unused_imports)]
-#[path = "../../tests/integration/stacks.rs"]
-mod stacks;
-
 mod engine;
 mod measure;
 mod report;
@@ -41,6 +29,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use composectl_testkit::e2e;
 use engine::Recorder;
 use measure::{all_healthy, ordering_violations, phases, seconds};
 use report::{Machine, Report, Run};
@@ -193,7 +182,7 @@ fn measure_run(
 /// `composectl render` of a root of `n` stacks in the same layers, in seconds (median).
 fn render_seconds(n: usize) -> Result<f64, String> {
     let topology = Topology::new(n);
-    let mut command = Command::new(e2e::BIN);
+    let mut command = Command::new(composectl_testkit::bin());
     command
         .arg("--root")
         .arg(topology.stacks.root())

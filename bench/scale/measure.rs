@@ -6,9 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::e2e::{UserManager, slice_pids, stdout_of};
 use crate::engine::Event;
 use crate::topology::Topology;
+use composectl_testkit::e2e::{UserManager, slice_pids, stdout_of};
 
 const HEALTHY: &str = "health_status: healthy";
 

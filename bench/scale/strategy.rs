@@ -8,10 +8,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::e2e::{POLL, UserManager, find_in_path, run_with_timeout, stderr_of, wait_until};
 use crate::engine::{Engine, now_nanos};
 use crate::measure::seconds;
 use crate::topology::Topology;
+use composectl_testkit::e2e::{
+    POLL, UserManager, find_in_path, run_with_timeout, stderr_of, wait_until,
+};
 
 /// How long a start, a teardown or one command may take before the run counts as failed.
 pub const LIMIT: Duration = Duration::from_secs(300);
@@ -94,7 +96,7 @@ pub struct Bench {
 /// directory's `bench-bin/`, since composectl writes units that run the supervisor beside it.
 /// `cargo bench` built composectl; the supervisor's profile is built here.
 fn as_packaged() -> Result<PathBuf, String> {
-    let composectl = PathBuf::from(crate::e2e::BIN);
+    let composectl = PathBuf::from(composectl_testkit::bin());
     let target = composectl
         .parent()
         .and_then(|dir| dir.parent())
@@ -411,7 +413,7 @@ fn succeeded(what: &str, out: &Output) -> Result<(), String> {
         Err(format!(
             "{what}: {}: {}",
             out.status,
-            crate::e2e::stderr_of(out).trim()
+            composectl_testkit::e2e::stderr_of(out).trim()
         ))
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::layered::ready_after_every;
-use crate::stacks::Stacks;
+use composectl_testkit::layered::ready_after_every;
+use composectl_testkit::stacks::Stacks;
 
 /// How often a container's healthcheck runs, and how long the container takes to be ready: its
 /// second check, 1 s after its start, finds it healthy. Not 1 s itself: the check at 1 s would

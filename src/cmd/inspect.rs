@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::GraphFormat;
-use crate::compose::Compose;
+use crate::compose_cli::Compose;
 use crate::context::{Context, block_on};
 use crate::diag::Diagnostics;
 use crate::engine::Engine;

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 
 use anyhow::anyhow;
 
-use crate::compose::Compose;
+use crate::compose_cli::Compose;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::model::StackName;

@@ -419,7 +419,7 @@ pub fn rm(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
 
 /// Which stacks `rm` removes, dependents before what they require.
 fn removal_order(root: &Root, names: &[StackName], deployed: &BTreeSet<String>) -> Vec<String> {
-    let mut remove: BTreeSet<String> = if names.is_empty() {
+    let remove: BTreeSet<String> = if names.is_empty() {
         root.stacks
             .keys()
             .cloned()
@@ -433,22 +433,9 @@ fn removal_order(root: &Root, names: &[StackName], deployed: &BTreeSet<String>) 
     } else {
         names.iter().map(ToString::to_string).collect()
     };
-    // A stack cannot stay without what it requires.
-    loop {
-        let more: Vec<String> = root
-            .stacks
-            .values()
-            .filter(|s| deployed.contains(&s.name) && !remove.contains(&s.name))
-            .filter(|s| s.requires.iter().any(|r| remove.contains(r)))
-            .map(|s| s.name.clone())
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        remove.extend(more);
-    }
-    let mut order: Vec<String> = root
-        .graph()
+    let graph = root.graph();
+    let remove = graph.with_dependents(remove, |stack| deployed.contains(stack));
+    let mut order: Vec<String> = graph
         .subgraph(&remove)
         .layers()
         .into_iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use serde::Serialize;
 
-use crate::compose::Compose;
+use crate::compose_cli::Compose;
 use crate::context::{Context, block_on};
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result, exit};

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::env::{EnvLayers, interpolate};
 use super::meta::{self, META_KEY, Meta};
+use super::parser::{Located, Parser};
 use super::syntax::{self, Cast, PortSpec};
 use super::yaml::{self, Node};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -25,14 +26,6 @@ pub const FILE_NAMES: [&str; 4] = [
     "docker-compose.yaml",
     "docker-compose.yml",
 ];
-
-/// A name with the line it was written on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Located {
-    pub value: String,
-    #[serde(skip)]
-    pub line: usize,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
@@ -228,7 +221,7 @@ const STRING_LISTS: [&str; 23] = [
 /// Reads a compose file's text, reporting every problem into `diags` with its line. Files the
 /// compose file names (env files, `extends` and `include` targets) are looked up beside it.
 pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) -> ComposeFile {
-    let mut parser = Parser { path, env, diags };
+    let mut parser = Parser::new(path, env, diags);
     let doc = match yaml::parse(text) {
         Ok(Some(doc)) if !yaml::is_null(&doc) => doc,
         Ok(_) => {
@@ -269,7 +262,7 @@ pub fn parse(path: &Path, text: &str, env: &EnvLayers, diags: &mut Diagnostics) 
         ..ComposeFile::default()
     };
     parser.services(&doc, &included, &mut file);
-    parser.hook_services(&file);
+    parser.hook_services(&file.meta.backup, &file.running);
     file
 }
 
@@ -336,61 +329,7 @@ struct FileContext {
     services: BTreeSet<String>,
 }
 
-pub(super) struct Parser<'p> {
-    path: &'p Path,
-    env: &'p EnvLayers,
-    diags: &'p mut Diagnostics,
-}
-
 impl Parser<'_> {
-    pub(super) fn error(&mut self, line: Option<usize>, message: impl Into<String>, hint: &str) {
-        self.diags.push(
-            Diagnostic::error(self.path.to_path_buf(), message)
-                .at_line(line)
-                .hint(hint),
-        );
-    }
-
-    /// A scalar's text after `${VAR}` interpolation; non-scalars are reported. Interpolation
-    /// errors are reported once for the whole file by `interpolation`.
-    pub(super) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        let Some(text) = yaml::scalar_text(node) else {
-            self.error(
-                Some(yaml::line(node)),
-                format!("{what} is {}, expected a string", yaml::kind(node)),
-                "write a plain string",
-            );
-            return None;
-        };
-        interpolate(&text, self.env).ok()
-    }
-
-    /// A scalar's interpolated text, or nothing (for optional fields whose type compose checks).
-    pub(super) fn value(&self, node: &Node) -> Option<String> {
-        interpolate(&yaml::scalar_text(node)?, self.env).ok()
-    }
-
-    pub(super) fn string_list(&mut self, node: &Node, what: &str) -> Vec<Located> {
-        let Some(items) = yaml::as_sequence(node) else {
-            self.error(
-                Some(yaml::line(node)),
-                format!("{what} is {}, expected a list", yaml::kind(node)),
-                "write a list, e.g. [database, panel]",
-            );
-            return Vec::new();
-        };
-        items
-            .iter()
-            .filter_map(|item| {
-                let value = self.string(item, what)?;
-                Some(Located {
-                    value,
-                    line: yaml::line(item),
-                })
-            })
-            .collect()
-    }
-
     /// A list of strings or a mapping keyed by them (`networks:`, `depends_on:`), with lines.
     fn names(&mut self, node: &Node, what: &str) -> Vec<Located> {
         if yaml::is_mapping(node) {
@@ -403,21 +342,6 @@ impl Parser<'_> {
                 .collect();
         }
         self.string_list(node, what)
-    }
-
-    pub(super) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
-        let text = self.string(node, what)?;
-        match crate::duration::parse(&text) {
-            Ok(duration) => Some(duration),
-            Err(message) => {
-                self.error(
-                    Some(yaml::line(node)),
-                    format!("{what}: {message}"),
-                    "write a duration such as 90s, 15min or 1h 30min",
-                );
-                None
-            }
-        }
     }
 
     /// Compose interpolates every string value of the file, extensions included, and refuses

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::compose::{ComposeFile, Located, Parser};
 use super::env::is_var_name;
+use super::parser::{Located, Parser};
 use super::reference::X_COMPOSECTL;
 use super::yaml::{self, Entry, Node};
 
@@ -448,10 +448,10 @@ impl Parser<'_> {
     }
 
     /// Hooks run in a container of their service, which must be one `compose up` starts.
-    pub(super) fn hook_services(&mut self, file: &ComposeFile) {
-        for hook in &file.meta.backup.hooks {
-            if !file.running.contains(&hook.service) {
-                let services: Vec<&str> = file.running.iter().map(String::as_str).collect();
+    pub(super) fn hook_services(&mut self, backup: &Backup, running: &BTreeSet<String>) {
+        for hook in &backup.hooks {
+            if !running.contains(&hook.service) {
+                let services: Vec<&str> = running.iter().map(String::as_str).collect();
                 self.error(
                     Some(hook.line),
                     format!(

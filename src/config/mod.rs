@@ -2,10 +2,11 @@
 //! file. Pure parsing lives in the submodules; this module owns the file access and reports
 //! unreadable, missing or odd files (directories, FIFOs, dangling links) as diagnostics.
 
-pub mod compose;
+pub mod compose_file;
 pub mod env;
 pub mod meta;
 pub mod networks;
+pub mod parser;
 pub mod reference;
 pub mod settings;
 pub mod syntax;

@@ -771,7 +771,7 @@ mod tests {
             let indented: String = key.example.lines().map(|l| format!("  {l}\n")).collect();
             let text = format!("x-composectl:\n{indented}services:\n  db:\n    image: postgres\n");
             let mut diags = Diagnostics::default();
-            crate::config::compose::parse(Path::new("compose.yaml"), &text, &env, &mut diags);
+            crate::config::compose_file::parse(Path::new("compose.yaml"), &text, &env, &mut diags);
             assert!(!diags.has_errors(), "{}:\n{text}\n{diags}", key.path);
         }
         for key in NETWORKS_TOML.keys {

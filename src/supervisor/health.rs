@@ -159,7 +159,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::config::compose::Service;
+    use crate::config::compose_file::Service;
 
     fn stack(ready: Ready) -> Stack {
         let service = |name: &str, profiles: &[&str]| Service {

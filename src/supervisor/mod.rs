@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 
-use crate::compose::Compose;
+use crate::compose_cli::Compose;
 use crate::engine::{self, Engine};
 use crate::mode::Mode;
 use crate::model::{Root, Stack};

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::document::{Map, Value, to_yaml};
-use crate::config::compose;
+use crate::config::compose_file;
 use crate::config::env::{self, EnvLayers};
 use crate::config::meta::META_KEY;
 use crate::config::syntax;
@@ -700,7 +700,7 @@ impl Translator<'_> {
     fn env_files(&mut self, line: usize, path: &str, target: &str, node: &Node) -> Map {
         let mut vars = Map::default();
         let mut read = Vec::new();
-        for (file, required) in compose::listed_files(node, |n| self.text(n)) {
+        for (file, required) in compose_file::listed_files(node, |n| self.text(n)) {
             let Some(name) = self.text(file) else {
                 continue;
             };
@@ -1506,7 +1506,7 @@ fn content_name(base: &str, data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::compose::SERVICE_KEYS;
+    use crate::config::compose_file::SERVICE_KEYS;
 
     #[test]
     fn every_service_key_has_a_policy_and_the_swarm_page_lists_it() {

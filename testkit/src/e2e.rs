@@ -5,16 +5,12 @@
 //! shared/TESTING.md): Debian 12, root, systemd not PID 1, a journald and a
 //! dockerd started by hand, Compose v2, and the local image [`TEST_IMAGE`].
 //!
-//! Include it from an integration test with
-//! `#[path = "e2e/harness.rs"] mod harness;`, mark each test `#[ignore = "end-to-end: ..."]`
-//! (a plain `cargo test` counts it as ignored) and start it with
-//! `let env = harness::environment();`, which panics with what is missing.
+//! Mark each test that uses it `#[ignore = "end-to-end: ..."]` (a plain `cargo test` counts it
+//! as ignored) and start it with `e2e::environment();`, which panics with what is missing.
 //!
 //! Only `std` and `tempfile` are used, on purpose: the harness must not pull
 //! dependencies into the crate, and talking D-Bus here would duplicate (and
 //! could mask bugs of) the code under test. Signals are sent with `kill(1)`.
-// Two test binaries include this file (tests/integration and tests/faults), each using a part.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -33,8 +29,6 @@ use std::time::{Duration, Instant};
 /// `pull_policy: never`.
 pub const TEST_IMAGE: &str = "composectl-test/busybox:latest";
 
-/// The composectl binary under test (cargo builds it for every integration test target).
-pub const BIN: &str = env!("CARGO_BIN_EXE_composectl");
 /// Upper bound for one composectl command: `enable --now` waits for the stacks' start.
 const COMPOSECTL_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -312,9 +306,9 @@ impl UserManager {
     }
 
     /// `composectl --user --root ROOT ARGS` against this manager, with the units it writes
-    /// running this same binary ([`BIN`]).
+    /// running the binary under test ([`crate::bin`]).
     pub fn composectl(&self, root: &Path, args: &[&str]) -> Output {
-        self.composectl_at(Path::new(BIN), root, args)
+        self.composectl_at(Path::new(crate::bin()), root, args)
     }
 
     /// [`composectl`](Self::composectl) with the binary at `bin`: the units it writes run the

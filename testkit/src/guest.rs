@@ -3,7 +3,7 @@
 //! (`scripts/test.sh` does both). composectl runs there as root, in system mode, on the root
 //! /etc/composectl, exactly as a user's `sudo composectl enable --now ...` does.
 //!
-//! Include it next to the harness as `#[path = "../e2e/guest.rs"] mod guest;`, mark each test
+//! Mark each test that uses it
 //! `#[ignore = "end-to-end, system mode: ..."]` (a plain `cargo test` lists it as ignored, as the
 //! other end-to-end tests) and start it with `let guest = guest::guest();`, which panics with
 //! what is missing. `COMPOSECTL_GUEST_DIR` says where the guest lives (scripts/guest.sh's default
@@ -14,10 +14,9 @@
 //! containers, volumes or networks, docker.service running.
 //!
 //! std and tempfile only, like the harness; commands go in through `scripts/guest.sh exec`.
-#![allow(dead_code)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,7 +56,7 @@ pub struct Guest {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/guest.sh")
+    crate::repo().join("scripts/guest.sh")
 }
 
 /// Waits for the guest, checks (once per process) that it runs with composectl and the test
@@ -157,7 +156,7 @@ impl Guest {
         write_file(&self.path(path), contents);
     }
 
-    /// Writes the layered stacks (tests/e2e/layered.rs) and their networks.toml into the root.
+    /// Writes the layered stacks (crate::layered) and their networks.toml into the root.
     pub fn write_layered(&self) -> Layered {
         let stacks = Layered::new("");
         stacks.write(&self.path(ROOT), NETWORK, SUBNET);

@@ -4,14 +4,36 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use assert_fs::TempDir;
 use indoc::indoc;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_composectl");
+use tempfile::TempDir;
 
 /// The repository's own example root.
 pub fn example_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::repo()
+}
+
+/// README.md as it is in the repository.
+pub fn readme() -> String {
+    std::fs::read_to_string(example_root().join("README.md")).expect("README.md")
+}
+
+/// The fenced block of README.md after `<!-- readme-test: NAME -->`, without its fences.
+pub fn readme_block(name: &str) -> String {
+    let readme = readme();
+    let marker = format!("<!-- readme-test: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker}"))
+        .1;
+    let body = after
+        .trim_start()
+        .split_once('\n')
+        .expect("an opening fence after the marker")
+        .1;
+    body.split_once("\n```")
+        .expect("a closing fence")
+        .0
+        .to_string()
 }
 
 /// What stderr must hold: exactly this (empty unless a test says otherwise), or these pieces.
@@ -32,6 +54,8 @@ pub struct Test {
     stderr: Stderr,
 }
 
+// No Default: `new` makes a temporary directory, which a default value should not.
+#[allow(clippy::new_without_default)]
 impl Test {
     /// An empty temporary root (stacks/ exists, nothing else).
     pub fn new() -> Test {
@@ -162,7 +186,7 @@ impl Test {
     }
 
     pub fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(crate::bin());
         command
             .arg("--root")
             .arg(&self.root)

@@ -1,9 +1,6 @@
 //! Test stacks made of the busybox image: compose files whose one service turns healthy after a
 //! delay, and the three layered stacks the system-mode tests and the fault suite start (panel
 //! healthy after ~1 s, database after ~2 s with a named volume, genai requiring both).
-//!
-//! Include it next to the harness as `#[path = "../e2e/layered.rs"] mod layered;`.
-#![allow(dead_code)]
 
 use std::fs;
 use std::path::Path;

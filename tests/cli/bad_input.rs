@@ -6,7 +6,7 @@ use std::path::Path;
 
 use indoc::{formatdoc, indoc};
 
-use crate::harness::Test;
+use composectl_testkit::harness::Test;
 
 /// Runs `check` and `render --out` on a broken root: both must refuse with the same message and
 /// the render must not create its output directory.
@@ -1420,7 +1420,7 @@ fn restore_refuses_what_is_not_a_backup_of_the_stack() {
 /// the unit's own `run STACK` is one usage error, exit code 2, as `composectl` gives.
 #[test]
 fn the_supervisor_binary_refuses_a_bad_command_line_or_root() {
-    let supervisor = env!("CARGO_BIN_EXE_composectl-supervisor");
+    let supervisor = composectl_testkit::supervisor_bin();
     let missing = Test::new().dir.path().join("no root");
     for (args, message) in [
         (vec!["run"], "expected run STACK"),

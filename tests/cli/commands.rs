@@ -2,7 +2,7 @@
 
 use indoc::{formatdoc, indoc};
 
-use crate::harness::{Test, example_root};
+use composectl_testkit::harness::{Test, example_root};
 
 #[test]
 fn check_accepts_the_example_root() {
@@ -570,7 +570,7 @@ fn bash_completes_stack_names_from_the_root() {
         .output()
         .expect("composectl");
     std::fs::write(&script, &registration.stdout).expect("script");
-    let bin_dir = std::path::Path::new(crate::harness::BIN)
+    let bin_dir = std::path::Path::new(composectl_testkit::bin())
         .parent()
         .expect("bin dir");
     let root = test.root().display().to_string();

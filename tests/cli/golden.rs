@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{BIN, Test, example_root};
+use composectl_testkit::bin;
+use composectl_testkit::harness::{Test, example_root};
 
 fn render(mode: &str) -> String {
     let output = Test::new()
@@ -41,7 +42,7 @@ fn render_root(mode: &str, root: &Path) -> (Test, std::path::PathBuf) {
     render
         .args([mode, "render", "--out"])
         .arg(&out)
-        .env("COMPOSECTL_EXEC", BIN);
+        .env("COMPOSECTL_EXEC", bin());
     assert!(render.status().expect("render").success());
     (test, out)
 }
@@ -50,7 +51,7 @@ fn render_root(mode: &str, root: &Path) -> (Test, std::path::PathBuf) {
 /// real binary, and fails on any output: systemd reports unknown keys and bad values as
 /// warnings, not errors.
 fn verify(mode: &str, root: &Path) {
-    let analyze = crate::environment::tool("systemd-analyze", "systemd");
+    let analyze = composectl_testkit::tools::tool("systemd-analyze", "systemd");
     let (test, out) = render_root(mode, root);
 
     let runtime = test.dir.path().join("runtime");
@@ -131,7 +132,7 @@ fn units_with_required_mounts_pass_systemd_analyze_verify() {
 #[test]
 #[ignore = "needs systemd-analyze (Debian package systemd); scripts/test.sh runs it"]
 fn system_units_keep_the_security_exposure_low() {
-    let analyze = crate::environment::tool("systemd-analyze", "systemd");
+    let analyze = composectl_testkit::tools::tool("systemd-analyze", "systemd");
     let (_test, out) = render_root("--system", &example_root());
     let output = Command::new(analyze)
         .args([

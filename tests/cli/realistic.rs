@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use indoc::indoc;
 
-use crate::harness::Test;
+use composectl_testkit::harness::Test;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/realistic")

@@ -4,7 +4,7 @@
 
 use indoc::indoc;
 
-use crate::harness::Test;
+use composectl_testkit::harness::Test;
 
 /// A valid root (db, and app requiring db) plus `broken`, whose compose file does not parse.
 fn root_with_a_broken_stack() -> Test {

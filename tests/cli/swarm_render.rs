@@ -3,7 +3,7 @@
 
 use indoc::{formatdoc, indoc};
 
-use crate::harness::{Test, example_root};
+use composectl_testkit::harness::{Test, example_root};
 
 /// A root with one stack `app` whose single service `web` has `settings` (indented four
 /// spaces), on the shared network `back`.

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Re-derives the "compose" column of expected.tsv: runs `docker compose config -q` on every case
 # directory alone (a copy, so compose's own .env lookup sees only the case's files), with an
-# empty environment, the way tests/integration/corpus.rs runs composectl's checks.
+# empty environment, the way `mod corpus` in src/model.rs runs composectl's checks.
 #
 #   tests/corpus/verdicts.sh           report rows whose compose verdict changed (exit 1 if any)
 #   tests/corpus/verdicts.sh --write   rewrite expected.tsv (new cases expect composectl to agree)

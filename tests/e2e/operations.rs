@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::e2e::{TEST_IMAGE, UserManager, environment, wait_until};
-use crate::stacks::{Stacks, composectl, now_secs, text, wait_for};
 use crate::supervision::{active, unit};
+use composectl_testkit::e2e::{TEST_IMAGE, UserManager, environment, wait_until};
+use composectl_testkit::stacks::{Stacks, composectl, now_secs, text, wait_for};
 
 /// The ID of the container of one service of a stack ("" when there is none).
 fn container(stack: &str, service: &str) -> String {
@@ -191,7 +191,7 @@ fn reload_recreates_only_what_changed_keeps_the_unit_active_and_leaves_dependent
     let refused = composectl(&manager, &root, &["reload", &db]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
     let output = manager
-        .command(crate::harness::BIN)
+        .command(composectl_testkit::bin())
         .args(["--user", "--root"])
         .arg(&root)
         .args(["run", &db, "--reload"])
@@ -564,7 +564,7 @@ fn the_update_and_backup_timers_run_their_commands_and_go_with_their_stacks() {
     let backups = manager.root().join("archives");
     let mut stacks = Stacks::with_settings(&format!(
         "{}[backup]\ndir = \"{}\"\nkeep = 1\n[update]\ntimer = \"check\"\n",
-        crate::stacks::FAST_DEFAULTS,
+        composectl_testkit::stacks::FAST_DEFAULTS,
         backups.display()
     ));
     let net = stacks.network("net");

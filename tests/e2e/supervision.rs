@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use indoc::indoc;
 
-use crate::e2e::{UserManager, environment, wait_until};
-use crate::engine_proxy::EngineProxy;
-use crate::stacks::{Stacks, assert_ordered, composectl, engine_events, now_secs, text, wait_for};
+use composectl_testkit::e2e::{UserManager, environment, wait_until};
+use composectl_testkit::engine_proxy::EngineProxy;
+use composectl_testkit::stacks::{
+    Stacks, assert_ordered, composectl, engine_events, now_secs, text, wait_for,
+};
 
 pub fn unit(stack: &str) -> String {
     format!("compose@{stack}.service")

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::e2e::{CMD_TIMEOUT, TEST_IMAGE, run_with_timeout, wait_until};
-use crate::harness::Test;
-use crate::stacks::{healthy_after, text};
+use composectl_testkit::e2e::{CMD_TIMEOUT, TEST_IMAGE, run_with_timeout, wait_until};
+use composectl_testkit::harness::Test;
+use composectl_testkit::stacks::{healthy_after, text};
 
 const SOLO: &str = "/run/composectl-swarm/1/docker.sock";
 const MULTI: [&str; 3] = [
@@ -607,7 +607,7 @@ fn a_network_that_drifted_is_refused_and_the_host_engine_is_no_manager() {
     );
 
     // The machine's own engine is not in swarm mode (and is never put into it).
-    crate::e2e::environment();
+    composectl_testkit::e2e::environment();
     let mut command = root.test.command();
     command
         .args(["swarm", "deploy", &app])

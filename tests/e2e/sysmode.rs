@@ -1,13 +1,13 @@
 //! System mode under systemd as PID 1: the installed .deb in the guest of scripts/guest.sh, as
 //! root, on /etc/composectl, with the guest's own docker.service. The layered stacks of
-//! tests/e2e/layered.rs: panel and database, and genai requiring both.
+//! testkit/src/layered.rs: panel and database, and genai requiring both.
 
 use std::time::Duration;
 
-use crate::e2e::{TEST_IMAGE, stdout_of, wait_until};
-use crate::guest::{Guest, NETWORK, ROOT, guest, now_ns};
-use crate::layered::Layered;
-use crate::stacks::{assert_ordered, text};
+use composectl_testkit::e2e::{TEST_IMAGE, stdout_of, wait_until};
+use composectl_testkit::guest::{Guest, NETWORK, ROOT, guest, now_ns};
+use composectl_testkit::layered::Layered;
+use composectl_testkit::stacks::{assert_ordered, text};
 
 /// The stacks' own start takes a few seconds; this is only a bound against hanging.
 const START_TIMEOUT: Duration = Duration::from_secs(120);

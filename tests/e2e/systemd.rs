@@ -4,9 +4,11 @@
 use std::fs;
 use std::path::Path;
 
-use crate::e2e::{UserManager, environment};
-use crate::harness::BIN;
-use crate::stacks::{Stacks, assert_ordered, composectl, engine_events, now_secs, text};
+use composectl_testkit::bin;
+use composectl_testkit::e2e::{UserManager, environment};
+use composectl_testkit::stacks::{
+    Stacks, assert_ordered, composectl, engine_events, now_secs, text,
+};
 
 /// Every file composectl installed, read through its links, by relative path.
 fn installed(unit_dir: &Path) -> Vec<(String, String)> {
@@ -227,7 +229,7 @@ fn copy_tree(from: &Path, to: &Path) {
 #[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
 fn killing_enable_midway_leaves_old_or_new_units() {
     environment();
-    let strace = crate::environment::tool("strace", "strace");
+    let strace = composectl_testkit::tools::tool("strace", "strace");
     // Stacks before the manager: dropped after it, so their units are stopped before cleanup.
     let (stacks, db, app, _) = layered();
     let manager = UserManager::start();
@@ -280,11 +282,11 @@ fn killing_enable_midway_leaves_old_or_new_units() {
             command
                 .args(["-f", "-o", "/dev/null", "-e"])
                 .arg(format!("inject={syscall}:signal=KILL:when={when}"))
-                .arg(BIN)
+                .arg(bin())
                 .args(["--user", "--root"])
                 .arg(&root)
                 .args(["enable", &app])
-                .env("COMPOSECTL_EXEC", BIN);
+                .env("COMPOSECTL_EXEC", bin());
             let output = command.output().expect("strace");
             let state = installed(&units);
             assert!(
@@ -374,7 +376,7 @@ fn commands_on_a_real_manager_speak_json_and_survive_closed_pipes() {
 
     for args in [&["status"][..], &["logs", &db], &["list"]] {
         let mut child = manager
-            .command(BIN)
+            .command(bin())
             .args(["--user", "--root"])
             .arg(&root)
             .args(args.iter().copied())

@@ -6,9 +6,11 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::e2e::{HostDaemonsExclusive, host_daemons_exclusive, run_with_timeout, stderr_of};
-use crate::layered::CRASH_FILE;
 use crate::target::{Kind, Target, script};
+use composectl_testkit::e2e::{
+    HostDaemonsExclusive, host_daemons_exclusive, run_with_timeout, stderr_of,
+};
+use composectl_testkit::layered::CRASH_FILE;
 
 /// How long the engine stays down while the stacks start (engine-late).
 const ENGINE_LATE: Duration = Duration::from_secs(20);
@@ -210,7 +212,7 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
                 "systemctl kill docker",
             )?;
             // docker.service's own Restart= brings it back.
-            let back = crate::e2e::wait_until(crate::LIMIT, || {
+            let back = composectl_testkit::e2e::wait_until(crate::LIMIT, || {
                 let pid = guest.property("docker.service", "MainPID");
                 pid != before && pid != "0" && target.engine_answers()
             });
@@ -315,7 +317,7 @@ fn restart_loop(target: &Target, container: &str, unit: &str) -> Result<Caused, 
     )?;
     ok(target.docker(&["kill", container]), "docker kill")?;
     let mut state = String::new();
-    let failed = crate::e2e::wait_until(crate::LIMIT, || {
+    let failed = composectl_testkit::e2e::wait_until(crate::LIMIT, || {
         let units = target.units();
         let database = units
             .iter()
@@ -389,10 +391,10 @@ fn kill_host_daemon(daemon: &str, signal: &str) -> Result<(), String> {
         Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(pid.to_string()),
-        crate::e2e::CMD_TIMEOUT,
+        composectl_testkit::e2e::CMD_TIMEOUT,
     );
     ok(out, "kill")?;
-    let gone = crate::e2e::wait_until(DAEMON_TIMEOUT, || {
+    let gone = composectl_testkit::e2e::wait_until(DAEMON_TIMEOUT, || {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
     });
     if gone {
@@ -434,7 +436,7 @@ pub fn logs_flow(target: &Target) -> bool {
         return false;
     }
     let unit = format!("compose@{genai}.service");
-    crate::e2e::wait_until(Duration::from_secs(10), || {
+    composectl_testkit::e2e::wait_until(Duration::from_secs(10), || {
         target.journal(&unit).iter().any(|l| l.contains(&marker))
     })
 }

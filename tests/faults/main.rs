@@ -1,5 +1,5 @@
 //! The fault suite (issue 8): every fault a server meets, caused for real from the three layered
-//! stacks all ready (tests/e2e/layered.rs, data written into database's named volume first), in
+//! stacks all ready (testkit/src/layered.rs, data written into database's named volume first), in
 //! a private `systemd --user` manager on the host's engine (`user`) and in the system-mode guest
 //! with systemd as PID 1 (`guest`). It prints one Markdown table row per fault and environment:
 //! whether the stacks came back by themselves, how long until all were ready (from the fault,
@@ -9,33 +9,34 @@
 //! Times are reported, never asserted. The exit code is non-zero when a row fails what must
 //! hold: the stacks came back by themselves and the data is intact.
 //!
-//!   cargo test --test faults -- --include-ignored [--env user|guest|all] [--fault NAME] [FILTER]
+//!   cargo test --test faults -- --include-ignored [--env user|guest|all] [--fault NAME]
+//!                                                 [--serial] [FILTER]
+//!
+//! The two environments run at the same time, each its rows one after another: they share no
+//! engine (the guest's docker.service runs in its own network namespace), and a row that takes
+//! the host's dockerd or journald down holds the host's lock, which only the user rows take.
+//! `--serial` runs the guest's rows after the user's, for times measured without the other
+//! environment's load. The table is printed when both are done, user rows first.
 //!
 //! Without `--include-ignored` (or `--ignored`) it only says it was ignored, so `cargo test`
 //! stays quick; with it, a missing environment is a failure, as for the other end-to-end tests.
 //! FILTER (what `cargo test FILTER` passes to every test binary) keeps the faults whose name
 //! contains it. Faults that take down the host's dockerd or journald hold the exclusive side of
-//! the lock every e2e test process holds shared (tests/e2e/harness.rs), so they never run while
+//! the lock every e2e test process holds shared (testkit/src/e2e.rs), so they never run while
 //! another test needs the host's engine.
 
 // The table and its progress lines are this runner's output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../e2e/harness.rs"]
-mod e2e;
 mod fault;
-#[path = "../e2e/guest.rs"]
-mod guest;
-#[path = "../e2e/layered.rs"]
-mod layered;
 mod target;
 
-use std::io::Write;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use composectl_testkit::{e2e, guest};
 use fault::{Caused, Fault, HostOutage};
 use target::{Kind, Target, tail};
 
@@ -48,11 +49,12 @@ const STUCK: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(250);
 
 const USAGE: &str = "usage: cargo test --test faults -- --include-ignored \
-                     [--env user|guest|all] [--fault NAME] [FILTER]";
+                     [--env user|guest|all] [--fault NAME] [--serial] [FILTER]";
 
 struct Args {
     help: bool,
     run: bool,
+    serial: bool,
     kinds: Vec<Kind>,
     faults: Vec<Fault>,
 }
@@ -60,6 +62,7 @@ struct Args {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut help = false;
     let mut run = false;
+    let mut serial = false;
     let mut kinds = vec![Kind::User, Kind::Guest];
     let mut only: Option<Fault> = None;
     let mut filter: Option<String> = None;
@@ -96,6 +99,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                         })?,
                 );
             }
+            "--serial" => serial = true,
             "-h" | "--help" => help = true,
             // libtest's options that take a value (cargo passes them to every test binary).
             "--test-threads" | "--skip" | "--color" | "--format" | "--logfile" | "-Z" => {
@@ -117,6 +121,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args {
         help,
         run,
+        serial,
         kinds,
         faults,
     })
@@ -301,6 +306,46 @@ fn require(kind: Kind) {
     }
 }
 
+/// Every row of `kind`, one after another; progress on stderr.
+fn run_kind(kind: Kind, faults: &[Fault]) -> Vec<Row> {
+    require(kind);
+    // Runs number the engine objects' names: distinct per environment, which may run at once.
+    let first: u8 = match kind {
+        Kind::User => 0,
+        Kind::Guest => 100,
+    };
+    let mut rows = Vec::new();
+    for (fault, run) in faults
+        .iter()
+        .copied()
+        .filter(|f| f.applies(kind))
+        .zip(first..)
+    {
+        eprintln!("faults: {} {} ...", kind.name(), fault.name());
+        let began = Instant::now();
+        let row =
+            catch_unwind(AssertUnwindSafe(|| run_row(kind, fault, run))).unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                let mut row = Row::new(kind, fault);
+                row.notes.push(format!("the runner panicked: {why}"));
+                row
+            });
+        eprintln!(
+            "faults: {} {} took {:.0} s (setup, fault, recovery, teardown){}",
+            kind.name(),
+            fault.name(),
+            began.elapsed().as_secs_f64(),
+            if row.holds() { "" } else { ": FAILED" }
+        );
+        rows.push(row);
+    }
+    rows
+}
+
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(args) => args,
@@ -324,45 +369,33 @@ fn main() -> ExitCode {
         println!("faults: none matches the filter");
         return ExitCode::SUCCESS;
     }
+    let rows: Vec<Row> = if args.serial {
+        args.kinds
+            .iter()
+            .flat_map(|&kind| run_kind(kind, &args.faults))
+            .collect()
+    } else {
+        let faults = &args.faults;
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = args
+                .kinds
+                .iter()
+                .map(|&kind| scope.spawn(move || run_kind(kind, faults)))
+                .collect();
+            runs.into_iter()
+                .flat_map(|run| run.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
     println!(
         "| env | fault | came back by itself | s until all ready | dependents restarted | volume data intact | notes |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let mut failed = 0;
-    let mut rows = 0;
-    let mut run: u8 = 0;
-    for kind in args.kinds {
-        require(kind);
-        for fault in args.faults.iter().copied().filter(|f| f.applies(kind)) {
-            eprintln!("faults: {} {} ...", kind.name(), fault.name());
-            let began = Instant::now();
-            run = run.wrapping_add(1);
-            let row = catch_unwind(AssertUnwindSafe(|| run_row(kind, fault, run))).unwrap_or_else(
-                |panic| {
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    let mut row = Row::new(kind, fault);
-                    row.notes.push(format!("the runner panicked: {why}"));
-                    row
-                },
-            );
-            eprintln!(
-                "faults: {} {} took {:.0} s (setup, fault, recovery, teardown)",
-                kind.name(),
-                fault.name(),
-                began.elapsed().as_secs_f64()
-            );
-            rows += 1;
-            if !row.holds() {
-                failed += 1;
-            }
-            println!("{}", row.markdown());
-            let _ = std::io::stdout().flush();
-        }
+    for row in &rows {
+        println!("{}", row.markdown());
     }
+    let failed = rows.iter().filter(|row| !row.holds()).count();
+    let rows = rows.len();
     println!(
         "\nfaults: {rows} rows, {failed} where the stacks did not come back by themselves or lost data"
     );

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::e2e::{
+use composectl_testkit::e2e::{
     CMD_TIMEOUT, TEST_IMAGE, UserManager, free_subnet, remove_leftover_networks, run_with_timeout,
     stderr_of, stdout_of, wait_until,
 };
-use crate::guest::{self, Guest};
-use crate::layered::{DATA_DIR, Layered};
+use composectl_testkit::guest::{self, Guest};
+use composectl_testkit::layered::{DATA_DIR, Layered};
 
 /// How long the stacks get to be ready after `enable --now`, before any fault.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
