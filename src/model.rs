@@ -68,12 +68,28 @@ impl Stack {
         StackName(self.name.clone())
     }
 
-    /// Names of the networks.toml networks this stack joins.
+    /// Names of the networks.toml networks this stack joins: the external networks a running
+    /// service uses (compose drops the others).
     pub fn external_networks(&self) -> impl Iterator<Item = &str> {
         self.networks
             .iter()
-            .filter(|n| n.external)
+            .filter(|n| n.external && self.uses_network(&n.key))
             .map(|n| n.name.as_str())
+    }
+
+    /// Whether a running service joins the network the compose file declares under `key`
+    /// (a service that names no network joins `default`).
+    fn uses_network(&self, key: &str) -> bool {
+        self.services
+            .iter()
+            .filter(|service| self.running.contains(&service.name))
+            .any(|service| {
+                if service.networks.is_empty() {
+                    key == "default"
+                } else {
+                    service.networks.iter().any(|n| n.value == key)
+                }
+            })
     }
 }
 
@@ -524,15 +540,6 @@ fn load_stack(
     if !parsed_ok {
         return None;
     }
-    if parsed.services.is_empty() {
-        diags.push(
-            Diagnostic::error(
-                compose_file.clone(),
-                format!("stack {name} has no services"),
-            )
-            .hint("add at least one service under services:"),
-        );
-    }
     let meta = parsed.meta;
     let mut seen = BTreeSet::new();
     for dep in meta.requires.iter().chain(&meta.wants) {
@@ -840,7 +847,22 @@ fn check_networks(
         let file = &stack.compose_file;
         for decl in &stack.networks {
             let in_spec = root.networks.contains_key(&decl.name);
-            if decl.external && !in_spec && networks_file == NetworksFile::Read {
+            if decl.external && !in_spec && !stack.uses_network(&decl.key) {
+                diags.push(
+                    Diagnostic::warning(
+                        file.clone(),
+                        format!(
+                            "network {:?} is external and not in {}, but no running service \
+                             uses it: compose leaves it out",
+                            decl.name,
+                            networks::FILE
+                        ),
+                    )
+                    .at_line(Some(decl.line))
+                    .hint("remove it from the compose file, or join a service to it")
+                    .of_stack(stack.name.clone()),
+                );
+            } else if decl.external && !in_spec && networks_file == NetworksFile::Read {
                 let near =
                     crate::diag::closest(&decl.name, root.networks.keys().map(String::as_str))
                         .map(|near| format!("did you mean {near}? "))

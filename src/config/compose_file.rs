@@ -18,6 +18,7 @@ use super::parser::{Located, Parser};
 use super::syntax::{self, Cast, PortSpec};
 use super::yaml::{self, Node};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::Graph;
 
 /// The accepted compose file names, in compose's own order of preference.
 pub const FILE_NAMES: [&str; 4] = [
@@ -190,6 +191,115 @@ pub const SERVICE_KEYS: [&str; 93] = [
     "working_dir",
 ];
 
+/// What the compose schema wants of a service key left empty (`environment:` holding only a
+/// comment is null): every service key but these refuses null, as compose does ("must be a
+/// mapping"). `pid:` is refused too, though compose's schema allows it: compose 2.26 then crashes.
+const NULL_ALLOWED: [&str; 4] = ["command", "deploy", "develop", "entrypoint"];
+
+/// The type compose's schema names first for a service key, in its own words.
+fn schema_type(key: &str) -> &'static str {
+    match key {
+        "annotations" | "depends_on" | "environment" | "extra_hosts" | "labels" | "models"
+        | "networks" | "sysctls" => "a mapping or a list",
+        "blkio_config" | "healthcheck" | "logging" | "storage_opt" | "ulimits"
+        | "credential_spec" | "extends" => "a mapping",
+        "cap_add"
+        | "cap_drop"
+        | "configs"
+        | "devices"
+        | "device_cgroup_rules"
+        | "dns_opt"
+        | "expose"
+        | "external_links"
+        | "gpus"
+        | "group_add"
+        | "links"
+        | "ports"
+        | "post_start"
+        | "pre_stop"
+        | "pre_start"
+        | "profiles"
+        | "secrets"
+        | "security_opt"
+        | "volumes"
+        | "volumes_from" => "a list",
+        "init" | "oom_kill_disable" | "privileged" | "read_only" | "stdin_open" | "tty"
+        | "use_api_socket" => "a boolean or string",
+        "cpu_count" | "cpu_percent" | "cpu_period" | "cpu_quota" | "cpu_rt_period"
+        | "cpu_rt_runtime" | "cpu_shares" | "oom_score_adj" | "pids_limit" | "scale"
+        | "mem_swappiness" => "an integer or string",
+        "cpus" | "mem_limit" | "mem_reservation" | "memswap_limit" | "shm_size" => {
+            "a number or string"
+        }
+        _ => "a string",
+    }
+}
+
+/// Service keys the compose schema types as a mapping or a list only: a string there is
+/// refused (`environment: "FOO=1"`).
+const COLLECTION_KEYS: [&str; 24] = [
+    "annotations",
+    "blkio_config",
+    "cap_add",
+    "cap_drop",
+    "configs",
+    "credential_spec",
+    "depends_on",
+    "devices",
+    "environment",
+    "expose",
+    "external_links",
+    "extra_hosts",
+    "group_add",
+    "healthcheck",
+    "labels",
+    "links",
+    "logging",
+    "ports",
+    "secrets",
+    "security_opt",
+    "storage_opt",
+    "sysctls",
+    "ulimits",
+    "volumes",
+];
+
+/// `build:` fields the compose schema types as a mapping or a list, which refuse null.
+const BUILD_COLLECTIONS: [&str; 10] = [
+    "additional_contexts",
+    "args",
+    "cache_from",
+    "cache_to",
+    "extra_hosts",
+    "labels",
+    "platforms",
+    "secrets",
+    "ssh",
+    "tags",
+];
+
+/// Service keys the compose schema types as a string only: a mapping or list is refused.
+const SCALAR_KEYS: [&str; 18] = [
+    "cgroup",
+    "cgroup_parent",
+    "container_name",
+    "domainname",
+    "hostname",
+    "image",
+    "ipc",
+    "isolation",
+    "mac_address",
+    "network_mode",
+    "pid",
+    "platform",
+    "pull_policy",
+    "restart",
+    "runtime",
+    "stop_signal",
+    "user",
+    "userns_mode",
+];
+
 /// Service keys whose list form the compose schema types as a list of strings: a number or
 /// boolean item (`command: [redis-server, --port, 6379]`) is refused.
 const STRING_LISTS: [&str; 23] = [
@@ -315,6 +425,9 @@ fn declared(doc: &Node, section: &str) -> BTreeSet<String> {
             yaml::entries(entry.value)
                 .into_iter()
                 .map(|e| e.key.into_owned())
+                // An x- key is an extension there, not a declaration (services are the
+                // exception: compose keeps an x- service).
+                .filter(|key| section == "services" || !key.starts_with("x-"))
                 .collect()
         })
         .unwrap_or_default()
@@ -388,7 +501,7 @@ impl Parser<'_> {
 
     /// Unknown top-level keys, typed top-level fields and `include` targets; returns the
     /// included files that could be read, since compose merges what they declare.
-    fn top_level(&mut self, doc: &Node) -> Vec<Rc<Node>> {
+    fn top_level(&mut self, doc: &Node) -> Vec<Included> {
         for entry in yaml::entries(doc) {
             let key = entry.key.as_ref();
             if !TOP_LEVEL_KEYS.contains(&key) && !key.starts_with("x-") {
@@ -396,6 +509,7 @@ impl Parser<'_> {
             }
         }
         self.casts(doc, syntax::TOP_LEVEL_CASTS, "");
+        self.secret_sources(doc);
         let mut included = Vec::new();
         for item in list(doc, "include") {
             let paths: Vec<&Node> = match yaml::get(item, "path") {
@@ -408,11 +522,39 @@ impl Parser<'_> {
             for path in paths {
                 included.extend(
                     self.referenced_file(path, "include", true)
-                        .and_then(read_yaml),
+                        .and_then(|path| {
+                            let doc = read_yaml(path.clone())?;
+                            Some(Included { path, doc })
+                        }),
                 );
             }
         }
         included
+    }
+
+    /// A secret compose creates needs a file or an environment variable to read it from.
+    fn secret_sources(&mut self, doc: &Node) {
+        let secrets = yaml::get(doc, "secrets")
+            .map(|s| yaml::entries(s.value))
+            .unwrap_or_default();
+        for secret in secrets {
+            if !yaml::is_mapping(secret.value) {
+                continue;
+            }
+            let external = yaml::get(secret.value, "external")
+                .is_some_and(|e| yaml::as_bool(e.value) != Some(false));
+            let has = |key| yaml::get(secret.value, key).is_some();
+            if !external && !has("file") && !has("environment") {
+                self.error(
+                    Some(secret.line),
+                    format!(
+                        "secret {} has no file: or environment: to read it from",
+                        secret.key
+                    ),
+                    "add file: (a path) or environment: (a variable), or mark it external: true",
+                );
+            }
+        }
     }
 
     /// A file the compose file names (env_file, label_file, include, extends), which compose
@@ -466,16 +608,13 @@ impl Parser<'_> {
         }
     }
 
-    fn services(&mut self, doc: &Node, included: &[Rc<Node>], file: &mut ComposeFile) {
-        let Some(services) = yaml::get(doc, "services") else {
-            self.error(
-                None,
-                "no services: in the compose file",
-                "a stack needs at least one service under services:",
-            );
-            return;
-        };
-        if !yaml::is_mapping(services.value) {
+    fn services(&mut self, doc: &Node, included: &[Included], file: &mut ComposeFile) {
+        // No services: key is fine to compose (the services may all come from include:); a
+        // stack with no service at all is refused below, as a stack.
+        let services = yaml::get(doc, "services");
+        if let Some(services) = &services
+            && !yaml::is_mapping(services.value)
+        {
             self.error(
                 Some(services.line),
                 format!(
@@ -486,10 +625,20 @@ impl Parser<'_> {
             );
             return;
         }
-        let entries = yaml::entries(services.value);
+        let entries = services
+            .as_ref()
+            .map(|s| yaml::entries(s.value))
+            .unwrap_or_default();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
         let read: Vec<(Service, &Node)> = entries
             .iter()
-            .filter_map(|e| Some((self.service(&e.key, e.line, e.value)?, e.value)))
+            .filter_map(|e| {
+                let mut service = self.service(&e.key, e.line, e.value)?;
+                if yaml::get(e.value, "extends").is_some() {
+                    service.profiles = self.profiles_through_extends(doc, dir, e.value, 0);
+                }
+                Some((service, e.value))
+            })
             .collect();
         let active = active_profiles(self.env);
         file.running = read
@@ -501,7 +650,7 @@ impl Parser<'_> {
         // running: their profiles are theirs to check).
         let all = |section| {
             std::iter::once(doc)
-                .chain(included.iter().map(|d| &**d))
+                .chain(included.iter().map(|i| &*i.doc))
                 .flat_map(|d| declared(d, section))
                 .collect::<BTreeSet<_>>()
         };
@@ -512,6 +661,15 @@ impl Parser<'_> {
             networks: all("networks"),
             services: all("services"),
         };
+        self.depends_on_cycles(&entries);
+        if context.services.is_empty() {
+            self.error(
+                services.as_ref().map(|s| s.line),
+                "the stack has no services: its unit would have nothing to run",
+                "add a service under services: (or include: a file that has one); networks \
+                 shared by stacks belong in networks.toml",
+            );
+        }
         let running: BTreeSet<String> = file
             .running
             .iter()
@@ -545,6 +703,54 @@ impl Parser<'_> {
             }
         }
         file.services = read.into_iter().map(|(s, _)| s).collect();
+        self.included_services(included, &active, file);
+    }
+
+    /// The services include: brings in join the stack's model (what it waits for and
+    /// restarts), read as their own file's; the included file's problems are compose's to
+    /// report when it loads it. A name this file also defines stays this file's.
+    fn included_services(
+        &mut self,
+        included: &[Included],
+        active: &BTreeSet<String>,
+        file: &mut ComposeFile,
+    ) {
+        let env = self.env;
+        let own_services = file.services.len();
+        for Included { path, doc } in included {
+            let mut ignored = Diagnostics::default();
+            let mut parser = Parser::new(path, env, &mut ignored);
+            for entry in yaml::get(doc, "services")
+                .map(|services| yaml::entries(services.value))
+                .unwrap_or_default()
+            {
+                let own = file.services[..own_services].iter();
+                if let Some(own) = own.clone().find(|s| s.name == entry.key.as_ref()) {
+                    self.error(
+                        Some(own.line),
+                        format!(
+                            "service {} is defined here and in the included {}",
+                            own.name,
+                            path.display()
+                        ),
+                        "compose refuses the conflict: rename one, or extend the included service instead",
+                    );
+                    continue;
+                }
+                if file.services.iter().any(|s| s.name == entry.key.as_ref()) {
+                    continue; // the same file included twice
+                }
+                let Some(mut service) = parser.service(&entry.key, entry.line, entry.value) else {
+                    continue;
+                };
+                // Its lines are another file's: budgets are warned about where they are written.
+                service.health_budget = None;
+                if runs(&service.profiles, active) {
+                    file.running.insert(service.name.clone());
+                }
+                file.services.push(service);
+            }
+        }
     }
 
     fn service(&mut self, name: &str, line: usize, node: &Node) -> Option<Service> {
@@ -569,8 +775,22 @@ impl Parser<'_> {
             if STRING_LISTS.contains(&key) {
                 self.string_items(name, key, entry.value);
             }
+            if yaml::is_null(entry.value)
+                && SERVICE_KEYS.contains(&key)
+                && !NULL_ALLOWED.contains(&key)
+            {
+                self.error(
+                    Some(entry.line),
+                    format!(
+                        "service {name}: {key} is empty (null), and compose needs {}",
+                        schema_type(key)
+                    ),
+                    &format!("give {key} a value, or remove the key"),
+                );
+            }
         }
         self.casts(node, syntax::SERVICE_CASTS, &format!("services.{name}."));
+        self.service_shape(name, node);
         let healthcheck = yaml::get(node, "healthcheck").filter(|hc| {
             let disabled = yaml::get(hc.value, "disable")
                 .and_then(|d| yaml::as_bool(d.value))
@@ -612,6 +832,199 @@ impl Parser<'_> {
             health_budget,
             line,
         })
+    }
+
+    /// The rules compose's schema and loader apply to a service's fields beyond their names:
+    /// a value of the wrong kind, fields that exclude each other, a GPU request it cannot make.
+    fn service_shape(&mut self, name: &str, node: &Node) {
+        for entry in yaml::entries(node) {
+            let key = entry.key.as_ref();
+            let kind = yaml::kind(entry.value);
+            let wanted = if COLLECTION_KEYS.contains(&key) && kind == "a string" {
+                Some(schema_type(key))
+            } else if SCALAR_KEYS.contains(&key) && matches!(kind, "a mapping" | "a list") {
+                Some("a string")
+            } else {
+                None
+            };
+            if let Some(wanted) = wanted {
+                self.error(
+                    Some(entry.line),
+                    format!("service {name}: {key} is {kind}, and compose needs {wanted}"),
+                    &format!("see `docker compose config` for the forms {key} takes"),
+                );
+            }
+        }
+        if let Some(environment) = yaml::get(node, "environment") {
+            for variable in yaml::entries(environment.value) {
+                if matches!(yaml::kind(variable.value), "a mapping" | "a list") {
+                    self.error(
+                        Some(variable.line),
+                        format!(
+                            "service {name}: environment {} is {}, and compose needs a string, number or boolean",
+                            variable.key,
+                            yaml::kind(variable.value)
+                        ),
+                        "quote the value as one string",
+                    );
+                }
+            }
+        }
+        if let (Some(mode), Some(networks)) =
+            (yaml::get(node, "network_mode"), yaml::get(node, "networks"))
+            && !yaml::is_null(networks.value)
+        {
+            self.error(
+                Some(mode.line),
+                format!("service {name}: network_mode and networks exclude each other"),
+                "keep network_mode (the service shares that network stack) or networks, not both",
+            );
+        }
+        let field = |node: &Node, key: &str| yaml::get(node, key).and_then(|e| self.value(e.value));
+        let platform = field(node, "platform");
+        let build_platforms: Option<Vec<String>> = yaml::get(node, "build")
+            .and_then(|build| yaml::get(build.value, "platforms"))
+            .and_then(|p| yaml::as_sequence(p.value))
+            .map(|items| items.iter().filter_map(|i| self.value(i)).collect());
+        if let (Some(platform), Some(platforms)) = (platform, build_platforms)
+            && !platforms.is_empty()
+            && !platforms.contains(&platform)
+        {
+            self.error(
+                yaml::get(node, "platform").map(|e| e.line),
+                format!("service {name}: platform {platform} is not one of build.platforms"),
+                "add it to build.platforms, or build for the platform the service runs on",
+            );
+        }
+        self.device_requests(name, node);
+        self.nested_shapes(name, node);
+    }
+
+    /// Fields inside a service's mappings that compose's schema constrains: what a resource
+    /// section may hold, a watch rule's action, a build field left empty, a mount's fields.
+    fn nested_shapes(&mut self, name: &str, node: &Node) {
+        let at = |path: &[&str]| {
+            path.iter()
+                .try_fold(node, |node, key| yaml::get(node, key).map(|e| e.value))
+        };
+        if let Some(resources) = at(&["deploy", "resources"]) {
+            for entry in yaml::entries(resources) {
+                if !matches!(entry.key.as_ref(), "limits" | "reservations")
+                    && !entry.key.starts_with("x-")
+                {
+                    self.unknown_key(
+                        entry.line,
+                        &entry.key,
+                        &format!("key in service {name}: deploy.resources"),
+                        &["limits", "reservations"],
+                    );
+                }
+            }
+        }
+        for rule in at(&["develop", "watch"])
+            .and_then(yaml::as_sequence)
+            .unwrap_or_default()
+        {
+            if yaml::is_mapping(rule) && yaml::get(rule, "action").is_none() {
+                self.error(
+                    Some(yaml::line(rule)),
+                    format!("service {name}: a develop.watch rule without action"),
+                    "add action: sync, rebuild, restart, sync+restart or sync+exec",
+                );
+            }
+        }
+        if let Some(build) = at(&["build"]).filter(|b| yaml::is_mapping(b)) {
+            for entry in yaml::entries(build) {
+                if BUILD_COLLECTIONS.contains(&entry.key.as_ref()) && yaml::is_null(entry.value) {
+                    self.error(
+                        Some(entry.line),
+                        format!("service {name}: build.{} is empty (null)", entry.key),
+                        &format!("give build.{} a value, or remove the key", entry.key),
+                    );
+                }
+            }
+        }
+        for mount in list(node, "volumes").iter().filter(|m| yaml::is_mapping(m)) {
+            self.mount_shape(name, mount);
+        }
+    }
+
+    /// A long-syntax volume entry: its keys, and a tmpfs size in bytes.
+    fn mount_shape(&mut self, name: &str, mount: &Node) {
+        const MOUNT_KEYS: [&str; 9] = [
+            "type",
+            "source",
+            "target",
+            "read_only",
+            "consistency",
+            "bind",
+            "volume",
+            "tmpfs",
+            "image",
+        ];
+        for entry in yaml::entries(mount) {
+            if !MOUNT_KEYS.contains(&entry.key.as_ref()) && !entry.key.starts_with("x-") {
+                self.unknown_key(
+                    entry.line,
+                    &entry.key,
+                    &format!("key in a volume of service {name}:"),
+                    &MOUNT_KEYS,
+                );
+            }
+        }
+        let size = yaml::get(mount, "tmpfs").and_then(|t| yaml::get(t.value, "size"));
+        if let Some(size) = size
+            && yaml::kind(size.value) == "a number"
+            && yaml::scalar_text(size.value).is_some_and(|n| n.parse::<u64>().is_err())
+        {
+            self.error(
+                Some(size.line),
+                format!("service {name}: tmpfs size is not a whole number of bytes (0 or more)"),
+                "write a byte count, or a string such as \"64m\"",
+            );
+        }
+    }
+
+    /// GPU and other device reservations (`deploy.resources.reservations.devices`), which the
+    /// engine cannot make without capabilities, or with both a count and device ids.
+    fn device_requests(&mut self, name: &str, node: &Node) {
+        let devices = yaml::get(node, "deploy")
+            .and_then(|d| yaml::get(d.value, "resources"))
+            .and_then(|r| yaml::get(r.value, "reservations"))
+            .and_then(|r| yaml::get(r.value, "devices"))
+            .and_then(|d| yaml::as_sequence(d.value))
+            .unwrap_or_default();
+        for device in devices {
+            let line = Some(yaml::line(device));
+            if !yaml::is_mapping(device) {
+                continue;
+            }
+            if yaml::get(device, "capabilities").is_none() {
+                self.error(
+                    line,
+                    format!("service {name}: a device reservation without capabilities"),
+                    "add capabilities, e.g. capabilities: [gpu]",
+                );
+            }
+            if yaml::get(device, "count").is_some() && yaml::get(device, "device_ids").is_some() {
+                self.error(
+                    line,
+                    format!("service {name}: a device reservation with both count and device_ids"),
+                    "keep one: count for any N devices, device_ids for those devices",
+                );
+            }
+            if let Some(count) = yaml::get(device, "count")
+                && let Some(text) = self.value(count.value)
+                && text != "all"
+                && text.parse::<u64>().is_err()
+            {
+                self.error(
+                    Some(count.line),
+                    format!("service {name}: device count {text:?} is neither a number nor all"),
+                    "write a number of devices, or all",
+                );
+            }
+        }
     }
 
     /// start_period + interval × retries, with Docker's defaults (0, 30s, 3) for what the
@@ -703,6 +1116,106 @@ impl Parser<'_> {
         specs
     }
 
+    /// Services that depend on each other in a circle, which compose refuses whatever their
+    /// profiles ("dependency cycle detected").
+    fn depends_on_cycles(&mut self, services: &[yaml::Entry<'_>]) {
+        let edges: Vec<(String, Vec<String>, Vec<String>)> = services
+            .iter()
+            .map(|service| {
+                let deps = yaml::get(service.value, "depends_on").map_or_else(Vec::new, |deps| {
+                    match yaml::as_sequence(deps.value) {
+                        Some(items) => items.iter().filter_map(|i| self.value(i)).collect(),
+                        None => yaml::entries(deps.value)
+                            .into_iter()
+                            .map(|e| e.key.to_string())
+                            .collect(),
+                    }
+                });
+                (service.key.to_string(), deps, Vec::new())
+            })
+            .collect();
+        // The graph leaves out an edge to itself; compose refuses one as a cycle.
+        for (service, (name, deps, _)) in services.iter().zip(&edges) {
+            if deps.contains(name) {
+                self.error(
+                    Some(service.line),
+                    format!("service {name} depends on itself"),
+                    &format!("remove {name} from its own depends_on"),
+                );
+            }
+        }
+        let graph = Graph::new(edges);
+        for cycle in graph.cycles() {
+            let line = services
+                .iter()
+                .find(|s| s.key.as_ref() == cycle[0])
+                .map(|s| s.line);
+            self.error(
+                line,
+                format!(
+                    "services depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                ),
+                "remove one of these depends_on entries: compose cannot start any of them first",
+            );
+        }
+    }
+
+    /// A service's profiles as compose merges them through `extends` (locally or from another
+    /// file): the base's, then its own, each once. A service extending one with profiles runs
+    /// only when they are active.
+    fn profiles_through_extends(
+        &self,
+        doc: &Node,
+        dir: &Path,
+        service: &Node,
+        depth: usize,
+    ) -> Vec<String> {
+        let own: Vec<String> = yaml::get(service, "profiles")
+            .and_then(|p| yaml::as_sequence(p.value))
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.value(p))
+            .collect();
+        // A cycle of extends is compose's error (and the extends check's); stop following it.
+        const DEEPEST: usize = 16;
+        let Some(extends) = yaml::get(service, "extends").filter(|_| depth < DEEPEST) else {
+            return own;
+        };
+        let (base, file) = if yaml::is_mapping(extends.value) {
+            (
+                yaml::get(extends.value, "service").and_then(|e| self.value(e.value)),
+                yaml::get(extends.value, "file").and_then(|e| self.value(e.value)),
+            )
+        } else {
+            (self.value(extends.value), None)
+        };
+        let Some(base) = base else {
+            return own;
+        };
+        let from_base = match file {
+            None => yaml::get(doc, "services")
+                .and_then(|services| yaml::get(services.value, &base))
+                .map(|base| self.profiles_through_extends(doc, dir, base.value, depth + 1)),
+            Some(file) => {
+                let path = dir.join(file);
+                let base_dir = path.parent().unwrap_or(dir).to_path_buf();
+                read_yaml(path).and_then(|other| {
+                    let services = yaml::get(&other, "services")?;
+                    let base = yaml::get(services.value, &base)?;
+                    Some(self.profiles_through_extends(&other, &base_dir, base.value, depth + 1))
+                })
+            }
+        };
+        let mut profiles = from_base.unwrap_or_default();
+        for profile in own {
+            if !profiles.contains(&profile) {
+                profiles.push(profile);
+            }
+        }
+        profiles
+    }
+
     /// `extends:` names a service of this file or of another file, which must exist.
     fn extends(&mut self, service: &Service, node: &Node, context: &FileContext) {
         let Some(extends) = yaml::get(node, "extends") else {
@@ -726,12 +1239,25 @@ impl Parser<'_> {
                 let Some(path) = self.referenced_file(file, &what, true) else {
                     return;
                 };
-                read_yaml(path)
-                    .and_then(|doc| {
-                        let services = yaml::get(&doc, "services")?;
-                        Some(yaml::get(services.value, &base).is_some())
-                    })
-                    .unwrap_or(true)
+                let Some(doc) = read_yaml(path) else {
+                    return;
+                };
+                let Some(services) = yaml::get(&doc, "services") else {
+                    return;
+                };
+                match yaml::get(services.value, &base) {
+                    Some(base_node) => {
+                        self.inherited_references(
+                            &service.name,
+                            node,
+                            extends.line,
+                            base_node.value,
+                            context,
+                        );
+                        true
+                    }
+                    None => false,
+                }
             }
         };
         if !defined {
@@ -748,6 +1274,58 @@ impl Parser<'_> {
                 ),
                 "name a service the file defines, or set file: to the file that defines it",
             );
+        }
+    }
+
+    /// A service extended from another file brings its references to other services
+    /// (depends_on, volumes_from, `service:` modes) with it: they must name services of this
+    /// file, since the other file's services do not come along.
+    fn inherited_references(
+        &mut self,
+        name: &str,
+        own: &Node,
+        line: usize,
+        base: &Node,
+        context: &FileContext,
+    ) {
+        let mut named: Vec<String> = Vec::new();
+        if let Some(deps) = yaml::get(base, "depends_on") {
+            match yaml::as_sequence(deps.value) {
+                Some(items) => named.extend(items.iter().filter_map(|i| self.value(i))),
+                None => named.extend(
+                    yaml::entries(deps.value)
+                        .into_iter()
+                        .map(|e| e.key.into_owned()),
+                ),
+            }
+        }
+        for item in list(base, "volumes_from") {
+            if let Some(source) = self.value(item)
+                && !source.starts_with("container:")
+            {
+                named.push(source.split(':').next().unwrap_or_default().to_string());
+            }
+        }
+        for key in ["ipc", "network_mode", "pid"] {
+            // The extending service's own mode replaces the base's.
+            if yaml::get(own, key).is_none()
+                && let Some(target) = yaml::get(base, key)
+                    .and_then(|e| self.value(e.value))
+                    .and_then(|mode| mode.strip_prefix("service:").map(str::to_string))
+            {
+                named.push(target);
+            }
+        }
+        for target in named {
+            if !context.services.contains(&target) {
+                self.error(
+                    Some(line),
+                    format!(
+                        "service {name} extends a service that refers to service {target}, which this file does not define"
+                    ),
+                    "define that service here too, or extend a service that does not refer to it",
+                );
+            }
         }
     }
 
@@ -862,7 +1440,17 @@ impl Parser<'_> {
                 let field = |key| yaml::get(item, key).and_then(|e| self.value(e.value));
                 match field("type").as_deref() {
                     Some("volume") => (field("source"), false),
-                    Some("bind") => (field("source"), true),
+                    Some("bind") => {
+                        let source = field("source").filter(|s| !s.is_empty());
+                        if source.is_none() {
+                            self.error(
+                                Some(line),
+                                format!("service {}: a bind mount without a source", service.name),
+                                "add source: with the host path to mount",
+                            );
+                        }
+                        (source, true)
+                    }
                     _ => continue,
                 }
             } else {
@@ -960,6 +1548,12 @@ impl Parser<'_> {
 
 /// Another compose file's tree, when it can be read and parsed: what it declares matters here,
 /// its own problems are compose's to report when it loads it.
+/// A file `include:` names, read.
+struct Included {
+    path: PathBuf,
+    doc: Rc<Node>,
+}
+
 fn read_yaml(path: PathBuf) -> Option<Rc<Node>> {
     yaml::parse(&std::fs::read_to_string(path).ok()?)
         .ok()
@@ -1132,5 +1726,96 @@ networks:
         let text = "services:\n  a:\n    healthcheck: {disable: true}\n  b:\n    healthcheck: {test: [NONE]}\n";
         let (file, _) = parse_text(text);
         assert!(file.services.iter().all(|s| !s.healthcheck));
+    }
+
+    /// Parses `compose.yaml` in a directory that also holds `others` (paths, texts).
+    fn parse_in_dir(text: &str, others: &[(&str, &str)]) -> (ComposeFile, Diagnostics) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, content) in others {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, content).expect("write");
+        }
+        let mut diags = Diagnostics::default();
+        let env = EnvLayers::default();
+        let file = parse(&dir.path().join("compose.yaml"), text, &env, &mut diags);
+        (file, diags)
+    }
+
+    #[test]
+    fn profiles_come_along_through_extends_locally_and_from_files() {
+        let base = "services:\n  tool:\n    image: x\n    profiles: [tools]\n";
+        let text = "services:\n  web:\n    image: x\n  base:\n    image: x\n    profiles: [local]\n  db:\n    extends: base\n    profiles: [extra]\n  cli:\n    extends: {file: common/base.yaml, service: tool}\n  migrate:\n    image: x\n    profiles: [tools]\n    depends_on: [cli]\n";
+        let (file, diags) = parse_in_dir(text, &[("common/base.yaml", base)]);
+        assert!(!diags.has_errors(), "{diags}");
+        let profiles = |name: &str| {
+            file.services
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.profiles.clone())
+                .expect(name)
+        };
+        assert_eq!(profiles("db"), ["local", "extra"]);
+        assert_eq!(profiles("cli"), ["tools"]);
+        assert_eq!(file.running, BTreeSet::from(["web".to_string()]));
+    }
+
+    #[test]
+    fn included_services_are_the_stacks_own() {
+        let part = "services:\n  app:\n    image: x\n  admin:\n    image: x\n    profiles: [ops]\n";
+        let (file, diags) = parse_in_dir(
+            "include:\n  - parts/app.yaml\n",
+            &[("parts/app.yaml", part)],
+        );
+        assert!(!diags.has_errors(), "{diags}");
+        let names: Vec<_> = file.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["app", "admin"]);
+        assert_eq!(file.running, BTreeSet::from(["app".to_string()]));
+
+        let (_, diags) = parse_in_dir(
+            "include:\n  - parts/app.yaml\nservices:\n  app:\n    image: y\n",
+            &[("parts/app.yaml", part)],
+        );
+        let errors: Vec<_> = diags
+            .errors()
+            .map(|d| (d.line, d.message.clone()))
+            .collect();
+        assert_eq!(errors.len(), 1, "{diags}");
+        assert_eq!(errors[0].0, Some(4));
+        assert!(
+            errors[0].1.contains("defined here and in the included"),
+            "{diags}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_services_is_refused_as_a_stack() {
+        let (_, diags) = parse_text("networks:\n  shared: {}\n");
+        let errors: Vec<_> = diags.errors().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            errors,
+            ["the stack has no services: its unit would have nothing to run"]
+        );
+    }
+
+    #[test]
+    fn null_and_wrongly_shaped_fields_are_refused_as_compose_does() {
+        let text = "services:\n  a:\n    image: x\n    environment:\n    command:\n  b:\n    image: [x]\n    labels: \"a=b\"\n    network_mode: host\n    networks: [n]\n  c:\n    image: x\n    depends_on: [c]\nnetworks:\n  n: {}\n";
+        let (_, diags) = parse_text(text);
+        let errors: Vec<_> = diags
+            .errors()
+            .map(|d| format!("{}: {}", d.line.unwrap_or(0), d.message))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "4: service a: environment is empty (null), and compose needs a mapping or a list",
+                "7: service b: image is a list, and compose needs a string",
+                "8: service b: labels is a string, and compose needs a mapping or a list",
+                "9: service b: network_mode and networks exclude each other",
+                "11: service c depends on itself",
+            ],
+            "{diags}"
+        );
     }
 }

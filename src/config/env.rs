@@ -42,7 +42,14 @@ impl EnvLayers {
             let Some(text) = super::read_optional(&path, diags) else {
                 continue;
             };
-            for (key, value) in parse_env_file(&path, &text, diags) {
+            for (key, value, quote) in parse_entries(&path, &text, diags) {
+                // Compose expands unquoted and double-quoted values with what is set so far
+                // (`PORT=${PORT:-8000}`); one it cannot expand is left as written for compose
+                // to report.
+                let value = match quote {
+                    Some('\'') => value,
+                    _ => interpolate(&value, self).unwrap_or(value),
+                };
                 self.vars.insert(key, value);
             }
             self.files.push(path);
@@ -69,6 +76,18 @@ pub fn is_var_name(name: &str) -> bool {
 
 /// Parses dotenv syntax as compose reads it: `KEY=VALUE`, `export KEY=VALUE`, quotes, comments.
 pub fn parse_env_file(path: &Path, text: &str, diags: &mut Diagnostics) -> Vec<(String, String)> {
+    parse_entries(path, text, diags)
+        .into_iter()
+        .map(|(key, value, _)| (key, value))
+        .collect()
+}
+
+/// Each variable with the quote its value was written in, if any.
+fn parse_entries(
+    path: &Path,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(String, String, Option<char>)> {
     let mut vars = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -96,8 +115,10 @@ pub fn parse_env_file(path: &Path, text: &str, diags: &mut Diagnostics) -> Vec<(
             );
             continue;
         }
-        match unquote(value.trim()) {
-            Ok(value) => vars.push((key.to_string(), value)),
+        let value = value.trim();
+        let quote = value.chars().next().filter(|c| matches!(c, '"' | '\''));
+        match unquote(value) {
+            Ok(value) => vars.push((key.to_string(), value, quote)),
             Err(message) => diags.push(
                 Diagnostic::error(path.to_path_buf(), message)
                     .at_line(Some(index + 1))
@@ -279,5 +300,25 @@ mod tests {
         let errors: Vec<_> = diags.errors().collect();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, Some(7));
+    }
+
+    #[test]
+    fn env_files_expand_what_is_set_so_far_except_in_single_quotes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text =
+            "PORT=${PORT:-8000}\nRAW='${PORT}'\nURL=\"http://h:${PORT}\"\nBAD=${NOPE:?unset}\n";
+        std::fs::write(dir.path().join(".env"), text).expect("write");
+        let mut env = EnvLayers::default();
+        let mut diags = Diagnostics::default();
+        env.load_dir(dir.path(), &mut diags);
+        assert!(!diags.has_errors(), "{diags}");
+        assert_eq!(env.get("PORT"), Some("8000"));
+        assert_eq!(env.get("RAW"), Some("${PORT}"));
+        assert_eq!(env.get("URL"), Some("http://h:8000"));
+        assert_eq!(
+            env.get("BAD"),
+            Some("${NOPE:?unset}"),
+            "left for compose to report"
+        );
     }
 }

@@ -224,7 +224,7 @@ fn compose_without_services() {
         "#},
         ),
         "stacks/db/compose.yaml",
-        "no services:",
+        "the stack has no services",
     );
 }
 

@@ -648,3 +648,25 @@ fn compose_runs_compose_with_the_supervisors_arguments() {
         ))
         .run();
 }
+
+#[test]
+fn an_external_network_no_service_uses_is_a_warning_not_an_error() {
+    Test::valid()
+        .file(
+            "stacks/db/compose.yaml",
+            indoc! {r#"
+                services:
+                  db:
+                    image: postgres:16
+                    networks: [back]
+                networks:
+                  back:
+                    external: true
+                  legacy:
+                    external: true
+            "#},
+        )
+        .args(["check", "db"])
+        .stderr_has(r#"warning: network "legacy" is external and not in networks.toml, but no running service uses it: compose leaves it out"#)
+        .run();
+}

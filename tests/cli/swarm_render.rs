@@ -8,6 +8,12 @@ use composectl_testkit::harness::{Test, example_root};
 /// A root with one stack `app` whose single service `web` has `settings` (indented four
 /// spaces), on the shared network `back`.
 fn stack_with(settings: &str) -> Test {
+    // Compose refuses network_mode beside networks, so a service with one joins none.
+    let networks = if settings.contains("network_mode") {
+        ""
+    } else {
+        "    networks: [back]\n"
+    };
     Test::new()
         .file(
             "networks.toml",
@@ -19,8 +25,7 @@ fn stack_with(settings: &str) -> Test {
                 services:
                   web:
                     image: nginx
-                {settings}    networks: [back]
-                networks:
+                {settings}{networks}networks:
                   back:
                     external: true
             "},
