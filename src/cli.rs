@@ -149,13 +149,17 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Generate the secrets stacks declare that no env file sets yet (into .env.local, mode 0600)
+    /// List the secrets stacks declare and where each is stored, generating those not set yet
+    /// (encrypted where `secrets encrypt` was run, else into .env.local, mode 0600)
+    #[command(args_conflicts_with_subcommands = true)]
     Secrets {
+        #[command(subcommand)]
+        action: Option<SecretsCommand>,
         #[command(flatten)]
         stacks: StackArgs,
-        /// Print the secrets' values too
-        #[arg(long)]
-        show: bool,
+        /// Print the secrets' values too (encrypted ones as root only)
+        #[arg(long, alias = "show")]
+        reveal: bool,
     },
     /// Archive a stack's named volumes (and the paths it marks) after its backup hooks, into
     /// one file of mode 0600
@@ -242,6 +246,25 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Set a declared secret's value, read from stdin (or typed at a prompt), never from the
+    /// command line: stored encrypted where the stack's secrets are, else in .env.local
+    Set {
+        /// The stack that declares it
+        #[arg(add = stack_names())]
+        stack: StackName,
+        /// The secret's variable, as x-composectl.secrets declares it
+        name: String,
+        /// Refused: a value on the command line lands in shell history and `ps`
+        #[arg(hide = true)]
+        value: Option<String>,
+    },
+    /// Move the stacks' secrets from .env.local into systemd's encrypted credentials
+    /// (/etc/credstore.encrypted; system mode, root), removing them from the env files
+    Encrypt(StackArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,7 +489,33 @@ pub const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "composectl secrets database",
                 "generate database's declared secrets that no env file sets yet",
             ),
-            ("composectl secrets --show database", "print them"),
+            ("composectl secrets --reveal database", "print them"),
+        ],
+    ),
+    (
+        "secrets set",
+        &[
+            (
+                "systemd-ask-password -n | sudo composectl secrets set database POSTGRES_PASSWORD",
+                "set one without it touching the command line",
+            ),
+            (
+                "sudo composectl secrets set database POSTGRES_PASSWORD",
+                "type it at a prompt that does not echo it",
+            ),
+        ],
+    ),
+    (
+        "secrets encrypt",
+        &[
+            (
+                "sudo composectl secrets encrypt",
+                "move every stack's secrets into encrypted credentials",
+            ),
+            (
+                "sudo composectl secrets encrypt database",
+                "only database's",
+            ),
         ],
     ),
     (
@@ -646,10 +695,16 @@ pub const FILES: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "secrets",
-        &[(
-            "stacks/NAME/.env.local, .env.local",
-            "where generated secrets go, mode 0600 (the root's for shared: true)",
-        )],
+        &[
+            (
+                "stacks/NAME/.env.local, .env.local",
+                "where generated secrets go, mode 0600 (the root's for shared: true)",
+            ),
+            (
+                "/etc/credstore.encrypted/composectl.NAME.VARIABLE",
+                "encrypted secrets (composectl.VARIABLE for shared: true), bound to this host's key",
+            ),
+        ],
     ),
 ];
 

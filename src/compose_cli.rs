@@ -113,6 +113,12 @@ impl<'a> Compose<'a> {
         for env_file in &self.stack.env_files {
             command.arg("--env-file").arg(env_file);
         }
+        // Compose's own environment wins over its env files: the secrets systemd decrypted
+        // for this unit replace any plaintext left in them.
+        command.envs(crate::credentials::loaded(
+            &self.stack.name,
+            &self.stack.secrets,
+        ));
         command
     }
 

@@ -12,6 +12,7 @@ mod cmd;
 mod compose_cli;
 mod config;
 mod context;
+mod credentials;
 mod diag;
 mod duration;
 mod engine;

@@ -55,7 +55,10 @@ pub struct Stack {
     /// path below another one of the set (its mounts are required already).
     pub mounts: BTreeSet<PathBuf>,
     pub secrets: Vec<SecretSpec>,
-    /// Declared secrets no env layer sets yet.
+    /// Declared secrets stored encrypted (`composectl secrets encrypt`), by variable, with
+    /// their credential names: the system unit loads them, and they win over an env file.
+    pub encrypted: BTreeMap<String, String>,
+    /// Declared secrets neither an env layer nor the credential store sets yet.
     pub missing_secrets: Vec<String>,
     /// Lines each container may log per interval before the supervisor drops the rest.
     pub log_rate_limit: (Duration, u32),
@@ -593,10 +596,11 @@ fn load_stack(
         }
     }
     // Not a problem of the files: `check` lists them, `enable` generates them.
+    let encrypted = crate::credentials::stored(name, &meta.secrets);
     let missing_secrets: Vec<String> = meta
         .secrets
         .iter()
-        .filter(|secret| env.get(&secret.name).is_none())
+        .filter(|secret| env.get(&secret.name).is_none() && !encrypted.contains_key(&secret.name))
         .map(|secret| secret.name.clone())
         .collect();
     let stack = Stack {
@@ -620,6 +624,7 @@ fn load_stack(
         env,
         compose_file,
         secrets: meta.secrets,
+        encrypted,
         missing_secrets,
         log_rate_limit: (
             meta.log_rate_limit

@@ -75,6 +75,9 @@ struct BackedUp {
     written: Written,
     /// Older archives of the stack removed for `--keep`.
     pruned: Vec<PathBuf>,
+    /// The stack's secrets sealed with this host's key: not in the archive, and no copy of
+    /// /etc carries them to another host.
+    encrypted_secrets: Vec<String>,
 }
 
 pub fn backup(
@@ -115,7 +118,11 @@ pub fn backup(
             Some(keep) => backup::prune(&dest, name, keep)?,
             None => Vec::new(),
         };
-        Ok(BackedUp { written, pruned })
+        Ok(BackedUp {
+            written,
+            pruned,
+            encrypted_secrets: stack.encrypted.keys().cloned().collect(),
+        })
     })?;
     Ok(Box::new(report(backed_up, |b, out| {
         let m = &b.written.manifest;
@@ -145,6 +152,12 @@ pub fn backup(
         }
         for path in &b.pruned {
             out.line(format!("removed {}", path.display()))?;
+        }
+        if !b.encrypted_secrets.is_empty() {
+            out.line(format!(
+                "note: secrets {} are encrypted with this host's key, not in the archive: on another host, set them again (composectl secrets --reveal here, secrets set there)",
+                b.encrypted_secrets.join(", ")
+            ))?;
         }
         Ok(())
     })))

@@ -213,6 +213,8 @@ pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
             ))
         },
     ));
+    // Optional: without it, secrets stay in .env.local (mode 0600), as in user mode.
+    checks.push(optional("encrypted secrets", encrypted_secrets(ctx.mode)));
 
     checks.push(optional(
         "swarm manager",
@@ -221,6 +223,34 @@ pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
     checks.push(optional("docker CLI (swarm)", docker_cli()));
 
     Ok(Box::new(Findings { checks }))
+}
+
+/// Whether secrets can be sealed with systemd-creds here: system mode, as root, with a host key
+/// (or TPM2) that works.
+fn encrypted_secrets(mode: Mode) -> std::result::Result<String, (String, String)> {
+    if mode == Mode::User {
+        return Err((
+            "user mode: a user manager of systemd before 256 cannot decrypt credentials".into(),
+            "secrets stay in .env.local, mode 0600; system-mode stacks can keep them encrypted"
+                .into(),
+        ));
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err((
+            "not checked: the host key is root's".into(),
+            "run sudo composectl doctor".into(),
+        ));
+    }
+    match crate::credentials::usable() {
+        Ok(()) => Ok(format!(
+            "systemd-creds seals them into {} (composectl secrets encrypt)",
+            crate::credentials::STORE
+        )),
+        Err(e) => Err((
+            format!("{e:#}"),
+            "systemd 250 or later creates the host key (/var/lib/systemd/credential.secret) on first use; check that /var/lib/systemd is writable".into(),
+        )),
+    }
 }
 
 /// Whether the engine manages a swarm, which only `composectl swarm` needs.

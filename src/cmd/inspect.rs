@@ -15,6 +15,7 @@ use crate::context::{Context, block_on};
 use crate::diag::Diagnostics;
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::mode::Mode;
 use crate::model::{self, Root, STACKS_DIR, StackName};
 use crate::output::{Report, report};
 use crate::runtime::Applied;
@@ -30,6 +31,11 @@ struct Checked {
     diagnostics: Diagnostics,
     /// Declared secrets no env file sets yet, by stack: `secrets` or `enable` generates them.
     secrets_to_generate: BTreeMap<String, Vec<String>>,
+    /// Declared secrets an env file holds in plaintext, by stack.
+    plaintext_secrets: BTreeMap<String, Vec<String>>,
+    /// Why they are not encrypted, when they are not.
+    #[serde(skip)]
+    plaintext_why: &'static str,
 }
 
 pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
@@ -45,12 +51,33 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
         .filter(|s| !s.missing_secrets.is_empty())
         .map(|s| (s.name.clone(), s.missing_secrets.clone()))
         .collect();
+    let plaintext_secrets = selection
+        .stacks
+        .iter()
+        .map(|name| &root.stacks[name])
+        .map(|s| {
+            let plain: Vec<String> = s
+                .secrets
+                .iter()
+                .map(|spec| spec.name.clone())
+                .filter(|name| !s.encrypted.contains_key(name) && !s.missing_secrets.contains(name))
+                .collect();
+            (s.name.clone(), plain)
+        })
+        .filter(|(_, plain)| !plain.is_empty())
+        .collect();
+    let plaintext_why = match ctx.mode {
+        Mode::User => "user mode: a user manager of systemd before 256 cannot decrypt credentials",
+        Mode::System => "sudo composectl secrets encrypt seals them with this host's key",
+    };
     let checked = Checked {
         valid: true,
         root: ctx.root_dir.clone(),
         stacks: selection.stacks,
         diagnostics: selection.warnings,
         secrets_to_generate,
+        plaintext_secrets,
+        plaintext_why,
     };
     Ok(Box::new(report(checked, |c, out| {
         if c.stacks.is_empty() {
@@ -72,6 +99,13 @@ pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
             out.line(format!(
                 "{stack}: secrets to generate: {} (composectl secrets {stack}, or enable)",
                 missing.join(", ")
+            ))?;
+        }
+        for (stack, plain) in &c.plaintext_secrets {
+            out.line(format!(
+                "{stack}: secrets in plaintext env files (mode 0600): {} ({})",
+                plain.join(", "),
+                c.plaintext_why
             ))?;
         }
         Ok(())

@@ -49,6 +49,14 @@ fn ensure_docker_config(mode: Mode) -> Result<()> {
 pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn Report>> {
     ctx.require_privileges()?;
     let (root, stacks) = ctx.select(names)?;
+    // Generated before the units are rendered: a secret sealed now is one they load.
+    let mut generated = secrets::generate(&root, &stacks, secrets::store(ctx.mode, &root))?;
+    generated.retain(|s| s.generated);
+    let root = if generated.is_empty() {
+        root
+    } else {
+        ctx.select(names)?.0
+    };
     let files = ctx.render(&root, &stacks)?;
     // Without it every start would fail with systemd's "Failed to locate executable".
     let supervisor = units::supervisor_path(&units::exec_path()?);
@@ -63,8 +71,6 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
     let (generated, changed, jobs) = block_on(async {
         // Reached before anything is written: a manager that cannot be reached changes nothing.
         let systemd = Systemd::connect(ctx.mode).await?;
-        let mut generated = secrets::generate(&root, &stacks)?;
-        generated.retain(|s| s.generated);
         let lock = unit_dir.lock()?;
         // Other stacks stay as installed; the selection and the shared drop-ins are replaced.
         let mut installed = unit_dir.installed();

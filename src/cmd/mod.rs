@@ -16,7 +16,7 @@ mod status;
 mod swarm;
 mod update;
 
-use crate::cli::{Cli, Command, GlobalArgs, SwarmCommand};
+use crate::cli::{Cli, Command, GlobalArgs, SecretsCommand, SwarmCommand};
 use crate::context::Context;
 use crate::error::Result;
 use crate::model::StackName;
@@ -51,7 +51,19 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
         Command::Status(stacks) => status::status(&ctx, &stacks.names),
         Command::List => status::list(&ctx),
         Command::Networks { wait } => networks::networks(&ctx, wait),
-        Command::Secrets { stacks, show } => secrets::secrets(&ctx, &stacks.names, show),
+        Command::Secrets {
+            action: None,
+            stacks,
+            reveal,
+        } => secrets::secrets(&ctx, &stacks.names, reveal),
+        Command::Secrets {
+            action: Some(SecretsCommand::Set { stack, name, value }),
+            ..
+        } => secrets::set(&ctx, &stack, &name, value.is_some()),
+        Command::Secrets {
+            action: Some(SecretsCommand::Encrypt(stacks)),
+            ..
+        } => secrets::encrypt(&ctx, &stacks.names),
         Command::Backup { stack, to, keep } => {
             backup::backup(&ctx, &stack, to, keep.map(|k| k as usize))
         }

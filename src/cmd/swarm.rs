@@ -132,7 +132,8 @@ struct Deployed {
 pub fn deploy(ctx: &Context, names: &[StackName], update: bool) -> Result<Box<dyn Report>> {
     let (mut root, selection) = ctx.select(names)?;
     // As `enable` does: declared secrets are generated before the stacks see their env layers.
-    if crate::secrets::generate(&root, &selection)?
+    // Into env files: the swarm reads its secrets from there, not from this host's credentials.
+    if crate::secrets::generate(&root, &selection, crate::secrets::Store::EnvFile)?
         .iter()
         .any(|s| s.generated)
     {

@@ -199,8 +199,11 @@ check warns when a healthcheck may need longer to report healthy.",
             doc: "Secrets the stack needs in its env layers. enable and composectl secrets generate \
 each one that no env file sets yet into the stack's .env.local (mode 0600), from /dev/urandom, and \
 never overwrite one; the supervisor refuses to start the stack while one is unset. A declared secret \
-counts as set for check.",
-            renders: "",
+counts as set for check. In system mode, composectl secrets encrypt seals them with systemd-creds into \
+/etc/credstore.encrypted/composectl.STACK.NAME and removes them from the env files; from then on new ones \
+are sealed too, and the unit loads them.",
+            renders: "LoadCredentialEncrypted=composectl.STACK.NAME:/etc/credstore.encrypted/composectl.STACK.NAME, \
+once encrypted (system mode)",
         },
         Key {
             path: "secrets.NAME",
@@ -233,7 +236,8 @@ files, URLs, YAML or shells.",
             default: "false",
             example: "secrets:\n  POSTGRES_PASSWORD: {shared: true}",
             doc: "Generate it into the root's .env.local, where every stack sees it (a database \
-password its clients need too).",
+password its clients need too); encrypted, it is the credential composectl.NAME, which every stack \
+declaring it shared loads.",
             renders: "",
         },
         Key {

@@ -195,6 +195,7 @@ mod tests {
             dependency_lines: BTreeMap::new(),
             mounts: BTreeSet::new(),
             secrets: Vec::new(),
+            encrypted: BTreeMap::new(),
             missing_secrets: Vec::new(),
             log_rate_limit: (Duration::from_secs(30), 10_000),
             backup: Default::default(),

@@ -305,6 +305,12 @@ pub fn render(
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         context.insert("mounts", Value::from(mounts));
+        let credentials: Vec<String> = stack
+            .encrypted
+            .values()
+            .map(|id| format!("{id}:{}", crate::credentials::path(id).display()))
+            .collect();
+        context.insert("credentials", Value::from(credentials));
         let (interval, burst) = stack.log_rate_limit;
         context.insert("log_interval", span(interval));
         context.insert("log_burst", Value::from(burst));
@@ -347,6 +353,34 @@ mod tests {
             assert_eq!(required_stacks(&dropin.contents), stack.requires, "{name}");
         }
         assert!(root.stacks.values().any(|s| s.requires.len() > 1));
+    }
+
+    #[test]
+    fn system_units_load_the_encrypted_secrets_and_user_units_do_not() {
+        let mut root = crate::model::select(Path::new(env!("CARGO_MANIFEST_DIR")), &[])
+            .expect("the example root loads")
+            .root;
+        let database = root.stacks.get_mut("database").expect("database");
+        database.encrypted.insert(
+            "POSTGRES_PASSWORD".into(),
+            "composectl.database.POSTGRES_PASSWORD".into(),
+        );
+        let stacks = BTreeSet::from(["database".to_string()]);
+        let dropin = |mode| {
+            render(&root, &stacks, mode, Path::new("/usr/bin/composectl"))
+                .expect("renders")
+                .into_iter()
+                .find(|f| f.path == dropin_path("database"))
+                .expect("database's drop-in")
+                .contents
+        };
+        let line = "\nLoadCredentialEncrypted=composectl.database.POSTGRES_PASSWORD:/etc/credstore.encrypted/composectl.database.POSTGRES_PASSWORD\n";
+        assert!(
+            dropin(Mode::System).contains(line),
+            "{}",
+            dropin(Mode::System)
+        );
+        assert!(!dropin(Mode::User).contains("LoadCredential"));
     }
 
     #[test]

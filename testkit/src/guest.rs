@@ -306,7 +306,8 @@ ids=$(docker ps -aq)
 [ -z "$ids" ] || docker rm -f $ids >/dev/null
 docker volume prune -af >/dev/null
 docker network prune -f >/dev/null
-rm -rf /etc/composectl/stacks/* /etc/composectl/composectl.toml /etc/composectl/.env*
+rm -rf /etc/composectl/stacks/* /etc/composectl/composectl.toml /etc/composectl/.env* \
+    /etc/credstore.encrypted/composectl.*
 docker info >/dev/null
 "#;
         let out = try_run(

@@ -505,11 +505,15 @@ fn secrets_are_generated_once_private_and_printed_only_when_asked() {
     let own = root.join("stacks/db/.env.local");
     assert!(
         shown.contains(&format!(
-            "app: DB_PASSWORD (generated in {})",
+            "app: DB_PASSWORD (generated, plaintext in {})",
             shared.display()
-        )) && shown.contains(&format!("db: DB_PASSWORD (set in {})", shared.display()))
-            && shown.contains(&format!("db: API_KEY (generated in {})", own.display()))
-            && shown.contains("db: PRESET (set in "),
+        )) && shown.contains(&format!(
+            "db: DB_PASSWORD (plaintext in {})",
+            shared.display()
+        )) && shown.contains(&format!(
+            "db: API_KEY (generated, plaintext in {})",
+            own.display()
+        )) && shown.contains("db: PRESET (plaintext in "),
         "{shown}"
     );
     for file in [&shared, &own] {
@@ -537,12 +541,17 @@ fn secrets_are_generated_once_private_and_printed_only_when_asked() {
     );
 
     // Again: nothing changes; --show prints the values, JSON too.
+    let why = "(sudo composectl secrets encrypt seals them with this host's key)";
     at(&["check"])
-        .stdout(&format!("{}: ok (2 stacks: app, db)\n", root.display()))
+        .stdout(&formatdoc! {"
+            {}: ok (2 stacks: app, db)
+            app: secrets in plaintext env files (mode 0600): DB_PASSWORD {why}
+            db: secrets in plaintext env files (mode 0600): DB_PASSWORD, API_KEY, PRESET {why}
+        ", root.display()})
         .run();
     at(&["secrets", "--show", "db"])
-        .stdout_has(&format!("db: DB_PASSWORD = {password} (set in"))
-        .stdout_has("db: PRESET = chosen-by-hand (set in")
+        .stdout_has(&format!("db: DB_PASSWORD = {password} (plaintext in"))
+        .stdout_has("db: PRESET = chosen-by-hand (plaintext in")
         .run();
     let json = at(&["-o", "json", "secrets", "db"]).run();
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
@@ -652,21 +661,111 @@ fn compose_runs_compose_with_the_supervisors_arguments() {
 #[test]
 fn an_external_network_no_service_uses_is_a_warning_not_an_error() {
     Test::valid()
-        .file(
-            "stacks/db/compose.yaml",
-            indoc! {r#"
-                services:
-                  db:
-                    image: postgres:16
-                    networks: [back]
-                networks:
-                  back:
-                    external: true
-                  legacy:
-                    external: true
-            "#},
-        )
+        .with(|root| {
+            // db's file, with a network none of its services joins.
+            let file = root.join("stacks/db/compose.yaml");
+            let text = std::fs::read_to_string(&file).expect("db's compose file");
+            std::fs::write(&file, text + "  legacy:\n    external: true\n").expect("write");
+        })
         .args(["check", "db"])
         .stderr_has(r#"warning: network "legacy" is external and not in networks.toml, but no running service uses it: compose leaves it out"#)
+        .run();
+}
+
+/// A stack declaring one secret, for the `secrets` commands in user mode (plaintext there).
+fn secret_stack() -> Test {
+    Test::valid().file(
+        "stacks/db/compose.yaml",
+        indoc! {r#"
+            x-composectl:
+              secrets: [DB_PASSWORD]
+            services:
+              db:
+                image: postgres:16
+                environment:
+                  POSTGRES_PASSWORD: ${DB_PASSWORD}
+                networks: [back]
+            networks:
+              back:
+                external: true
+        "#},
+    )
+}
+
+#[test]
+fn a_secret_value_on_the_command_line_is_refused_with_how_to_pass_it() {
+    secret_stack()
+        .args(["--user", "secrets", "set", "db", "DB_PASSWORD", "hunter2"])
+        .code(2)
+        .stderr_has("secret values are not taken from the command line")
+        .stderr_has("systemd-ask-password -n | composectl secrets set db DB_PASSWORD")
+        .run();
+    secret_stack()
+        .args(["--user", "secrets", "set", "db", "DB_PASWORD"])
+        .code(2)
+        .stderr_has("stack db declares no secret DB_PASWORD")
+        .stderr_has("did you mean DB_PASSWORD?")
+        .run();
+    secret_stack()
+        .args(["--user", "secrets", "encrypt", "db"])
+        .code(2)
+        .stderr_has("encrypted credentials are for system mode")
+        .run();
+}
+
+#[test]
+fn a_secret_set_from_stdin_replaces_the_plaintext_one_and_check_says_it_is_plaintext() {
+    use std::io::Write;
+    let test = secret_stack();
+    let root = test.root().to_path_buf();
+    let mut command = test.command();
+    command.args(["--user", "secrets", "set", "db", "DB_PASSWORD"]);
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run composectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret with spaces $HOME #x\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file = root.join("stacks/db/.env.local");
+    assert!(
+        stdout.contains(&format!(
+            "set DB_PASSWORD of db (plaintext in {})",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cret"), "never printed");
+    let text = std::fs::read_to_string(&file).expect(".env.local");
+    assert!(
+        text.ends_with("DB_PASSWORD='s3cret with spaces $HOME #x'\n"),
+        "{text}"
+    );
+
+    Test::new()
+        .at(&root)
+        .args(["--user", "secrets", "db", "--reveal"])
+        .stdout_has(&format!(
+            "db: DB_PASSWORD = s3cret with spaces $HOME #x (plaintext in {})",
+            file.display()
+        ))
+        .stdout_has("plaintext secrets: user mode")
+        .run();
+    Test::new()
+        .at(&root)
+        .args(["--user", "check", "db"])
+        .stdout_has("db: secrets in plaintext env files (mode 0600): DB_PASSWORD (user mode: a user manager of systemd before 256 cannot decrypt credentials)")
         .run();
 }
