@@ -32,13 +32,27 @@ need_tool generate-rpm cargo-generate-rpm
 
 # The binaries --------------------------------------------------------------------------------
 # composectl for speed, the supervisor (what each stack's unit runs, installed beside composectl)
-# for size: see the profiles in Cargo.toml.
+# for size: see the profiles in Cargo.toml. The two share no artifact (other opt-levels) and each
+# ends in a long single-threaded LTO link, so they build side by side, the supervisor in its own
+# target directory (cargo locks one per build): one links while the other compiles.
+supervisor_target="$repo/target/supervisor-build"
+supervisor_log="$repo/target/supervisor-build.log"
+mkdir -p "$supervisor_target"
+log "cargo build --profile supervisor --locked --bin composectl-supervisor (alongside, log: $supervisor_log)"
+CARGO_TARGET_DIR=$supervisor_target cargo build --profile supervisor --locked \
+    --bin composectl-supervisor >"$supervisor_log" 2>&1 &
+supervisor_build=$!
 log "cargo build --release --locked --bin composectl"
-cargo build --release --locked --bin composectl
+if ! cargo build --release --locked --bin composectl; then
+    kill "$supervisor_build" 2>/dev/null || true
+    die "the release build failed"
+fi
 bin="$repo/target/release/composectl"
 [ -x "$bin" ] || die "no binary at $bin"
-log "cargo build --profile supervisor --locked --bin composectl-supervisor"
-cargo build --profile supervisor --locked --bin composectl-supervisor
+wait "$supervisor_build" || { cat "$supervisor_log" >&2; die "the supervisor build failed"; }
+# Where the package metadata (Cargo.toml) takes it from.
+mkdir -p "$repo/target/supervisor"
+install -m 0755 "$supervisor_target/supervisor/composectl-supervisor" "$repo/target/supervisor/"
 supervisor="$repo/target/supervisor/composectl-supervisor"
 [ -x "$supervisor" ] || die "no binary at $supervisor"
 
