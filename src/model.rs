@@ -35,6 +35,9 @@ pub struct Stack {
     pub wants: Vec<String>,
     pub ready: Ready,
     pub start_timeout: Duration,
+    /// How long its stop may take (`TimeoutStopSec=`): composectl.toml's stop_timeout, or more
+    /// where its containers' grace periods need it (`stop_budget`).
+    pub stop_timeout: Duration,
     pub restart_sec: Duration,
     pub services: Vec<Service>,
     /// The services `compose up` starts: no profile, or one COMPOSE_PROFILES (in the env
@@ -585,6 +588,10 @@ fn load_stack(
     let start_timeout = meta
         .start_timeout
         .map_or(settings.start_timeout, |(timeout, _)| timeout);
+    // Never shorter than what `compose down` needs to let every container finish.
+    let stop_timeout = settings
+        .stop_timeout
+        .max(stop_budget(&parsed.services, &parsed.running) + STOP_SLACK);
     if ready == Ready::Healthy {
         let timeout_line = meta.start_timeout.map(|(_, line)| line);
         for service in parsed
@@ -615,6 +622,7 @@ fn load_stack(
         wants: meta.wants.into_iter().map(|d| d.value).collect(),
         ready,
         start_timeout,
+        stop_timeout,
         restart_sec: meta.restart_sec.unwrap_or(settings.restart_sec),
         mounts: bind_mounts(&parsed.binds, dir, root_dir, &compose_file, diags),
         running: parsed.running.clone(),
@@ -746,6 +754,53 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// What a stack's stop needs beyond its containers' grace periods: compose's own work (stopping
+/// the rest, removing containers and networks) and the supervisor's.
+const STOP_SLACK: Duration = Duration::from_secs(30);
+
+/// compose's `stop_grace_period` where a service sets none.
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The longest `compose down` takes when every container uses its whole grace period before
+/// SIGKILL: compose stops a service only once the services that depend on it have stopped, so
+/// grace periods add up along the longest `depends_on` chain of the running services.
+fn stop_budget(services: &[Service], running: &BTreeSet<String>) -> Duration {
+    fn chain<'s>(
+        name: &'s str,
+        services: &BTreeMap<&'s str, &'s Service>,
+        memo: &mut BTreeMap<&'s str, Duration>,
+    ) -> Duration {
+        if let Some(known) = memo.get(name) {
+            return *known;
+        }
+        let Some(service) = services.get(name) else {
+            return Duration::ZERO;
+        };
+        // Cycles are refused before this; the mark only keeps a broken file from looping.
+        memo.insert(name, Duration::ZERO);
+        let below = service
+            .depends_on
+            .iter()
+            .map(|dep| chain(dep, services, memo))
+            .max()
+            .unwrap_or_default();
+        let total = service.stop_grace.unwrap_or(DEFAULT_STOP_GRACE) + below;
+        memo.insert(name, total);
+        total
+    }
+    let running: BTreeMap<&str, &Service> = services
+        .iter()
+        .filter(|s| running.contains(&s.name))
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    let mut memo = BTreeMap::new();
+    running
+        .keys()
+        .map(|name| chain(name, &running, &mut memo))
+        .max()
+        .unwrap_or_default()
 }
 
 /// `.env.local` holds secrets: it should be readable by its owner only.
@@ -985,6 +1040,37 @@ fn is_any_address(ip: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_stop_budget_adds_grace_periods_along_the_longest_chain() {
+        let service = |name: &str, grace: Option<u64>, deps: &[&str]| Service {
+            name: name.into(),
+            healthcheck: false,
+            container_name: None,
+            profiles: Vec::new(),
+            networks: Vec::new(),
+            image: None,
+            health_budget: None,
+            stop_grace: grace.map(Duration::from_secs),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            line: 1,
+        };
+        let services = [
+            service("db", Some(120), &[]),
+            service("cache", None, &[]),
+            service("api", Some(30), &["db", "cache"]),
+            service("web", None, &["api"]),
+            service("tools", Some(600), &["db"]),
+        ];
+        let running: BTreeSet<String> = ["db", "cache", "api", "web"].map(String::from).into();
+        // web 10s, then api 30s, then db 120s; tools (600s) does not run.
+        assert_eq!(stop_budget(&services, &running), Duration::from_secs(160));
+        assert_eq!(
+            stop_budget(&services[1..2], &running),
+            Duration::from_secs(10)
+        );
+        assert_eq!(stop_budget(&[], &running), Duration::ZERO);
+    }
     use super::*;
 
     #[test]

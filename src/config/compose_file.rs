@@ -42,6 +42,12 @@ pub struct Service {
     /// How long its healthcheck may take to report healthy, when the file says.
     #[serde(skip)]
     pub health_budget: Option<HealthBudget>,
+    /// `stop_grace_period`, when the file sets one compose can read (compose's default is 10s).
+    #[serde(skip)]
+    pub stop_grace: Option<Duration>,
+    /// The services it depends on: compose stops it before them.
+    #[serde(skip)]
+    pub depends_on: Vec<String>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -830,6 +836,10 @@ impl Parser<'_> {
             networks,
             image: yaml::get(node, "image").and_then(|e| self.value(e.value)),
             health_budget,
+            stop_grace: yaml::get(node, "stop_grace_period")
+                .and_then(|e| self.value(e.value))
+                .and_then(|text| syntax::parse_go_duration(&text)),
+            depends_on: self.depends_on(node),
             line,
         })
     }
@@ -1116,22 +1126,31 @@ impl Parser<'_> {
         specs
     }
 
+    /// The services a service's `depends_on` names, in its list or its mapping form.
+    fn depends_on(&self, service: &Node) -> Vec<String> {
+        let Some(deps) = yaml::get(service, "depends_on") else {
+            return Vec::new();
+        };
+        match yaml::as_sequence(deps.value) {
+            Some(items) => items.iter().filter_map(|i| self.value(i)).collect(),
+            None => yaml::entries(deps.value)
+                .into_iter()
+                .map(|e| e.key.into_owned())
+                .collect(),
+        }
+    }
+
     /// Services that depend on each other in a circle, which compose refuses whatever their
     /// profiles ("dependency cycle detected").
     fn depends_on_cycles(&mut self, services: &[yaml::Entry<'_>]) {
         let edges: Vec<(String, Vec<String>, Vec<String>)> = services
             .iter()
             .map(|service| {
-                let deps = yaml::get(service.value, "depends_on").map_or_else(Vec::new, |deps| {
-                    match yaml::as_sequence(deps.value) {
-                        Some(items) => items.iter().filter_map(|i| self.value(i)).collect(),
-                        None => yaml::entries(deps.value)
-                            .into_iter()
-                            .map(|e| e.key.to_string())
-                            .collect(),
-                    }
-                });
-                (service.key.to_string(), deps, Vec::new())
+                (
+                    service.key.to_string(),
+                    self.depends_on(service.value),
+                    Vec::new(),
+                )
             })
             .collect();
         // The graph leaves out an edge to itself; compose refuses one as a cycle.
@@ -1288,17 +1307,7 @@ impl Parser<'_> {
         base: &Node,
         context: &FileContext,
     ) {
-        let mut named: Vec<String> = Vec::new();
-        if let Some(deps) = yaml::get(base, "depends_on") {
-            match yaml::as_sequence(deps.value) {
-                Some(items) => named.extend(items.iter().filter_map(|i| self.value(i))),
-                None => named.extend(
-                    yaml::entries(deps.value)
-                        .into_iter()
-                        .map(|e| e.key.into_owned()),
-                ),
-            }
-        }
+        let mut named = self.depends_on(base);
         for item in list(base, "volumes_from") {
             if let Some(source) = self.value(item)
                 && !source.starts_with("container:")

@@ -476,7 +476,10 @@ x-composectl start_timeout overrides it.",
             kind: "duration",
             default: "2min",
             example: "[defaults]\nstop_timeout = \"3min\"",
-            doc: "How long a stack's stop (compose down) may take before systemd kills what is left.",
+            doc: "How long a stack's stop (compose down) may take before systemd kills what is left. \
+A stack whose containers need longer gets longer: compose gives each its stop_grace_period (10s \
+unless set), dependents first, so the longest depends_on chain of grace periods plus 30s, written \
+into the stack's drop-in.",
             renders: "TimeoutStopSec=",
         },
         Key {

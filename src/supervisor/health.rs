@@ -170,6 +170,8 @@ mod tests {
             networks: Vec::new(),
             image: None,
             health_budget: None,
+            stop_grace: None,
+            depends_on: Vec::new(),
             line: 1,
         };
         Stack {
@@ -182,6 +184,7 @@ mod tests {
             wants: Vec::new(),
             ready,
             start_timeout: Duration::from_secs(1),
+            stop_timeout: Duration::from_secs(1),
             restart_sec: Duration::from_secs(1),
             services: vec![
                 service("db", &[]),

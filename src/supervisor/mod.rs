@@ -410,8 +410,7 @@ impl Supervisor {
 
     /// How long `compose down` may take: within the stop timeout, whatever the engine does.
     fn down_limit(&self) -> Duration {
-        self.root
-            .settings
+        self.stack
             .stop_timeout
             .saturating_sub(STOP_MARGIN)
             .max(STOP_MARGIN)

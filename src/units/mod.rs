@@ -298,6 +298,10 @@ pub fn render(
             .collect();
         context.insert("dependency_units", Value::from(dependency_units.join(" ")));
         context.insert("start_timeout", span(stack.start_timeout));
+        // Only where the containers' grace periods need more than the template's timeout.
+        if stack.stop_timeout > settings.stop_timeout {
+            context.insert("grace_stop_timeout", span(stack.stop_timeout));
+        }
         context.insert("restart_sec", span(stack.restart_sec));
         let mounts: Vec<String> = stack
             .mounts

@@ -391,3 +391,55 @@ fn a_hung_or_vanished_engine_never_holds_a_stop_and_its_stacks_come_back_with_it
         "its containers were adopted, not recreated"
     );
 }
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn a_stop_waits_for_a_container_that_takes_its_grace_period_to_shut_down() {
+    environment();
+    // stop_timeout 30s (FAST_DEFAULTS), but the container takes 35s to shut down, as a database
+    // writing its checkpoint does, within its stop_grace_period of 50s: the unit must allow
+    // 50s + 30s, or systemd kills the stop halfway.
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let net = stacks.network("net");
+    let app = stacks.custom(
+        "app",
+        "",
+        indoc! {r#"
+            restart: "no"
+            stop_grace_period: 50s
+            command: ["sh", "-c", "trap 'echo checkpoint; sleep 35; echo shut down cleanly; exit 0' TERM; echo accepting; while :; do sleep 1; done"]
+        "#}
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect::<String>()
+        .as_str(),
+        &net,
+    );
+    let root = stacks.root().to_path_buf();
+    let dropin = composectl(&manager, &root, &["render", &app]);
+    assert!(
+        text(&dropin).contains("TimeoutStopSec=80s"),
+        "{}",
+        text(&dropin)
+    );
+    let enabled = composectl(&manager, &root, &["enable", "--now", &app]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    active(&manager, &app);
+
+    let began = Instant::now();
+    let stopped = manager.systemctl(&["stop", &unit(&app)]);
+    let took = began.elapsed();
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_eq!(
+        manager.property(&unit(&app), "Result"),
+        "success",
+        "systemd did not time the stop out"
+    );
+    assert!(took >= Duration::from_secs(35), "the stop took {took:?}");
+    let lines = manager.journal_lines(&unit(&app), &["COMPOSE_SERVICE=app"]);
+    assert!(
+        lines.iter().any(|l| l == "shut down cleanly"),
+        "the container finished its shutdown: {lines:?}"
+    );
+}
