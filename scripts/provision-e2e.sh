@@ -145,6 +145,8 @@ mkdir -p /run/systemd/system
 
 # ------------------------------------------------------- test image ----
 "$here/make-test-image.sh"
+# The database the data-safety tests run (Debian's PostgreSQL; cached, about 1 min the first time).
+"$here/make-postgres-image.sh"
 
 # ---------------------------------------------------------- summary ----
 {
@@ -155,4 +157,5 @@ mkdir -p /run/systemd/system
     printf '  systemd:        %s\n' "$(systemctl --version | head -n1)"
     printf '  dbus-daemon:    %s\n' "$(dbus-daemon --version | head -n1)"
     printf '  test image:     %s\n' "$(docker image ls --format '{{.Repository}}:{{.Tag}}' composectl-test/busybox)"
+    printf '  database image: %s\n' "$(docker image ls --format '{{.Repository}}:{{.Tag}}' composectl-test/postgres)"
 } >&2

@@ -4,6 +4,7 @@
 //! (`scripts/test.sh`) provisions the environment and runs them, and a missing piece is then a
 //! failure that says what to set up.
 
+mod database;
 mod operations;
 mod quick_start;
 mod stacks;
