@@ -46,6 +46,8 @@ INCLUDE=systemd,systemd-sysv,dbus,iproute2,iptables,ca-certificates,busybox-stat
 DOCKER_PKGS=(docker.io/trixie docker-cli/trixie docker-buildx/trixie docker-compose/trixie)
 GUEST_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 TEST_IMAGE_SCRIPT=/usr/local/sbin/composectl-make-test-image
+PG_IMAGE_SCRIPT=/usr/local/sbin/composectl-make-postgres-image
+PG_CACHE=/var/cache/composectl-e2e
 
 log() { printf 'guest: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -208,6 +210,16 @@ start() {
     # script itself does nothing when the image is current.
     install -m 0755 "$here/make-test-image.sh" "$ROOTFS$TEST_IMAGE_SCRIPT"
     (gexec "$TEST_IMAGE_SCRIPT") || die "building the test image in the guest failed"
+    # The database image: its rootfs tarball is built (or found in the cache) on the host and
+    # imported in the guest by the same script, which finds it in the cache it is pointed at.
+    local tarball
+    tarball=$("$here/make-postgres-image.sh" --tarball) || die "building the database image failed"
+    mkdir -p "$ROOTFS$PG_CACHE"
+    find "$ROOTFS$PG_CACHE" -name 'postgres-15-*.tar' ! -name "$(basename "$tarball")" -delete
+    [ -s "$ROOTFS$PG_CACHE/$(basename "$tarball")" ] || cp "$tarball" "$ROOTFS$PG_CACHE/"
+    install -m 0755 "$here/make-postgres-image.sh" "$ROOTFS$PG_IMAGE_SCRIPT"
+    (gexec env COMPOSECTL_IMAGE_CACHE="$PG_CACHE" "$PG_IMAGE_SCRIPT") ||
+        die "importing the database image in the guest failed"
 }
 
 stop() {

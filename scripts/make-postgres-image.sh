@@ -12,8 +12,11 @@
 # when missing), docker answering. The mirror is the first URIs: of this machine's own
 # /etc/apt/sources.list.d/debian.sources.
 #
-#   scripts/make-postgres-image.sh
+#   scripts/make-postgres-image.sh             build if needed and import into the engine
+#   scripts/make-postgres-image.sh --tarball   build the cached rootfs tarball if needed and print
+#                                              its path (scripts/guest.sh imports it in the guest)
 set -euo pipefail
+mode=${1:-import}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 IMAGE=composectl-test/postgres:15
@@ -50,9 +53,11 @@ recipe() {
 }
 REV=$(recipe)
 
-have=$(docker image inspect -f '{{ index .Config.Labels "org.composectl.test-image-rev" }}' \
-    "$IMAGE" 2>/dev/null || true)
-[ "$have" = "$REV" ] && exit 0
+if [ "$mode" != --tarball ]; then
+    have=$(docker image inspect -f '{{ index .Config.Labels "org.composectl.test-image-rev" }}' \
+        "$IMAGE" 2>/dev/null || true)
+    [ "$have" = "$REV" ] && exit 0
+fi
 
 build_rootfs() { # DIR
     local dir=$1 mirror
@@ -85,6 +90,10 @@ if [ ! -s "$tarball" ]; then
     tar -C "$rootfs" --numeric-owner -cf "$tarball.partial" .
     mv "$tarball.partial" "$tarball"
     log "rootfs built in $((SECONDS - t0)) s: $tarball"
+fi
+if [ "$mode" = --tarball ]; then
+    echo "$tarball"
+    exit 0
 fi
 
 log "importing $IMAGE"

@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use composectl_testkit::e2e::{UserManager, environment, stdout_of, wait_until};
-use composectl_testkit::stacks::{Stacks, composectl, text};
+use composectl_testkit::stacks::{FAST_DEFAULTS, Stacks, composectl, text};
 
 use crate::supervision::{active, unit};
 
@@ -168,7 +168,11 @@ fn postgres_under_writes_loses_no_acknowledged_commit_when_killed_or_stopped() {
         image.status.success(),
         "no {IMAGE} in the engine: scripts/provision-e2e.sh builds it (scripts/make-postgres-image.sh)"
     );
-    let mut stacks = Stacks::new();
+    // Four starts in a minute (two faults, a stop and a start): more than the quick defaults'
+    // start limit allows.
+    let mut stacks = Stacks::with_settings(
+        &FAST_DEFAULTS.replace("start_limit_burst = 3", "start_limit_burst = 10"),
+    );
     let manager = UserManager::start();
     let pg = database_stack(&mut stacks);
     let root = stacks.root().to_path_buf();
@@ -202,6 +206,40 @@ fn postgres_under_writes_loses_no_acknowledged_commit_when_killed_or_stopped() {
                 || l.contains("automatic recovery in progress")),
         "a crash recovery in the log: {:?}",
         journal()
+    );
+
+    // The supervisor SIGKILLed mid-write: systemd starts it again, it adopts the container.
+    let writer = Writer::start(&pg);
+    writer.wait_for_more(50);
+    let container = Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}}", &format!("{pg}-db-1")])
+        .output()
+        .expect("docker inspect");
+    let supervisor = manager.property(&unit(&pg), "MainPID");
+    let killed = Command::new("kill")
+        .args(["-KILL", &supervisor])
+        .output()
+        .expect("kill");
+    assert!(killed.status.success(), "{}", text(&killed));
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let pid = manager.property(&unit(&pg), "MainPID");
+            pid != supervisor && pid != "0"
+        }),
+        "the supervisor was not started again"
+    );
+    active(&manager, &pg);
+    writer.wait_for_more(50);
+    acked.extend(writer.finish());
+    assert_eq!(lost(&pg, &acked), 0, "after the supervisor's SIGKILL");
+    let adopted = Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}}", &format!("{pg}-db-1")])
+        .output()
+        .expect("docker inspect");
+    assert_eq!(
+        stdout_of(&adopted),
+        stdout_of(&container),
+        "the same container, adopted"
     );
 
     // `systemctl stop` mid-write: PostgreSQL shuts down cleanly within its grace period.
