@@ -9,9 +9,10 @@ use serde::Serialize;
 use crate::backup::{self, Backup, Restored, Written};
 use crate::config::meta::BackupMode;
 use crate::context::{Context, block_on};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::StackName;
+use crate::model::{Stack, StackName};
 use crate::output::{Report, report};
 use crate::systemd::{JobKind, Jobs, Systemd};
 use crate::units;
@@ -80,6 +81,59 @@ struct BackedUp {
     encrypted_secrets: Vec<String>,
 }
 
+/// Images of databases whose files, copied while the server writes, may not restore.
+const DATABASE_IMAGES: [&str; 10] = [
+    "postgres",
+    "postgis",
+    "pgvector",
+    "timescaledb",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "cockroach",
+    "clickhouse",
+    "influxdb",
+];
+
+/// A live backup of a running database without a dump hook copies its files mid-write: say
+/// what that risks and what to do instead (the copy is still made: it is better than none).
+fn live_databases(stack: &Stack) -> Diagnostics {
+    let mut warnings = Diagnostics::default();
+    if stack.backup.mode != BackupMode::Live {
+        return warnings;
+    }
+    for service in stack
+        .services
+        .iter()
+        .filter(|s| stack.running.contains(&s.name))
+        .filter(|s| !stack.backup.hooks.iter().any(|h| h.service == s.name))
+    {
+        let Some(image) = &service.image else {
+            continue;
+        };
+        // The repository's last path component, without tag or digest.
+        let name = image.rsplit('/').next().unwrap_or(image);
+        let name = name.split([':', '@']).next().unwrap_or(name);
+        if DATABASE_IMAGES.iter().any(|db| name.contains(db)) {
+            warnings.push(
+                Diagnostic::warning(
+                    stack.compose_file.clone(),
+                    format!(
+                        "service {} ({image}) is a database whose files this live backup copies while it writes: the copy may not restore",
+                        service.name
+                    ),
+                )
+                .at_line(Some(service.line))
+                .hint(format!(
+                    "add an x-composectl backup.pre hook with its dump tool for service {} (pg_dump, mysqldump, mongodump), or set backup.mode: stopped",
+                    service.name
+                )),
+            );
+        }
+    }
+    warnings
+}
+
 pub fn backup(
     ctx: &Context,
     name: &StackName,
@@ -94,6 +148,7 @@ pub fn backup(
         .unwrap_or_else(|| ctx.mode.backup_dir());
     let dest = std::path::absolute(&dest).map_err(anyhow::Error::from)?;
     let keep = keep.or(root.settings.backup_keep);
+    ctx.out.diagnostics(&live_databases(stack));
     let backed_up = block_on(async {
         let engine = engine().await?;
         let mut archive = Backup::new(&dest)?;
@@ -256,4 +311,30 @@ pub fn restore(
             r.restored.volumes.join(", ")
         ))
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_backup_of_a_database_without_a_dump_hook_is_warned_about() {
+        let root = crate::model::select(Path::new(env!("CARGO_MANIFEST_DIR")), &[])
+            .expect("the example root loads")
+            .root;
+        let mut database = root.stacks["database"].clone();
+        // postgres has its pg_dumpall hook; qdrant is not a database of the list.
+        assert!(live_databases(&database).is_empty());
+        database.backup.hooks.clear();
+        let warnings = live_databases(&database);
+        let messages: Vec<_> = warnings.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "service postgres (pgvector/pgvector:pg16) is a database whose files this live backup copies while it writes: the copy may not restore"
+            ]
+        );
+        database.backup.mode = BackupMode::Stopped;
+        assert!(live_databases(&database).is_empty());
+    }
 }

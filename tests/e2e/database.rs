@@ -17,8 +17,8 @@ use crate::supervision::{active, unit};
 
 const IMAGE: &str = "composectl-test/postgres:15";
 
-/// A stack with one PostgreSQL service `db`, its data in a named volume.
-fn database_stack(stacks: &mut Stacks) -> String {
+/// A stack with one PostgreSQL service `db`, its data in a named volume; `meta` goes first.
+fn database_stack(stacks: &mut Stacks, meta: &str) -> String {
     let net = stacks.network("net");
     let name = stacks.name("pg");
     let dir = stacks.root().join("stacks").join(&name);
@@ -26,7 +26,7 @@ fn database_stack(stacks: &mut Stacks) -> String {
     fs::write(
         dir.join("compose.yaml"),
         format!(
-            r#"services:
+            r#"{meta}services:
   db:
     image: {IMAGE}
     pull_policy: never
@@ -51,6 +51,19 @@ networks:
     )
     .expect("compose.yaml");
     name
+}
+
+/// The e2e environment, and the database image in its engine.
+fn database_environment() {
+    environment();
+    let image = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .output()
+        .expect("docker image inspect");
+    assert!(
+        image.status.success(),
+        "no {IMAGE} in the engine: scripts/provision-e2e.sh builds it (scripts/make-postgres-image.sh)"
+    );
 }
 
 /// `psql -c SQL` in the stack's running database container; None when it did not succeed.
@@ -159,22 +172,14 @@ fn lost(stack: &str, acked: &[u64]) -> usize {
 #[test]
 #[ignore = "end-to-end: needs root, systemd, journald, dockerd, Compose v2 and the database image (scripts/test.sh provisions them)"]
 fn postgres_under_writes_loses_no_acknowledged_commit_when_killed_or_stopped() {
-    environment();
-    let image = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .output()
-        .expect("docker image inspect");
-    assert!(
-        image.status.success(),
-        "no {IMAGE} in the engine: scripts/provision-e2e.sh builds it (scripts/make-postgres-image.sh)"
-    );
+    database_environment();
     // Four starts in a minute (two faults, a stop and a start): more than the quick defaults'
     // start limit allows.
     let mut stacks = Stacks::with_settings(
         &FAST_DEFAULTS.replace("start_limit_burst = 3", "start_limit_burst = 10"),
     );
     let manager = UserManager::start();
-    let pg = database_stack(&mut stacks);
+    let pg = database_stack(&mut stacks, "");
     let root = stacks.root().to_path_buf();
     let enabled = composectl(&manager, &root, &["enable", "--now", &pg]);
     assert!(enabled.status.success(), "{}", text(&enabled));
@@ -269,5 +274,171 @@ fn postgres_under_writes_loses_no_acknowledged_commit_when_killed_or_stopped() {
     assert!(
         back_after < Duration::from_secs(60),
         "writes resumed after {back_after:?}"
+    );
+}
+
+/// The rows of table `acked` in a plain-format pg_dump.
+fn dumped_rows(dump: &str) -> Vec<u64> {
+    dump.lines()
+        .skip_while(|l| !l.starts_with("COPY public.acked (n) FROM stdin;"))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// md5 of the numbers joined by commas, as `md5sum` prints it.
+fn md5_of(rows: &[u64]) -> String {
+    use std::io::Write;
+    let joined: Vec<String> = rows.iter().map(u64::to_string).collect();
+    let mut child = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(joined.join(",").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("md5sum");
+    stdout_of(&out)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd, Compose v2 and the database image (scripts/test.sh provisions them)"]
+fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
+    database_environment();
+    let mut stacks = Stacks::new();
+    let manager = UserManager::start();
+    let pg = database_stack(
+        &mut stacks,
+        "x-composectl:\n  backup:\n    pre:\n      - {service: db, run: pg_dump -U postgres --table=acked, output: acked.sql}\n",
+    );
+    let root = stacks.root().to_path_buf();
+    let enabled = composectl(&manager, &root, &["enable", "--now", &pg]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    active(&manager, &pg);
+
+    let writer = Writer::start(&pg);
+    writer.wait_for_more(100);
+    let to = manager.root().join("backups");
+    let backup = composectl(
+        &manager,
+        &root,
+        &[
+            "-o",
+            "json",
+            "backup",
+            &pg,
+            "--to",
+            to.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(backup.status.success(), "{}", text(&backup));
+    // No warning: the database has its dump hook.
+    assert!(backup.stderr.is_empty(), "{}", text(&backup));
+    writer.wait_for_more(20);
+    let acked = writer.finish();
+    let written: serde_json::Value = serde_json::from_slice(&backup.stdout).expect("json");
+    let archive = written["archive"].as_str().expect("archive").to_string();
+    let dump = Command::new("tar")
+        .args(["-xOf", &archive, "hooks/acked.sql"])
+        .output()
+        .expect("tar");
+    let dump = stdout_of(&dump);
+    let rows = dumped_rows(&dump);
+    // One snapshot: the writer commits one row after the other, so a consistent dump holds
+    // exactly 1..=k; and writes went on while it was taken.
+    let k = *rows.last().expect("rows in the dump");
+    assert_eq!(rows, (1..=k).collect::<Vec<_>>(), "a consistent snapshot");
+    assert!(
+        acked.iter().any(|n| *n > k),
+        "writes went on during the backup"
+    );
+
+    // Restored into an empty database: the same rows, the same checksum.
+    let restore = format!("{pg}-restore");
+    let started = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &restore,
+            "--network",
+            "none",
+            "--pull",
+            "never",
+        ])
+        .args(["-v", &format!("{restore}:/var/lib/postgresql/data"), IMAGE])
+        .output()
+        .expect("docker run");
+    assert!(started.status.success(), "{}", text(&started));
+    let ready = || {
+        Command::new("docker")
+            .args([
+                "exec",
+                &restore,
+                "pg_isready",
+                "-U",
+                "postgres",
+                "-h",
+                "127.0.0.1",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), ready),
+        "the empty database did not start"
+    );
+    let loaded = {
+        use std::io::Write;
+        let mut child = Command::new("docker")
+            .args([
+                "exec",
+                "-i",
+                &restore,
+                "psql",
+                "-U",
+                "postgres",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(dump.as_bytes())
+            .expect("feed the dump");
+        child.wait_with_output().expect("psql")
+    };
+    assert!(loaded.status.success(), "{}", text(&loaded));
+    let restored = Command::new("docker")
+        .args(["exec", &restore, "psql", "-U", "postgres", "-qAt", "-c"])
+        .arg("SELECT count(*) || ' ' || md5(string_agg(n::text, ',' ORDER BY n)) FROM acked")
+        .output()
+        .expect("psql");
+    let _ = Command::new("docker")
+        .args(["rm", "-f", "-v", &restore])
+        .output();
+    let _ = Command::new("docker")
+        .args(["volume", "rm", &restore])
+        .output();
+    assert_eq!(
+        stdout_of(&restored).trim(),
+        format!("{k} {}", md5_of(&rows)),
+        "restored rows and checksum"
     );
 }
