@@ -24,6 +24,37 @@ networks:
     )
 }
 
+/// The database image scripts/make-postgres-image.sh builds (Debian's PostgreSQL 15).
+pub const POSTGRES_IMAGE: &str = "composectl-test/postgres:15";
+
+/// A compose file with one PostgreSQL service `db` (no restart policy: the supervisor's), its
+/// data in the named volume `pgdata`, healthy once `pg_isready` answers; `meta` goes first.
+pub fn postgres_compose_file(meta: &str, network: &str) -> String {
+    format!(
+        r#"{meta}services:
+  db:
+    image: {POSTGRES_IMAGE}
+    pull_policy: never
+    restart: "no"
+    stop_grace_period: 60s
+    healthcheck:
+      test: ["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"]
+      interval: 1s
+      start_period: 60s
+      start_interval: 1s
+      retries: 3
+    volumes:
+      - pgdata:/var/lib/postgresql/data
+    networks: [{network}]
+volumes:
+  pgdata:
+networks:
+  {network}:
+    external: true
+"#
+    )
+}
+
 /// The settings of a service that prints `NAME starting`, turns healthy `delay` seconds later
 /// (its healthcheck tests /tmp/ready every 200 ms), prints `NAME ready` and sleeps. `first` is
 /// shell run before all of it (empty for nothing). /tmp/ready goes first: a container started

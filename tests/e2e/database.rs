@@ -11,11 +11,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use composectl_testkit::e2e::{UserManager, environment, stdout_of, wait_until};
+use composectl_testkit::layered::{POSTGRES_IMAGE, postgres_compose_file};
 use composectl_testkit::stacks::{FAST_DEFAULTS, Stacks, composectl, text};
 
 use crate::supervision::{active, unit};
-
-const IMAGE: &str = "composectl-test/postgres:15";
 
 /// A stack with one PostgreSQL service `db`, its data in a named volume; `meta` goes first.
 fn database_stack(stacks: &mut Stacks, meta: &str) -> String {
@@ -23,33 +22,7 @@ fn database_stack(stacks: &mut Stacks, meta: &str) -> String {
     let name = stacks.name("pg");
     let dir = stacks.root().join("stacks").join(&name);
     fs::create_dir_all(&dir).expect("stack dir");
-    fs::write(
-        dir.join("compose.yaml"),
-        format!(
-            r#"{meta}services:
-  db:
-    image: {IMAGE}
-    pull_policy: never
-    restart: "no"
-    stop_grace_period: 60s
-    healthcheck:
-      test: ["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"]
-      interval: 1s
-      start_period: 60s
-      start_interval: 1s
-      retries: 3
-    volumes:
-      - pgdata:/var/lib/postgresql/data
-    networks: [{net}]
-volumes:
-  pgdata:
-networks:
-  {net}:
-    external: true
-"#
-        ),
-    )
-    .expect("compose.yaml");
+    fs::write(dir.join("compose.yaml"), postgres_compose_file(meta, &net)).expect("compose.yaml");
     name
 }
 
@@ -57,12 +30,12 @@ networks:
 fn database_environment() {
     environment();
     let image = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
+        .args(["image", "inspect", POSTGRES_IMAGE])
         .output()
         .expect("docker image inspect");
     assert!(
         image.status.success(),
-        "no {IMAGE} in the engine: scripts/provision-e2e.sh builds it (scripts/make-postgres-image.sh)"
+        "no {POSTGRES_IMAGE} in the engine: scripts/provision-e2e.sh builds it (scripts/make-postgres-image.sh)"
     );
 }
 
@@ -375,7 +348,11 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
             "--pull",
             "never",
         ])
-        .args(["-v", &format!("{restore}:/var/lib/postgresql/data"), IMAGE])
+        .args([
+            "-v",
+            &format!("{restore}:/var/lib/postgresql/data"),
+            POSTGRES_IMAGE,
+        ])
         .output()
         .expect("docker run");
     assert!(started.status.success(), "{}", text(&started));

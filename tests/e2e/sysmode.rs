@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use composectl_testkit::e2e::{TEST_IMAGE, stdout_of, wait_until};
 use composectl_testkit::guest::{Guest, NETWORK, ROOT, guest, now_ns};
-use composectl_testkit::layered::Layered;
+use composectl_testkit::layered::{Layered, postgres_compose_file};
 use composectl_testkit::stacks::{assert_ordered, text};
 
 /// The stacks' own start takes a few seconds; this is only a bound against hanging.
@@ -476,28 +476,7 @@ fn postgres_under_writes_shuts_down_cleanly_and_loses_nothing_on_stop_engine_res
     guest.write_layered(); // for networks.toml
     guest.write(
         &format!("{ROOT}/stacks/pg/compose.yaml"),
-        &format!(
-            r#"services:
-  db:
-    image: composectl-test/postgres:15
-    pull_policy: never
-    stop_grace_period: 60s
-    healthcheck:
-      test: ["CMD", "pg_isready", "-U", "postgres", "-h", "127.0.0.1"]
-      interval: 1s
-      start_period: 60s
-      start_interval: 1s
-      retries: 3
-    volumes:
-      - pgdata:/var/lib/postgresql/data
-    networks: [{NETWORK}]
-volumes:
-  pgdata:
-networks:
-  {NETWORK}:
-    external: true
-"#
-        ),
+        &postgres_compose_file("", NETWORK),
     );
     let pg = unit("pg");
     let enabled = guest.composectl(&["enable", "--now", "pg"]);
