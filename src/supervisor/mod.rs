@@ -192,9 +192,7 @@ impl Supervisor {
     /// required stacks ready.
     async fn supervise(mut self, started: i32) -> Result<Ending> {
         // Removals of required stacks count from here: earlier ones were waited out.
-        let mut removals = self
-            .requirements
-            .removals(&self.engine, i64::from(unix_now()));
+        let mut removals = self.requirements.removals(&self.engine, SystemTime::now());
 
         let (root, stack) = (self.root.clone(), self.stack.clone());
         // Containers that are not running are from a run that ended uncleanly (the engine or

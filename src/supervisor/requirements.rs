@@ -13,7 +13,7 @@
 //!   after it, unless the stack said `restart: false` for that dependency (then keep running).
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use futures_util::{Stream, StreamExt, stream};
@@ -95,9 +95,9 @@ impl Requirements {
         }
     }
 
-    /// The required stacks whose containers are removed from `since` (unix seconds) on, one
-    /// item per removal. Never ends when there are none.
-    pub fn removals(&self, engine: &Engine, since: i64) -> RemovedStream {
+    /// The required stacks whose containers are removed from `since` on, one item per
+    /// removal. Never ends when there are none.
+    pub fn removals(&self, engine: &Engine, since: SystemTime) -> RemovedStream {
         if self.required.is_empty() {
             return stream::pending().boxed();
         }
@@ -106,9 +106,22 @@ impl Requirements {
             .iter()
             .map(|(stack, _)| stack.as_str())
             .collect();
+        let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+        // The engine filters by whole seconds: a removal earlier in the same second (a required
+        // stack's stop a moment before this one started, as `restore --stop` does) is not one.
+        let since_ns = i64::try_from(since.as_nanos()).unwrap_or(i64::MAX);
         engine
-            .events(&stacks, since, &["destroy"])
-            .filter_map(|event| async move { event.ok().map(|e| (e.project, e.time_nano)) })
+            .events(
+                &stacks,
+                i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+                &["destroy"],
+            )
+            .filter_map(move |event| async move {
+                event
+                    .ok()
+                    .filter(|e| e.time_nano >= since_ns)
+                    .map(|e| (e.project, e.time_nano))
+            })
             .boxed()
     }
 
