@@ -53,6 +53,8 @@ ADDR_POOL=10.124.0.0/16
 TEST_IMAGE=composectl-test/busybox:latest
 # Bounds: an engine that does not answer within this many seconds is a failure, not a hang.
 ENGINE_TIMEOUT=60
+# Engine N's launcher pid (start_engine).
+declare -A LAUNCHERS=()
 # Everything of the lab is thrown away on `down`, so engines get little time to stop cleanly.
 STOP_TIMEOUT=10
 
@@ -132,7 +134,10 @@ start_engine() {
     # Its own (empty) settings: nothing of the host engine's /etc/docker/daemon.json.
     echo '{}' >"$RUN/$n/daemon.json"
     log "starting engine $n in $(ns "$n") ($(addr "$n"), log: $LOGS/$n.log)"
-    setsid "$SELF" _engine "$n" >"$LOGS/$n.log" 2>&1 </dev/null &
+    # --wait: the launcher lives as long as the engine, so wait_engine can tell "still starting"
+    # (not yet in its cgroup) from "gone".
+    setsid --wait "$SELF" _engine "$n" >"$LOGS/$n.log" 2>&1 </dev/null &
+    LAUNCHERS[$n]=$!
 }
 
 # Internal, step 1 (in a new session): into the engine's cgroups, then into its network
@@ -171,8 +176,10 @@ wait_engine() {
     local n=$1
     for _ in $(seq 1 $((ENGINE_TIMEOUT * 4))); do
         engine_answers "$n" && return 0
-        # An engine whose processes are all gone is not coming.
-        [ -n "$(cgroup_pids "composectl-swarm/$n")" ] || break
+        # An engine whose launcher and processes are all gone is not coming. The launcher
+        # counts too: right after start_engine it has not joined the engine's cgroup yet.
+        kill -0 "${LAUNCHERS[$n]:-}" 2>/dev/null ||
+            [ -n "$(cgroup_pids "composectl-swarm/$n")" ] || break
         sleep 0.25
     done
     tail -n 30 "$LOGS/$n.log" >&2 || true
