@@ -84,7 +84,7 @@ pkg_at_least docker-cli 26 || docker_pkgs+=(docker-cli/trixie)
 pkg_at_least docker-compose 2 || docker_pkgs+=(docker-compose/trixie)
 
 base_pkgs=()
-for p in busybox-static dbus dbus-user-session systemd lintian rpm strace; do
+for p in busybox-static curl dbus dbus-user-session systemd lintian rpm strace; do
     [ -n "$(pkg_version "$p")" ] || base_pkgs+=("$p")
 done
 

@@ -189,6 +189,16 @@ pub enum Command {
     },
     /// What this host lacks for composectl, and how to fix it
     Doctor,
+    /// Run the [notify] command of composectl.toml about a failed stack (what a failing stack's
+    /// composectl-notify@STACK.service runs)
+    Notify {
+        /// The stack
+        #[arg(add = stack_names())]
+        stack: StackName,
+        /// Send a test notification, whatever the stack's state: try the command out
+        #[arg(long)]
+        test: bool,
+    },
     /// The supervisor: the main process of compose@STACK.service (not for interactive use)
     Run {
         /// The stack to run
@@ -543,6 +553,13 @@ pub const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
         &[(
             "composectl doctor",
             "what this host lacks for composectl, and how to fix each",
+        )],
+    ),
+    (
+        "notify",
+        &[(
+            "sudo composectl notify genai --test",
+            "run composectl.toml's [notify] command about genai, to try it",
         )],
     ),
     (

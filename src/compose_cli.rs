@@ -21,6 +21,8 @@ pub struct Compose<'a> {
     stack: &'a Stack,
     /// An override file after the stack's own (the images an update rolled back to).
     pins: Option<PathBuf>,
+    /// An override file putting its containers into the stack's slice (`placement_override`).
+    placement: Option<PathBuf>,
 }
 
 impl<'a> Compose<'a> {
@@ -29,7 +31,15 @@ impl<'a> Compose<'a> {
             program: &root.settings.compose,
             stack,
             pins: None,
+            placement: None,
         }
+    }
+
+    /// Adds the override file that puts the containers into the stack's slice, when the
+    /// supervisor wrote one.
+    pub fn placed(mut self, placement: Option<PathBuf>) -> Compose<'a> {
+        self.placement = placement;
+        self
     }
 
     /// Adds the override file that pins the stack's images (see `state`), when there is one.
@@ -55,6 +65,7 @@ impl<'a> Compose<'a> {
     pub async fn pull(&self) -> Result<()> {
         let unpinned = Compose {
             pins: None,
+            placement: self.placement.clone(),
             ..*self
         };
         unpinned
@@ -107,8 +118,8 @@ impl<'a> Compose<'a> {
             .arg("--project-directory")
             .arg(&self.stack.dir)
             .current_dir(&self.stack.dir);
-        if let Some(pins) = &self.pins {
-            command.arg("--file").arg(pins);
+        for file in [&self.placement, &self.pins].into_iter().flatten() {
+            command.arg("--file").arg(file);
         }
         for env_file in &self.stack.env_files {
             command.arg("--env-file").arg(env_file);
@@ -142,4 +153,23 @@ impl<'a> Compose<'a> {
         )
         .await
     }
+}
+
+/// An override file that creates each service's containers under the stack's slice
+/// (`cgroup_parent`), leaving out services that name a parent of their own: composectl adds it,
+/// the user's compose file stays as written.
+pub fn placement_override(stack: &Stack) -> String {
+    let slice = crate::model::stack_slice(&stack.name);
+    let mut text = format!(
+        "# Written by composectl for this run of stack {}: its containers in {slice}.\nservices:\n",
+        stack.name
+    );
+    for service in stack.services.iter().filter(|s| s.cgroup_parent.is_none()) {
+        // Service and slice names hold no quote: single-quoted YAML takes them as they are.
+        text.push_str(&format!(
+            "  '{}':\n    cgroup_parent: '{slice}'\n",
+            service.name
+        ));
+    }
+    text
 }

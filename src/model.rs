@@ -16,6 +16,7 @@ use crate::config::env::EnvLayers;
 use crate::config::meta::{Backup, Ready, SecretSpec};
 use crate::config::networks::{self, NetworkSpec};
 use crate::config::parser::Located;
+use crate::config::resources::Resources;
 use crate::config::settings::{self, Settings};
 use crate::config::{read_optional, read_required};
 use crate::diag::{Diagnostic, Diagnostics};
@@ -66,6 +67,15 @@ pub struct Stack {
     /// Lines each container may log per interval before the supervisor drops the rest.
     pub log_rate_limit: (Duration, u32),
     pub backup: Backup,
+    /// Its slice's settings: x-composectl's resources over composectl.toml's, key by key.
+    pub resources: Resources,
+}
+
+/// The slice a stack's supervisor and containers run in: `compose-NAME.slice`, so every stack's
+/// slice sits under `compose.slice` (systemd nests slices by the dashes in their names; a dash
+/// of the stack's own name is escaped, so `my-app` is not put under a stack `my`).
+pub fn stack_slice(stack: &str) -> String {
+    format!("compose-{}.slice", stack.replace('-', "\\x2d"))
 }
 
 impl Stack {
@@ -592,6 +602,22 @@ fn load_stack(
     let stop_timeout = settings
         .stop_timeout
         .max(stop_budget(&parsed.services, &parsed.running) + STOP_SLACK);
+    for service in &parsed.services {
+        if let Some(line) = service.cgroup_parent {
+            diags.push(
+                Diagnostic::warning(
+                    compose_file.clone(),
+                    format!(
+                        "service {} sets cgroup_parent: its containers run outside the stack's slice {}, where the stack's resources neither count nor limit them",
+                        service.name,
+                        stack_slice(name)
+                    ),
+                )
+                .at_line(Some(line))
+                .hint("remove cgroup_parent to keep the stack together; set limits in x-composectl resources"),
+            );
+        }
+    }
     if ready == Ready::Healthy {
         let timeout_line = meta.start_timeout.map(|(_, line)| line);
         for service in parsed
@@ -610,6 +636,22 @@ fn load_stack(
         .filter(|secret| env.get(&secret.name).is_none() && !encrypted.contains_key(&secret.name))
         .map(|secret| secret.name.clone())
         .collect();
+    let (own, resources_line) = meta.resources;
+    let resources = own.clone().or(&settings.resources);
+    // Each side alone was checked where it is written; together they may still contradict.
+    if own.conflict().is_none()
+        && settings.resources.conflict().is_none()
+        && let Some(conflict) = resources.conflict()
+    {
+        diags.push(
+            Diagnostic::error(
+                compose_file.clone(),
+                format!("x-composectl.resources, with composectl.toml's [resources]: {conflict}"),
+            )
+            .at_line((resources_line > 0).then_some(resources_line))
+            .hint("set memory_high and memory_max together, in one of the two places"),
+        );
+    }
     let stack = Stack {
         name: name.to_string(),
         dependency_lines,
@@ -643,6 +685,7 @@ fn load_stack(
                 .unwrap_or(settings.log_rate_limit_burst),
         ),
         backup: meta.backup,
+        resources,
     };
     Some((stack, claims))
 }
@@ -1053,6 +1096,7 @@ mod tests {
             health_budget: None,
             stop_grace: grace.map(Duration::from_secs),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            cgroup_parent: None,
             line: 1,
         };
         let services = [

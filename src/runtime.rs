@@ -28,12 +28,26 @@ use crate::model::Stack;
 const SOCKET: &str = "control.sock";
 const APPLIED: &str = "applied.json";
 const CHANGE: &str = "change.json";
+const PLACEMENT: &str = "placement.yaml";
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The runtime directory of a stack's supervisor.
 pub fn dir(mode: Mode, stack: &str) -> PathBuf {
     mode.runtime_dir().join(stack)
+}
+
+/// Where the supervisor writes the override file that places the containers in the stack's
+/// slice (`compose_cli::placement_override`); gone with the runtime directory when it stops.
+pub fn placement_path(mode: Mode, stack: &str) -> PathBuf {
+    dir(mode, stack).join(PLACEMENT)
+}
+
+/// The placement override of a running supervisor, when it wrote one: every compose call that
+/// compares or touches the stack's containers must read the files the supervisor ran with.
+pub fn placement(mode: Mode, stack: &str) -> Option<PathBuf> {
+    let path = placement_path(mode, stack);
+    path.is_file().then_some(path)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

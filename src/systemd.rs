@@ -204,6 +204,12 @@ pub struct UnitStatus {
     pub status_text: String,
     pub result: String,
     pub main_pid: u32,
+    /// A slice's memory and CPU time, when systemd accounts for them (the memory and cpu
+    /// controllers of cgroup v2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_nsec: Option<u64>,
 }
 
 impl UnitStatus {
@@ -554,6 +560,7 @@ impl Systemd {
     pub async fn statuses_of(&self, units: &[String], shown: Shown) -> Result<Vec<UnitStatus>> {
         const UNIT: &str = "org.freedesktop.systemd1.Unit";
         const SERVICE: &str = "org.freedesktop.systemd1.Service";
+        const SLICE: &str = "org.freedesktop.systemd1.Slice";
         let listed = self.list(units).await?;
         futures_util::future::try_join_all(listed.into_iter().map(
             |(unit, _, load_state, active_state, sub_state, _, path, _, _, _)| async move {
@@ -572,6 +579,9 @@ impl Systemd {
                             wanted.push((SERVICE, "MainPID"));
                         }
                     }
+                    if unit.ends_with(".slice") && active_state == "active" {
+                        wanted.extend([(SLICE, "MemoryCurrent"), (SLICE, "CPUUsageNSec")]);
+                    }
                 }
                 let props = self.properties(&path, &wanted).await?;
                 let text = |key: &str| property_text(&props, key);
@@ -589,6 +599,9 @@ impl Systemd {
                         .get("MainPID")
                         .and_then(|v| u32::try_from(v).ok())
                         .unwrap_or(0),
+                    // systemd says "not accounted" with the largest u64.
+                    memory_bytes: number("MemoryCurrent").filter(|n| *n != u64::MAX),
+                    cpu_nsec: number("CPUUsageNSec").filter(|n| *n != u64::MAX),
                     unit,
                     load_state,
                     active_state,

@@ -6,7 +6,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::context::{Context, block_on};
-use crate::engine::Engine;
+use crate::engine::{Engine, Placement};
 use crate::error::{Result, exit};
 use crate::mode::Mode;
 use crate::model;
@@ -148,18 +148,46 @@ pub fn doctor(ctx: &Context) -> Result<Box<dyn Report>> {
         .as_ref()
         .map(|l| l.root.settings.compose.clone())
         .unwrap_or_else(|_| crate::config::settings::Settings::default().compose);
-    let engine = block_on(async {
+    let (engine, placement) = block_on(async {
         Ok(async {
             let engine = Engine::connect().map_err(|e| e.to_string())?;
-            engine
+            let version = engine
                 .version()
                 .await
                 .map(|v| format!("Docker {v} on {}", engine.socket()))
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok((
+                version,
+                engine
+                    .placement(ctx.mode)
+                    .await
+                    .map_err(|e| format!("{e:#}")),
+            ))
         }
-        .await)
+        .await
+        .map_or_else(|e| (Err(e), None), |(v, p)| (Ok(v), Some(p))))
     })?;
     checks.push(check("docker engine", engine.map_err(|e| (e, "start it (systemctl enable --now docker) and make sure you may use its socket (root, or the docker group)".into()))));
+    if let Some(placement) = placement {
+        // Required only where a stack asks for resources: elsewhere the slices account for the
+        // stacks, and the containers run fine without them.
+        let limited = root_state
+            .as_ref()
+            .is_ok_and(|l| l.root.stacks.values().any(|s| !s.resources.is_empty()));
+        let result = match placement {
+            Ok(Placement::Slice) => Ok("each stack's containers run in its slice, compose-NAME.slice".into()),
+            Ok(Placement::Engine(reason)) => Err((
+                "containers run in the engine's cgroups, not in their stacks' slices: stacks with x-composectl resources are refused".into(),
+                reason,
+            )),
+            Err(e) => Err((e, "check that the engine answers `docker info`".into())),
+        };
+        checks.push(if limited {
+            check("stack slices", result)
+        } else {
+            optional("stack slices", result)
+        });
+    }
     checks.push(check("compose v2", compose_version(&compose)));
     let manager = block_on(async {
         Ok(crate::systemd::Systemd::connect(ctx.mode)

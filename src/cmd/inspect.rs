@@ -251,6 +251,7 @@ async fn recreated(ctx: &Context, root: &Root, name: &str) -> Result<Vec<String>
     let pins = StackState::new(ctx.mode, name).pinned();
     let wanted = Compose::new(root, stack)
         .pinned(pins)
+        .placed(crate::runtime::placement(ctx.mode, name))
         .config_hashes()
         .await?;
     let engine = Engine::connect()?;

@@ -8,10 +8,10 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use crate::context::{Context, block_on};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Placement};
 use crate::error::{Error, Result};
 use crate::mode::Mode;
-use crate::model::StackName;
+use crate::model::{Root, StackName};
 use crate::output::{Report, report};
 use crate::secrets::{self, Secret};
 use crate::systemd::{JobKind, JobOutcome, Jobs, Systemd};
@@ -57,6 +57,7 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
     } else {
         ctx.select(names)?.0
     };
+    check_placement(ctx, &root, &stacks)?;
     let files = ctx.render(&root, &stacks)?;
     // Without it every start would fail with systemd's "Failed to locate executable".
     let supervisor = units::supervisor_path(&units::exec_path()?);
@@ -76,7 +77,7 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
         let mut installed = unit_dir.installed();
         installed
             .dropins
-            .retain(|path, _| units::stack_of_dropin(path).is_some());
+            .retain(|path, _| units::is_stack_dropin(path));
         for file in files.iter().filter(|f| f.is_dropin()) {
             installed
                 .dropins
@@ -124,6 +125,39 @@ pub fn enable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn R
             names.join(", ")
         ))
     })))
+}
+
+/// A stack with resources needs its containers in its slice, or its limits would hold its
+/// supervisor alone: refused (exit 2) where the engine cannot place them, before anything is
+/// written. An engine that does not answer now is left to the supervisor, which says the same.
+fn check_placement(ctx: &Context, root: &Root, stacks: &BTreeSet<String>) -> Result<()> {
+    let limited: Vec<&str> = stacks
+        .iter()
+        .filter(|s| !root.stacks[*s].resources.is_empty())
+        .map(String::as_str)
+        .collect();
+    if limited.is_empty() {
+        return Ok(());
+    }
+    let placement = block_on(async {
+        let engine = Engine::connect()?;
+        engine.placement(ctx.mode).await.map_err(Into::into)
+    });
+    match placement {
+        Ok(Placement::Slice) => Ok(()),
+        Ok(Placement::Engine(reason)) => Err(Error::usage(format!(
+            "stacks {} set resources, but their containers cannot run in their slices here: {reason}; \
+             or remove x-composectl resources (and [resources] of composectl.toml) to run them without limits",
+            limited.join(", ")
+        ))),
+        Err(e) => {
+            ctx.out.warn(&format!(
+                "cannot tell whether the containers of {} can run in their slices: {e:#}; their supervisors check when they start",
+                limited.join(", ")
+            ));
+            Ok(())
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -180,7 +214,9 @@ pub fn disable(ctx: &Context, names: &[StackName], now: bool) -> Result<Box<dyn 
         }
         systemd.disable(&stack_units).await?;
         for name in &targets {
-            installed.dropins.remove(&units::dropin_path(name));
+            for path in units::stack_dropins(name) {
+                installed.dropins.remove(&path);
+            }
         }
         if last {
             systemd.disable(&[units::TARGET_UNIT.to_string()]).await?;

@@ -9,6 +9,7 @@ mod install;
 mod jobs;
 mod logs;
 mod networks;
+mod notify;
 mod passthrough;
 mod run;
 mod secrets;
@@ -73,6 +74,7 @@ pub fn execute(cli: Cli, out: Output) -> Result<Box<dyn Report>> {
             stop,
         } => backup::restore(&ctx, &stack, &archive, stop),
         Command::Doctor => doctor::doctor(&ctx),
+        Command::Notify { stack, test } => notify::notify(&ctx, &stack, test),
         Command::Swarm { command } => match command {
             SwarmCommand::Render(stacks) => swarm::render(&ctx, &stacks.names),
             SwarmCommand::Deploy(stacks) => swarm::deploy(&ctx, &stacks.names, false),

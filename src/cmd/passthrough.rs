@@ -82,7 +82,10 @@ pub fn compose(ctx: &Context, name: &StackName, args: &[OsString]) -> Result<Box
     let root = ctx.load_one(name)?;
     let stack = root.stack(name)?;
     let pins = StackState::new(ctx.mode, name).pinned();
-    let mut command = Compose::new(&root, stack).pinned(pins).with_file();
+    let mut command = Compose::new(&root, stack)
+        .pinned(pins)
+        .placed(crate::runtime::placement(ctx.mode, name))
+        .with_file();
     command.args(args);
     // Interpolation sees the env layers only, as in the unit, not this shell's variables;
     // what reaches the engine and the terminal is kept.

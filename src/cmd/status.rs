@@ -52,6 +52,61 @@ struct State {
     containers: Option<ContainerSummary>,
     /// Service → image ID a rolled-back update pinned it to.
     pinned: BTreeMap<String, String>,
+    /// What the stack's slice accounts, when its containers run there; None otherwise (they
+    /// run in the engine's cgroups, or systemd does not account memory and CPU here).
+    usage: Option<Usage>,
+}
+
+/// A stack's memory and CPU time: its slice's, supervisor and containers together.
+#[derive(Serialize)]
+struct Usage {
+    slice: String,
+    memory_bytes: Option<u64>,
+    cpu_nsec: Option<u64>,
+}
+
+impl Usage {
+    fn of(ctx: &Context, stack: &str, slice: UnitStatus) -> Option<Usage> {
+        crate::runtime::placement(ctx.mode, stack)?;
+        (slice.memory_bytes.is_some() || slice.cpu_nsec.is_some()).then_some(Usage {
+            slice: slice.unit,
+            memory_bytes: slice.memory_bytes,
+            cpu_nsec: slice.cpu_nsec,
+        })
+    }
+
+    fn memory(usage: Option<&Usage>) -> String {
+        usage
+            .and_then(|u| u.memory_bytes)
+            .map_or("-".into(), human_bytes)
+    }
+
+    fn cpu(usage: Option<&Usage>) -> String {
+        usage.and_then(|u| u.cpu_nsec).map_or("-".into(), |nsec| {
+            let time = Duration::from_nanos(nsec);
+            if time < Duration::from_secs(60) {
+                format!("{:.3}s", time.as_secs_f64())
+            } else {
+                crate::duration::human(time)
+            }
+        })
+    }
+}
+
+/// 1.5G, as systemctl status writes memory (powers of 1024).
+fn human_bytes(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["B", "K", "M", "G"] {
+        if value < 1024.0 {
+            return if unit == "B" {
+                format!("{bytes}B")
+            } else {
+                format!("{value:.1}{unit}")
+            };
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.1}T")
 }
 
 /// What a running supervisor reports of its containers (its STATUS=, kept current from the
@@ -67,9 +122,15 @@ fn reported(unit: &UnitStatus) -> Option<ContainerSummary> {
 /// Every stack's unit and containers: systemd's answers, and the engine's for the stacks whose
 /// supervisor does not report them (one query, none when every supervisor does).
 async fn states(ctx: &Context, stacks: &BTreeSet<String>, shown: Shown) -> Result<Vec<State>> {
-    let unit_names: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
+    // The slices in the same calls: one round trip for units and accounting alike.
+    let unit_names: Vec<String> = stacks
+        .iter()
+        .map(|s| units::stack_unit(s))
+        .chain(stacks.iter().map(|s| model::stack_slice(s)))
+        .collect();
     let systemd = Systemd::connect(ctx.mode).await?;
-    let statuses = systemd.statuses_of(&unit_names, shown).await?;
+    let mut statuses = systemd.statuses_of(&unit_names, shown).await?;
+    let slices = statuses.split_off(stacks.len());
     let reports: Vec<Option<ContainerSummary>> = statuses.iter().map(reported).collect();
     let engine = if reports.iter().any(Option::is_none) {
         container_summaries().await
@@ -80,7 +141,9 @@ async fn states(ctx: &Context, stacks: &BTreeSet<String>, shown: Shown) -> Resul
         .iter()
         .zip(statuses)
         .zip(reports)
-        .map(|((stack, unit), report)| State {
+        .zip(slices)
+        .map(|(((stack, unit), report), slice)| State {
+            usage: Usage::of(ctx, stack, slice),
             stack: stack.clone(),
             status: unit.status_line(),
             containers: report.or_else(|| {
@@ -117,7 +180,7 @@ impl Report for Status {
             let state = &self.stacks[0];
             let s = &state.unit;
             out.line(format!(
-                "{} ({})\n  enabled:    {}\n  state:      {}/{} since {}\n  status:     {}\n  containers: {}\n  restarts:   {}\n  main pid:   {}",
+                "{} ({})\n  enabled:    {}\n  state:      {}/{} since {}\n  status:     {}\n  containers: {}\n  memory:     {}\n  cpu:        {}\n  restarts:   {}\n  main pid:   {}",
                 state.stack,
                 s.unit,
                 s.unit_file_state,
@@ -126,6 +189,8 @@ impl Report for Status {
                 since(s.since_usec),
                 if state.status.is_empty() { "-" } else { &state.status },
                 containers(state),
+                Usage::memory(state.usage.as_ref()),
+                Usage::cpu(state.usage.as_ref()),
                 s.n_restarts,
                 s.main_pid
             ))?;
@@ -139,19 +204,21 @@ impl Report for Status {
             return Ok(());
         }
         out.line(format!(
-            "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} STATUS",
-            "STACK", "ENABLED", "STATE", "SINCE", "RESTARTS", "CONTAINERS"
+            "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} {:>8} {:>10}  STATUS",
+            "STACK", "ENABLED", "STATE", "SINCE", "RESTARTS", "CONTAINERS", "MEMORY", "CPU"
         ))?;
         for state in &self.stacks {
             let s = &state.unit;
             out.line(format!(
-                "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} {}",
+                "{:<16} {:<9} {:<20} {:<14} {:>8}  {:<28} {:>8} {:>10}  {}",
                 state.stack,
                 s.unit_file_state,
                 format!("{}/{}", s.active_state, s.sub_state),
                 since(s.since_usec),
                 s.n_restarts,
                 containers(state),
+                Usage::memory(state.usage.as_ref()),
+                Usage::cpu(state.usage.as_ref()),
                 state.status
             ))?;
         }

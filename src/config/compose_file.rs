@@ -48,6 +48,9 @@ pub struct Service {
     /// The services it depends on: compose stops it before them.
     #[serde(skip)]
     pub depends_on: Vec<String>,
+    /// The line of its own `cgroup_parent`: composectl leaves it there, outside the stack's slice.
+    #[serde(skip)]
+    pub cgroup_parent: Option<usize>,
     #[serde(skip)]
     pub line: usize,
 }
@@ -840,6 +843,7 @@ impl Parser<'_> {
                 .and_then(|e| self.value(e.value))
                 .and_then(|text| syntax::parse_go_duration(&text)),
             depends_on: self.depends_on(node),
+            cgroup_parent: yaml::get(node, "cgroup_parent").map(|entry| entry.line),
             line,
         })
     }

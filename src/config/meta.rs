@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::env::is_var_name;
 use super::parser::{Located, Parser};
 use super::reference::X_COMPOSECTL;
+use super::resources::Resources;
 use super::yaml::{self, Entry, Node};
 
 pub const META_KEY: &str = "x-composectl";
@@ -40,6 +41,8 @@ pub struct Meta {
     pub secrets: Vec<SecretSpec>,
     pub log_rate_limit: LogRateLimit,
     pub backup: Backup,
+    /// With the line of the block, for a conflict between its keys.
+    pub resources: (Resources, usize),
 }
 
 /// A secret the stack needs, generated once into its `.env.local` (the root's when `shared`)
@@ -195,6 +198,7 @@ impl Parser<'_> {
                 "secrets" => meta.secrets = self.secrets(entry.value, &what),
                 "log_rate_limit" => meta.log_rate_limit = self.log_rate_limit(entry.value, &what),
                 "backup" => meta.backup = self.backup(entry.value, &what),
+                "resources" => meta.resources = (self.resources(entry.value, &what), entry.line),
                 other => unread(other),
             }
         }
@@ -412,6 +416,57 @@ impl Parser<'_> {
             }
         }
         limit
+    }
+
+    /// `resources: {memory_max: 8G, cpu_weight: 50, ...}`: the stack's slice settings.
+    fn resources(&mut self, node: &Node, what: &str) -> Resources {
+        let mut resources = Resources::default();
+        if !self.options(
+            node,
+            what,
+            "write resources: {memory_max: 8G, memory_high: 7G, cpu_weight: 50}",
+        ) {
+            return resources;
+        }
+        let mut high_line = None;
+        for option in yaml::entries(node) {
+            let Some(key) = self.known_key("resources", what, &option) else {
+                continue;
+            };
+            if key == "memory_high" {
+                high_line = Some(option.line);
+            }
+            if yaml::scalar_text(option.value).is_none() {
+                self.error(
+                    Some(option.line),
+                    format!(
+                        "{what}.{key} is {}, expected a value",
+                        yaml::kind(option.value)
+                    ),
+                    "write one value, e.g. memory_max: 8G (man 5 x-composectl)",
+                );
+                continue;
+            }
+            // An interpolation error is reported once for the whole file.
+            let Some(text) = self.value(option.value) else {
+                continue;
+            };
+            if let Err(message) = resources.set(key, &text) {
+                self.error(
+                    Some(option.line),
+                    format!("{what}.{message}"),
+                    "see man 5 x-composectl for what each resource takes",
+                );
+            }
+        }
+        if let Some(conflict) = resources.conflict() {
+            self.error(
+                high_line.or(Some(yaml::line(node))),
+                format!("{what}: {conflict}"),
+                "set memory_high below memory_max (where the kernel starts reclaiming), or leave one out",
+            );
+        }
+        resources
     }
 
     /// `backup: {mode, paths, pre}`.

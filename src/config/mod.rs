@@ -8,6 +8,7 @@ pub mod meta;
 pub mod networks;
 pub mod parser;
 pub mod reference;
+pub mod resources;
 pub mod settings;
 pub mod syntax;
 pub mod yaml;

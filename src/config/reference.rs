@@ -95,6 +95,35 @@ fn is_placeholder(component: &str) -> bool {
         && component.chars().all(|c| c.is_ascii_uppercase())
 }
 
+// The resource keys mean the same in x-composectl and composectl.toml.
+const RESOURCES_DOC: &str = "What the stack may use. Every stack has a slice of its own, \
+compose-NAME.slice under compose.slice, holding its supervisor and, in system mode on an engine with \
+the systemd cgroup driver (the default on cgroup v2), its containers: these are that slice's settings, \
+so they hold for the whole stack, whatever compose does with its containers, and systemd-cgtop and \
+composectl status show what the stack uses. A container the kernel kills for memory is reported as \
+such, and the stack restarts like after any failure; the other stacks are not touched. Where \
+containers cannot be placed in the slice (an engine on the cgroupfs driver, or user mode with a \
+rootful engine), composectl enable refuses a stack with resources and says why, rather than leave \
+its limits on the supervisor alone.";
+const MEMORY_KIND: &str =
+    "size (512M, 8G; K, M, G, T are powers of 1024), percentage of the host's memory, or infinity";
+const MEMORY_MAX_DOC: &str = "The most memory the stack's processes may use together (page cache \
+included); past it the kernel reclaims, then kills a process of this stack (OOM), never one of \
+another stack.";
+const MEMORY_HIGH_DOC: &str = "Above this the stack's processes are slowed down and their memory \
+reclaimed hard, but not killed: set it a little below memory_max. check refuses it above memory_max.";
+const WEIGHT_KIND: &str = "integer from 1 to 10000";
+const CPU_WEIGHT_DOC: &str = "The stack's share of CPU time when CPUs are contended, against \
+every other slice's (100 each by default): 50 gets half of what a default stack gets. It does \
+not limit an idle host.";
+const CPU_QUOTA_DOC: &str = "A hard ceiling on the stack's CPU time, in percent of one CPU: 200% \
+is two CPUs' worth, even on an idle host.";
+const IO_WEIGHT_DOC: &str = "The stack's share of block I/O when the disk is contended, like \
+cpu_weight (needs an I/O scheduler with weights, such as bfq).";
+const TASKS_KIND: &str = "positive integer, percentage of the host's limit, or infinity";
+const TASKS_MAX_DOC: &str = "The most processes and threads the stack's containers and \
+supervisor may have together: a fork bomb in one stack stops there.";
+
 pub const X_COMPOSECTL: Format = Format {
     page: "x-composectl",
     summary: "a stack's settings for composectl, in its compose file",
@@ -265,6 +294,62 @@ forwards a whole stack: without this, one chatty container would silence the oth
             example: "log_rate_limit: {burst: 20000}",
             doc: "Lines per container and interval.",
             renders: "",
+        },
+        Key {
+            path: "resources",
+            kind: "mapping",
+            default: "[resources] of composectl.toml, key by key",
+            example: "resources: {memory_max: 8G, memory_high: 7G, cpu_weight: 50}",
+            doc: RESOURCES_DOC,
+            renders: "settings of compose-NAME.slice",
+        },
+        Key {
+            path: "resources.memory_max",
+            kind: MEMORY_KIND,
+            default: "",
+            example: "resources: {memory_max: 8G}",
+            doc: MEMORY_MAX_DOC,
+            renders: "MemoryMax= of compose-NAME.slice",
+        },
+        Key {
+            path: "resources.memory_high",
+            kind: MEMORY_KIND,
+            default: "",
+            example: "resources: {memory_high: 7G}",
+            doc: MEMORY_HIGH_DOC,
+            renders: "MemoryHigh= of compose-NAME.slice",
+        },
+        Key {
+            path: "resources.cpu_weight",
+            kind: WEIGHT_KIND,
+            default: "100",
+            example: "resources: {cpu_weight: 50}",
+            doc: CPU_WEIGHT_DOC,
+            renders: "CPUWeight= of compose-NAME.slice",
+        },
+        Key {
+            path: "resources.cpu_quota",
+            kind: "percentage of one CPU",
+            default: "",
+            example: "resources: {cpu_quota: 200%}",
+            doc: CPU_QUOTA_DOC,
+            renders: "CPUQuota= of compose-NAME.slice",
+        },
+        Key {
+            path: "resources.io_weight",
+            kind: WEIGHT_KIND,
+            default: "100",
+            example: "resources: {io_weight: 50}",
+            doc: IO_WEIGHT_DOC,
+            renders: "IOWeight= of compose-NAME.slice",
+        },
+        Key {
+            path: "resources.tasks_max",
+            kind: TASKS_KIND,
+            default: "systemd's DefaultTasksMax",
+            example: "resources: {tasks_max: 4096}",
+            doc: TASKS_MAX_DOC,
+            renders: "TasksMax= of compose-NAME.slice",
         },
         Key {
             path: "backup",
@@ -557,6 +642,94 @@ rest of the interval is dropped and counted.",
             default: "all",
             example: "[backup]\nkeep = 14",
             doc: "After each backup, keep only the newest archives of the stack.",
+            renders: "",
+        },
+        Key {
+            path: "resources",
+            kind: "table",
+            default: "",
+            example: "[resources]\nmemory_max = \"4G\"\ncpu_weight = 100",
+            doc: "Resources every stack gets unless its x-composectl resources sets the same key. Each \
+stack gets these for itself, in its own slice: they are not shared among the stacks.",
+            renders: "settings of each compose-NAME.slice",
+        },
+        Key {
+            path: "resources.memory_max",
+            kind: MEMORY_KIND,
+            default: "",
+            example: "[resources]\nmemory_max = \"4G\"",
+            doc: MEMORY_MAX_DOC,
+            renders: "MemoryMax=",
+        },
+        Key {
+            path: "resources.memory_high",
+            kind: MEMORY_KIND,
+            default: "",
+            example: "[resources]\nmemory_high = \"3G\"",
+            doc: MEMORY_HIGH_DOC,
+            renders: "MemoryHigh=",
+        },
+        Key {
+            path: "resources.cpu_weight",
+            kind: WEIGHT_KIND,
+            default: "100",
+            example: "[resources]\ncpu_weight = 100",
+            doc: CPU_WEIGHT_DOC,
+            renders: "CPUWeight=",
+        },
+        Key {
+            path: "resources.cpu_quota",
+            kind: "percentage of one CPU",
+            default: "",
+            example: "[resources]\ncpu_quota = \"100%\"",
+            doc: CPU_QUOTA_DOC,
+            renders: "CPUQuota=",
+        },
+        Key {
+            path: "resources.io_weight",
+            kind: WEIGHT_KIND,
+            default: "100",
+            example: "[resources]\nio_weight = 100",
+            doc: IO_WEIGHT_DOC,
+            renders: "IOWeight=",
+        },
+        Key {
+            path: "resources.tasks_max",
+            kind: TASKS_KIND,
+            default: "systemd's DefaultTasksMax",
+            example: "[resources]\ntasks_max = 4096",
+            doc: TASKS_MAX_DOC,
+            renders: "TasksMax=",
+        },
+        Key {
+            path: "notify",
+            kind: "table",
+            default: "",
+            example: "[notify]\ncommand = \"curl -fsS -m 10 --data-binary @- https://ntfy.sh/my-homelab\"",
+            doc: "A command to run when a stack fails for good: its restarts used up (start_limit_burst \
+within start_limit_interval), or its start failing. Off until set. A clean stop never notifies.",
+            renders: "OnFailure=composectl-notify@NAME.service in each stack's drop-in",
+        },
+        Key {
+            path: "notify.command",
+            kind: "shell command line",
+            default: "",
+            example: "[notify]\ncommand = 'mail -s \"$COMPOSECTL_MESSAGE\" root'",
+            doc: "Run with /bin/sh -c by composectl-notify@NAME.service (as root in system mode), \
+for at most 60s. Its standard input is the message and the stack's last 20 journal lines; its \
+environment has COMPOSECTL_STACK, COMPOSECTL_UNIT, COMPOSECTL_HOST, COMPOSECTL_RESULT (systemd's \
+result: exit-code, timeout, start-limit-hit, oom-kill, ...), COMPOSECTL_STATE (failed, or restarting), \
+COMPOSECTL_MESSAGE (one line) and COMPOSECTL_LOG (the lines). composectl notify NAME --test runs it \
+by hand. Suits curl to ntfy, Gotify or a webhook, mail, or a script.",
+            renders: "ExecStart= of composectl-notify@.service",
+        },
+        Key {
+            path: "notify.restarts",
+            kind: "boolean",
+            default: "false",
+            example: "[notify]\ncommand = \"logger -t composectl\"\nrestarts = true",
+            doc: "Also notify on each failure systemd restarts the stack after (COMPOSECTL_STATE=restarting), \
+not only when it stays failed.",
             renders: "",
         },
         Key {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::reference::{self, COMPOSECTL_TOML};
+use super::resources::Resources;
 use crate::diag::{Diagnostic, Diagnostics, line_of};
 
 pub const FILE: &str = "composectl.toml";
@@ -34,6 +35,19 @@ pub struct Settings {
     pub backup_keep: Option<usize>,
     /// `[update] timer`: what composectl-update.service does, `update` or `check`.
     pub update_timer: UpdateTimer,
+    /// `[resources]`: every stack's slice settings, unless its x-composectl sets the key.
+    pub resources: Resources,
+    /// `[notify]`: what runs when a stack fails; off when unset.
+    pub notify: Option<Notify>,
+}
+
+/// The command a failing stack's `OnFailure=` unit runs, and on which failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// A shell command line (`/bin/sh -c`).
+    pub command: String,
+    /// Also on each failure systemd restarts the stack after, not only once it stays failed.
+    pub restarts: bool,
 }
 
 /// What the optional update timer runs.
@@ -63,6 +77,8 @@ impl Default for Settings {
             backup_dir: None,
             backup_keep: None,
             update_timer: UpdateTimer::Update,
+            resources: Resources::default(),
+            notify: None,
         }
     }
 }
@@ -77,6 +93,19 @@ struct SettingsFile {
     backup: BackupTable,
     #[serde(default)]
     update: UpdateTable,
+    /// Sizes are strings, weights integers: each value is read as written, then checked by
+    /// the same rules as x-composectl's.
+    #[serde(default)]
+    resources: std::collections::BTreeMap<String, Spanned<toml::Value>>,
+    notify: Option<Spanned<NotifyTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyTable {
+    command: Option<String>,
+    #[serde(default)]
+    restarts: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -193,6 +222,43 @@ pub fn parse(path: &Path, text: &str, diags: &mut Diagnostics) -> Settings {
         }
     }
     settings.update_timer = file.update.timer.unwrap_or_default();
+    if let Some(notify) = file.notify {
+        let at = line(notify.span().start);
+        let table = notify.into_inner();
+        match table.command.filter(|c| !c.trim().is_empty()) {
+            Some(command) => {
+                settings.notify = Some(Notify {
+                    command,
+                    restarts: table.restarts,
+                });
+            }
+            None => diags.push(
+                Diagnostic::error(path.to_path_buf(), "[notify] has no command")
+                    .at_line(at)
+                    .hint("write the command that sends the notification, e.g. command = \"curl -fsS -m 10 --data-binary @- https://ntfy.sh/my-topic\"; or remove [notify]"),
+            ),
+        }
+    }
+    for (key, value) in &file.resources {
+        let text = match value.get_ref() {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(number) => number.to_string(),
+            other => other.to_string(),
+        };
+        if let Err(message) = settings.resources.set(key, &text) {
+            diags.push(
+                Diagnostic::error(path.to_path_buf(), format!("resources.{message}"))
+                    .at_line(line(value.span().start))
+                    .hint("see man 5 composectl.toml for what each resource takes"),
+            );
+        }
+    }
+    if let Some(conflict) = settings.resources.conflict() {
+        diags.push(
+            Diagnostic::error(path.to_path_buf(), format!("resources: {conflict}"))
+                .hint("set memory_high below memory_max (where the kernel starts reclaiming), or leave one out"),
+        );
+    }
     if let Some(burst) = defaults.start_limit_burst {
         settings.start_limit_burst = burst;
     }

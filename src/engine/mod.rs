@@ -18,6 +18,7 @@ use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
 
 use crate::config::networks::NetworkSpec;
+use crate::mode::Mode;
 
 mod swarm_api;
 mod volumes;
@@ -379,6 +380,36 @@ fn exit_code_from_status(status: &str) -> Option<i64> {
         .ok()
 }
 
+/// Where a stack's containers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// In the stack's slice (`cgroup_parent`), under its resources.
+    Slice,
+    /// Where the engine puts every container; why they cannot go into the slice.
+    Engine(String),
+}
+
+fn placement(mode: Mode, driver: &str, rootless: bool) -> Placement {
+    if driver != "systemd" {
+        return Placement::Engine(format!(
+            "the Docker engine uses the {} cgroup driver, which cannot put containers into a systemd slice; \
+             set \"exec-opts\": [\"native.cgroupdriver=systemd\"] in /etc/docker/daemon.json (the default on cgroup v2) and restart docker",
+            if driver.is_empty() { "unknown" } else { driver }
+        ));
+    }
+    match (mode, rootless) {
+        (Mode::System, false) | (Mode::User, true) => Placement::Slice,
+        (Mode::User, false) => Placement::Engine(
+            "the Docker engine runs as root: its containers' scopes belong to the system manager and cannot enter a slice of your user manager; \
+             use system mode, or a rootless engine (dockerd-rootless)".into(),
+        ),
+        (Mode::System, true) => Placement::Engine(
+            "the Docker engine is rootless: its containers' scopes belong to a user manager and cannot enter a slice of the system manager; \
+             use user mode, or the system's engine".into(),
+        ),
+    }
+}
+
 impl Engine {
     /// Connects to `$DOCKER_HOST` (unix sockets only) or /var/run/docker.sock.
     pub fn connect() -> Result<Engine> {
@@ -451,6 +482,28 @@ impl Engine {
             tokio::time::timeout(limit, self.docker.ping()).await,
             Ok(Ok(_))
         )
+    }
+
+    /// Whether the engine can create a stack's containers in the stack's slice of the `mode`
+    /// manager: only an engine on the systemd cgroup driver asks systemd for their scopes, and
+    /// only of its own manager (the system's for a rootful engine, the user's for a rootless one).
+    pub async fn placement(&self, mode: Mode) -> Result<Placement> {
+        let info = self.docker.info().await.with_context(|| {
+            format!(
+                "cannot read the Docker engine's settings on {}",
+                self.socket
+            )
+        })?;
+        let driver = info
+            .cgroup_driver
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let rootless = info
+            .security_options
+            .unwrap_or_default()
+            .iter()
+            .any(|option| option.split(',').any(|part| part == "name=rootless"));
+        Ok(placement(mode, &driver, rootless))
     }
 
     pub async fn network(&self, name: &str) -> Result<Option<bollard::models::NetworkInspect>> {
@@ -773,6 +826,24 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn containers_enter_a_slice_only_of_the_manager_the_engine_asks() {
+        assert_eq!(placement(Mode::System, "systemd", false), Placement::Slice);
+        assert_eq!(placement(Mode::User, "systemd", true), Placement::Slice);
+        for (mode, driver, rootless, why) in [
+            (Mode::System, "cgroupfs", false, "cgroupfs cgroup driver"),
+            (Mode::User, "cgroupfs", true, "cgroupfs cgroup driver"),
+            (Mode::User, "systemd", false, "runs as root"),
+            (Mode::System, "systemd", true, "is rootless"),
+            (Mode::System, "", false, "unknown cgroup driver"),
+        ] {
+            match placement(mode, driver, rootless) {
+                Placement::Engine(reason) => assert!(reason.contains(why), "{reason}"),
+                Placement::Slice => panic!("{mode:?} {driver} {rootless}: placed"),
+            }
+        }
+    }
 
     #[test]
     fn a_summary_reads_back_from_its_text_and_nothing_else_does() {

@@ -184,7 +184,7 @@ impl Supervisor {
             record,
         };
         match up(
-            compose(&self.root, &self.stack, &self.state),
+            compose(&self.root, &self.stack, &self.state, self.mode),
             &mut self.stop,
         )
         .await
@@ -322,7 +322,7 @@ impl Supervisor {
                 )),
                 Ok(true) => {
                     match up(
-                        compose(&self.root, &self.stack, &self.state),
+                        compose(&self.root, &self.stack, &self.state, self.mode),
                         &mut self.stop,
                     )
                     .await

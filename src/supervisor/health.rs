@@ -172,6 +172,7 @@ mod tests {
             health_budget: None,
             stop_grace: None,
             depends_on: Vec::new(),
+            cgroup_parent: None,
             line: 1,
         };
         Stack {
@@ -202,6 +203,7 @@ mod tests {
             missing_secrets: Vec::new(),
             log_rate_limit: (Duration::from_secs(30), 10_000),
             backup: Default::default(),
+            resources: Default::default(),
         }
     }
 

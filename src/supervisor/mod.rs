@@ -24,7 +24,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 
 use crate::compose_cli::Compose;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, Placement};
 use crate::mode::Mode;
 use crate::model::{Root, Stack};
 use crate::runtime;
@@ -181,10 +181,13 @@ enum Failure {
     NotReady(String),
 }
 
-/// The compose command for the stack as applied now, with its pinned images. A function of the
+/// The compose command for the stack as applied now, with its pinned images and its placement
+/// in the slice. A function of the
 /// fields rather than a method, so it can run while `stop` is borrowed too.
-fn compose<'a>(root: &'a Root, stack: &'a Stack, state: &StackState) -> Compose<'a> {
-    Compose::new(root, stack).pinned(state.pinned())
+fn compose<'a>(root: &'a Root, stack: &'a Stack, state: &StackState, mode: Mode) -> Compose<'a> {
+    Compose::new(root, stack)
+        .pinned(state.pinned())
+        .placed(runtime::placement(mode, &stack.name))
 }
 
 impl Supervisor {
@@ -222,13 +225,15 @@ impl Supervisor {
             Err(e) => tracing::warn!("{e:#}"),
         }
 
+        self.place().await;
+
         // Replayed from our start: no event of this run can slip by, whenever the stream connects.
         let mut events =
             self.engine
                 .events(&[self.stack.name.as_str()], i64::from(started), &EVENTS);
         self.notifier.status("starting containers (compose up)");
         match up(
-            compose(&self.root, &self.stack, &self.state),
+            compose(&self.root, &self.stack, &self.state, self.mode),
             &mut self.stop,
         )
         .await
@@ -397,6 +402,38 @@ impl Supervisor {
             .await
             .map_err(|e| format!("{e:#}"))?;
         engine::drift_error(&checks).map_err(|e| e.to_string())
+    }
+
+    /// Puts the stack's containers into its slice where the engine can, by writing the override
+    /// file every compose call of this run reads; says where they run otherwise. Never half: the
+    /// override names every service, or there is none.
+    async fn place(&self) {
+        let path = runtime::placement_path(self.mode, &self.stack.name);
+        let slice = crate::model::stack_slice(&self.stack.name);
+        let placement = match self.engine.placement(self.mode).await {
+            Ok(placement) => placement,
+            Err(e) => Placement::Engine(format!("{e:#}")),
+        };
+        let written = match placement {
+            Placement::Slice => crate::files::write_atomically(
+                &path,
+                &crate::compose_cli::placement_override(&self.stack),
+                0o600,
+            )
+            .map(|()| tracing::info!("containers run in {slice}"))
+            .map_err(|e| format!("{e:#}")),
+            Placement::Engine(reason) => Err(reason),
+        };
+        if let Err(reason) = written {
+            let _ = std::fs::remove_file(&path);
+            if self.stack.resources.is_empty() {
+                tracing::info!("containers run in the engine's cgroups, not in {slice}: {reason}");
+            } else {
+                tracing::warn!(
+                    "containers run in the engine's cgroups, not in {slice}: the stack's resources limit only its supervisor: {reason}"
+                );
+            }
+        }
     }
 
     /// Records the files as applied, for `composectl diff`.

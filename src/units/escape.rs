@@ -14,6 +14,16 @@ pub fn unit_value(value: &str) -> String {
     one_line.trim_end_matches('\\').trim().replace('%', "%%")
 }
 
+/// A value for a setting systemd reads without specifiers (`MemoryMax=`, `CPUQuota=`,
+/// `TasksMax=`): one line, `%` kept as it is (`%%` there is an invalid value, not a `%`).
+pub fn plain_value(value: &str) -> String {
+    let one_line: String = value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    one_line.trim_end_matches('\\').trim().to_string()
+}
+
 /// One argument of an `Exec*=` command line: quoted when needed, with C escapes, `%` specifiers
 /// and `$` variable expansion neutralised, so the process receives exactly `arg`.
 pub fn exec_arg(arg: &str) -> String {
@@ -82,6 +92,12 @@ mod tests {
         assert_eq!(path_item("/srv/my data"), "\"/srv/my data\"");
         assert_eq!(path_item("/srv/100%"), "/srv/100%%");
         assert_eq!(path_item("/srv/a\"b"), "\"/srv/a\\\"b\"");
+    }
+
+    #[test]
+    fn plain_values_keep_their_percent_and_stay_on_one_line() {
+        assert_eq!(plain_value("200%"), "200%");
+        assert_eq!(plain_value("8G\nExecStart=/bin/sh"), "8G ExecStart=/bin/sh");
     }
 
     #[test]

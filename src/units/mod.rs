@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::config::settings::UpdateTimer;
 use crate::duration;
 use crate::mode::Mode;
-use crate::model::Root;
+use crate::model::{Root, stack_slice};
 
 pub const TEMPLATE_UNIT: &str = "compose@.service";
 pub const TARGET_UNIT: &str = "composectl.target";
@@ -35,8 +35,9 @@ pub const UPDATE_UNIT: &str = "composectl-update.service";
 pub const UPDATE_TIMER: &str = "composectl-update.timer";
 pub const BACKUP_UNIT: &str = "composectl-backup@.service";
 pub const BACKUP_TIMER: &str = "composectl-backup@.timer";
+pub const NOTIFY_UNIT: &str = "composectl-notify@.service";
 /// The units that are the same for every root of a mode.
-pub const SHARED_UNITS: [&str; 7] = [
+pub const SHARED_UNITS: [&str; 8] = [
     TEMPLATE_UNIT,
     TARGET_UNIT,
     NETWORKS_UNIT,
@@ -44,6 +45,7 @@ pub const SHARED_UNITS: [&str; 7] = [
     UPDATE_TIMER,
     BACKUP_UNIT,
     BACKUP_TIMER,
+    NOTIFY_UNIT,
 ];
 pub const DROPIN_NAME: &str = "10-composectl.conf";
 pub const STACK_DROPIN_NAME: &str = "20-composectl.conf";
@@ -53,8 +55,11 @@ const STACK_DROPIN: &str = "compose@stack.service.d.conf";
 const NETWORKS_DROPIN: &str = "composectl-networks.service.d.conf";
 const UPDATE_DROPIN: &str = "composectl-update.service.d.conf";
 const BACKUP_DROPIN: &str = "composectl-backup@.service.d.conf";
+const NOTIFY_DROPIN: &str = "composectl-notify@.service.d.conf";
 
-const TEMPLATES: [(&str, &str); 12] = [
+const SLICE_DROPIN: &str = "compose-stack.slice.d.conf";
+
+const TEMPLATES: [(&str, &str); 15] = [
     (TEMPLATE_UNIT, include_str!("../../units/compose@.service")),
     (
         TEMPLATE_DROPIN,
@@ -63,6 +68,10 @@ const TEMPLATES: [(&str, &str); 12] = [
     (
         STACK_DROPIN,
         include_str!("../../units/compose@stack.service.d.conf"),
+    ),
+    (
+        SLICE_DROPIN,
+        include_str!("../../units/compose-stack.slice.d.conf"),
     ),
     (TARGET_UNIT, include_str!("../../units/composectl.target")),
     (
@@ -97,6 +106,14 @@ const TEMPLATES: [(&str, &str); 12] = [
         BACKUP_DROPIN,
         include_str!("../../units/composectl-backup@.service.d.conf"),
     ),
+    (
+        NOTIFY_UNIT,
+        include_str!("../../units/composectl-notify@.service"),
+    ),
+    (
+        NOTIFY_DROPIN,
+        include_str!("../../units/composectl-notify@.service.d.conf"),
+    ),
 ];
 
 /// A stack's backup timer (`systemctl enable --now composectl-backup@STACK.timer`).
@@ -130,7 +147,22 @@ pub fn dropin_path(stack: &str) -> PathBuf {
     PathBuf::from(format!("{}.d", stack_unit(stack))).join(STACK_DROPIN_NAME)
 }
 
-/// The stack a composectl-owned drop-in path belongs to, if it is one.
+/// The unit a failing stack starts when composectl.toml has `[notify]`.
+pub fn notify_unit(stack: &str) -> String {
+    format!("composectl-notify@{stack}.service")
+}
+
+/// The drop-in of a stack's slice, relative to the unit directory.
+pub fn slice_dropin_path(stack: &str) -> PathBuf {
+    PathBuf::from(format!("{}.d", stack_slice(stack))).join(STACK_DROPIN_NAME)
+}
+
+/// Both drop-ins composectl writes for a stack: its unit's and its slice's.
+pub fn stack_dropins(stack: &str) -> [PathBuf; 2] {
+    [dropin_path(stack), slice_dropin_path(stack)]
+}
+
+/// The stack whose unit a composectl-owned drop-in path configures, if it is one.
 pub fn stack_of_dropin(path: &Path) -> Option<&str> {
     if path.file_name()? != STACK_DROPIN_NAME {
         return None;
@@ -140,6 +172,17 @@ pub fn stack_of_dropin(path: &Path) -> Option<&str> {
         .strip_prefix("compose@")?
         .strip_suffix(".service.d")
         .filter(|stack| !stack.is_empty())
+}
+
+/// Whether a drop-in path is one of a stack's (its unit's or its slice's) rather than shared.
+pub fn is_stack_dropin(path: &Path) -> bool {
+    stack_of_dropin(path).is_some()
+        || (path.file_name() == Some(STACK_DROPIN_NAME.as_ref())
+            && path.parent().and_then(Path::to_str).is_some_and(|dir| {
+                dir.strip_prefix("compose-")
+                    .and_then(|rest| rest.strip_suffix(".slice.d"))
+                    .is_some_and(|stack| !stack.is_empty())
+            }))
 }
 
 /// The key of a stack's drop-in that lists its required stacks: systemd ignores `X-` keys, and
@@ -206,6 +249,7 @@ fn engine() -> Result<Environment<'static>> {
     }
     env.add_filter("exec_arg", |value: &str| escape::exec_arg(value));
     env.add_filter("unit_value", |value: &str| escape::unit_value(value));
+    env.add_filter("plain_value", |value: &str| escape::plain_value(value));
     env.add_filter("path_item", |value: &str| escape::path_item(value));
     Ok(env)
 }
@@ -266,6 +310,8 @@ pub fn render(
         (BACKUP_UNIT, PathBuf::from(BACKUP_UNIT)),
         (BACKUP_TIMER, PathBuf::from(BACKUP_TIMER)),
         (BACKUP_DROPIN, unit_dropin(BACKUP_UNIT)),
+        (NOTIFY_UNIT, PathBuf::from(NOTIFY_UNIT)),
+        (NOTIFY_DROPIN, unit_dropin(NOTIFY_UNIT)),
     ] {
         files.push(UnitFile {
             path,
@@ -274,60 +320,80 @@ pub fn render(
     }
     // Drop-ins are independent of each other: on every core (a root of 200 stacks).
     let names: Vec<&String> = stacks.iter().collect();
-    let dropins = crate::parallel::map(&names, DROPINS_PER_THREAD, |name| -> Result<UnitFile> {
-        let stack = root
-            .stacks
-            .get(*name)
-            .with_context(|| format!("no stack named {name}"))?;
-        let mut context = shared.clone();
-        let relative = stack
-            .compose_file
-            .strip_prefix(&root.dir)
-            .unwrap_or(&stack.compose_file);
-        context.insert("compose_file", Value::from(relative.to_string_lossy()));
-        context.insert("description", Value::from(stack.description.as_str()));
-        // Joined here, for one line per key: as lists, their conversion into template values and
-        // a loop writing a line per stack took about a tenth of a render of 200 stacks that each
-        // require 50.
-        context.insert("requires", Value::from(stack.requires.join(" ")));
-        let dependency_units: Vec<String> = stack
-            .requires
-            .iter()
-            .chain(&stack.wants)
-            .map(|stack| stack_unit(stack))
-            .collect();
-        context.insert("dependency_units", Value::from(dependency_units.join(" ")));
-        context.insert("start_timeout", span(stack.start_timeout));
-        // Only where the containers' grace periods need more than the template's timeout.
-        if stack.stop_timeout > settings.stop_timeout {
-            context.insert("grace_stop_timeout", span(stack.stop_timeout));
-        }
-        context.insert("restart_sec", span(stack.restart_sec));
-        let mounts: Vec<String> = stack
-            .mounts
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        context.insert("mounts", Value::from(mounts));
-        let credentials: Vec<String> = stack
-            .encrypted
-            .values()
-            .map(|id| format!("{id}:{}", crate::credentials::path(id).display()))
-            .collect();
-        context.insert("credentials", Value::from(credentials));
-        let (interval, burst) = stack.log_rate_limit;
-        context.insert("log_interval", span(interval));
-        context.insert("log_burst", Value::from(burst));
-        // Every container's share, and one more for the supervisor's own messages.
-        let shares = u32::try_from(stack.running.len() + 1).unwrap_or(u32::MAX);
-        context.insert("unit_log_burst", Value::from(burst.saturating_mul(shares)));
-        Ok(UnitFile {
-            path: dropin_path(name),
-            contents: render_template(&env, STACK_DROPIN, &context)?,
-        })
-    });
-    for dropin in dropins {
-        files.push(dropin?);
+    let dropins = crate::parallel::map(
+        &names,
+        DROPINS_PER_THREAD,
+        |name| -> Result<[UnitFile; 2]> {
+            let stack = root
+                .stacks
+                .get(*name)
+                .with_context(|| format!("no stack named {name}"))?;
+            let mut context = shared.clone();
+            let relative = stack
+                .compose_file
+                .strip_prefix(&root.dir)
+                .unwrap_or(&stack.compose_file);
+            context.insert("compose_file", Value::from(relative.to_string_lossy()));
+            context.insert("description", Value::from(stack.description.as_str()));
+            // Joined here, for one line per key: as lists, their conversion into template values and
+            // a loop writing a line per stack took about a tenth of a render of 200 stacks that each
+            // require 50.
+            context.insert("requires", Value::from(stack.requires.join(" ")));
+            let dependency_units: Vec<String> = stack
+                .requires
+                .iter()
+                .chain(&stack.wants)
+                .map(|stack| stack_unit(stack))
+                .collect();
+            context.insert("dependency_units", Value::from(dependency_units.join(" ")));
+            context.insert("start_timeout", span(stack.start_timeout));
+            // Only where the containers' grace periods need more than the template's timeout.
+            if stack.stop_timeout > settings.stop_timeout {
+                context.insert("grace_stop_timeout", span(stack.stop_timeout));
+            }
+            context.insert("restart_sec", span(stack.restart_sec));
+            let mounts: Vec<String> = stack
+                .mounts
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            context.insert("mounts", Value::from(mounts));
+            let credentials: Vec<String> = stack
+                .encrypted
+                .values()
+                .map(|id| format!("{id}:{}", crate::credentials::path(id).display()))
+                .collect();
+            context.insert("credentials", Value::from(credentials));
+            context.insert("slice", Value::from(stack_slice(name)));
+            let notify = settings.notify.as_ref().map(|_| notify_unit(name));
+            context.insert("notify", Value::from(notify.unwrap_or_default()));
+            let (interval, burst) = stack.log_rate_limit;
+            context.insert("log_interval", span(interval));
+            context.insert("log_burst", Value::from(burst));
+            // Every container's share, and one more for the supervisor's own messages.
+            let shares = u32::try_from(stack.running.len() + 1).unwrap_or(u32::MAX);
+            context.insert("unit_log_burst", Value::from(burst.saturating_mul(shares)));
+            let unit = UnitFile {
+                path: dropin_path(name),
+                contents: render_template(&env, STACK_DROPIN, &context)?,
+            };
+            context.insert("stack", Value::from(name.as_str()));
+            let resources: Vec<Vec<String>> = stack
+                .resources
+                .directives()
+                .into_iter()
+                .map(|(setting, value)| vec![setting.to_string(), value])
+                .collect();
+            context.insert("resources", Value::from(resources));
+            let slice = UnitFile {
+                path: slice_dropin_path(name),
+                contents: render_template(&env, SLICE_DROPIN, &context)?,
+            };
+            Ok([unit, slice])
+        },
+    );
+    for pair in dropins {
+        files.extend(pair?);
     }
     Ok(files)
 }

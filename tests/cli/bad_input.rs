@@ -1521,3 +1521,74 @@ fn an_unknown_key_gets_the_closest_known_one() {
         "unknown key \"start_timout\" in [defaults]\n 2 | start_timout = \"1min\"\n   | ^\n  hint: did you mean start_timeout?",
     );
 }
+
+#[test]
+fn resources_that_are_not_sizes_or_weights() {
+    for (block, line, message) in [
+        (
+            "resources:\n    memory_max: lots",
+            3,
+            "x-composectl.resources.memory_max is \"lots\", expected a size such as 512M, 8G",
+        ),
+        (
+            "resources: {cpu_weight: -5}",
+            2,
+            "x-composectl.resources.cpu_weight is \"-5\", expected a weight from 1 to 10000",
+        ),
+        (
+            "resources:\n    io_weight: 0",
+            3,
+            "x-composectl.resources.io_weight is \"0\", expected a weight from 1 to 10000",
+        ),
+        (
+            "resources:\n    memory_max: 1G\n    memory_high: 2G",
+            4,
+            "memory_high 2G is above memory_max 1G",
+        ),
+        (
+            "resources: {memroy_max: 1G}",
+            2,
+            "unknown key \"memroy_max\" in x-composectl.resources",
+        ),
+    ] {
+        refuses(
+            Test::valid().file(
+                "stacks/app/compose.yaml",
+                &format!("x-composectl:\n  {block}\nservices:\n  web:\n    image: nginx\n"),
+            ),
+            &format!("stacks/app/compose.yaml:{line}:"),
+            message,
+        );
+    }
+}
+
+#[test]
+fn resources_in_composectl_toml_are_checked_like_a_stacks() {
+    refuses(
+        Test::valid().file(
+            "composectl.toml",
+            indoc! {r#"
+                [resources]
+                cpu_weight = 100
+                tasks_max = "many"
+            "#},
+        ),
+        "composectl.toml:3:",
+        "resources.tasks_max is \"many\", expected a positive number of processes",
+    );
+}
+
+#[test]
+fn notify_without_a_command() {
+    refuses(
+        Test::valid().file(
+            "composectl.toml",
+            indoc! {r#"
+                [notify]
+                restarts = true
+            "#},
+        ),
+        "composectl.toml:1:",
+        "[notify] has no command",
+    );
+}

@@ -63,10 +63,11 @@ fn verify(mode: &str, root: &Path) {
         "composectl-update.service",
         "composectl-update.timer",
         "composectl-backup@.service",
-        "composectl-backup@genai.timer",
     ]
     .map(String::from)
     .to_vec();
+    // Each stack's unit brings its slice, with the slice's drop-in, into the check; the
+    // backup and notify templates are checked as instances of a stack.
     for stack in std::fs::read_dir(root.join("stacks")).expect("stacks") {
         let name = stack
             .expect("entry")
@@ -74,6 +75,8 @@ fn verify(mode: &str, root: &Path) {
             .into_string()
             .expect("utf-8");
         units.push(format!("compose@{name}.service"));
+        units.push(format!("composectl-backup@{name}.timer"));
+        units.push(format!("composectl-notify@{name}.service"));
     }
     let mut command = Command::new(analyze);
     if mode == "--user" {
@@ -122,6 +125,51 @@ fn units_with_required_mounts_pass_systemd_analyze_verify() {
             "x-composectl:\n  log_rate_limit: {{interval: 10s, burst: 500}}\nservices:\n  db:\n    image: x\n    volumes: [\"{}/media:/media\", \"/srv:/srv\"]\n",
             disk.display()
         ),
+    );
+    for mode in ["--system", "--user"] {
+        verify(mode, test.root());
+    }
+}
+
+/// Resources (a slice's settings), a notify command (OnFailure=) and a stack whose name has a
+/// dash (escaped in its slice's name), in both modes.
+#[test]
+#[ignore = "needs systemd-analyze (Debian package systemd); scripts/test.sh runs it"]
+fn units_with_resources_and_notify_pass_systemd_analyze_verify() {
+    let test = Test::valid()
+        .file(
+            "composectl.toml",
+            "[resources]\ntasks_max = 4096\n\n[notify]\ncommand = 'curl -fsS --data-binary @- http://127.0.0.1:9/$COMPOSECTL_STACK'\n",
+        )
+        .file(
+            "stacks/my-app/compose.yaml",
+            "x-composectl:\n  resources: {memory_max: 8G, memory_high: 7G, cpu_weight: 50, cpu_quota: 200%, io_weight: 10}\nservices:\n  web:\n    image: x\n",
+        );
+    let (_test, out) = render_root("--system", test.root());
+    let slice = std::fs::read_to_string(out.join("compose-my\\x2dapp.slice.d/20-composectl.conf"))
+        .expect("my-app's slice drop-in");
+    for line in [
+        "MemoryMax=8G",
+        "MemoryHigh=7G",
+        "CPUWeight=50",
+        "CPUQuota=200%",
+        "IOWeight=10",
+        "TasksMax=4096",
+    ] {
+        assert!(
+            slice.contains(&format!("\n{line}\n")),
+            "{line} in:\n{slice}"
+        );
+    }
+    let dropin = std::fs::read_to_string(out.join("compose@my-app.service.d/20-composectl.conf"))
+        .expect("my-app's drop-in");
+    assert!(
+        dropin.contains("\nSlice=compose-my\\x2dapp.slice\n"),
+        "{dropin}"
+    );
+    assert!(
+        dropin.contains("\nOnFailure=composectl-notify@my-app.service\n"),
+        "{dropin}"
     );
     for mode in ["--system", "--user"] {
         verify(mode, test.root());

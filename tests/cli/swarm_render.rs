@@ -54,7 +54,7 @@ fn the_example_roots_gpu_and_missing_secret_are_refused() {
         .at(&example_root())
         .args(["swarm", "render"])
         .code(2)
-        .stderr_has("stacks/genai/compose.yaml:21: error: services.ollama.deploy.resources.reservations.devices: swarm cannot reserve devices (GPUs) for a task")
+        .stderr_has("stacks/genai/compose.yaml:24: error: services.ollama.deploy.resources.reservations.devices: swarm cannot reserve devices (GPUs) for a task")
         .stderr_has("hint: advertise the devices as generic resources")
         .stderr_has("stacks/metrics/compose.yaml:49: error: secrets.grafana_admin: cannot read")
         .run();

@@ -11,7 +11,7 @@ use indoc::indoc;
 use composectl_testkit::e2e::{UserManager, environment, wait_until};
 use composectl_testkit::engine_proxy::EngineProxy;
 use composectl_testkit::stacks::{
-    Stacks, assert_ordered, composectl, engine_events, now_secs, text, wait_for,
+    FAST_DEFAULTS, Stacks, assert_ordered, composectl, engine_events, now_secs, text, wait_for,
 };
 
 pub fn unit(stack: &str) -> String {
@@ -36,6 +36,16 @@ pub fn active(manager: &UserManager, stack: &str) {
         Duration::from_secs(90),
         |s| s == "active",
     );
+}
+
+/// A stack whose container runs as a user the image does not have: it is created but never
+/// starts, so every start of the stack fails with the reason "composectl-test".
+fn unstartable(stacks: &Stacks, stack: &str, network: &str) -> String {
+    let service = format!(
+        "    user: composectl-test\n{}",
+        stacks.healthy_after(stack, "0")
+    );
+    stacks.custom(stack, "", &service, network)
 }
 
 /// The unit's processes and what the engine runs for it, through `docker_host`.
@@ -198,17 +208,9 @@ fn a_failed_start_leaves_nothing_behind_names_its_cause_and_recovers_once_fixed(
     let mut stacks = Stacks::new();
     let manager = UserManager::start();
     let net = stacks.network("net");
-    // A user the image does not have: the container is created but cannot start, and
-    // `compose up` fails (what used to leave containers in Created).
-    let database = stacks.custom(
-        "database",
-        "",
-        &format!(
-            "    user: composectl-test\n{}",
-            stacks.healthy_after("database", "0")
-        ),
-        &net,
-    );
+    // The container is created but cannot start, and `compose up` fails (what used to leave
+    // containers in Created).
+    let database = unstartable(&stacks, "database", &net);
     let genai = stacks.stack("genai", "0", &["database"], &net);
     let root = stacks.root().to_path_buf();
 
@@ -441,5 +443,120 @@ fn a_stop_waits_for_a_container_that_takes_its_grace_period_to_shut_down() {
     assert!(
         lines.iter().any(|l| l == "shut down cleanly"),
         "the container finished its shutdown: {lines:?}"
+    );
+}
+
+/// A receiver of notifications on 127.0.0.1: each request's path and body, as they come.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = listener.local_addr().expect("its address").port();
+        let got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> =
+            std::sync::Arc::default();
+        let sink = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+                sink.lock()
+                    .expect("lock")
+                    .push((path, String::from_utf8_lossy(&body).into_owned()));
+                let _ = (&stream).write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { port, got }
+    }
+
+    fn received(&self) -> Vec<(String, String)> {
+        self.got.lock().expect("lock").clone()
+    }
+}
+
+#[test]
+#[ignore = "end-to-end: needs root, systemd, journald, dockerd and Compose v2 (scripts/test.sh provisions them)"]
+fn a_stack_that_stays_failed_is_notified_once_and_a_clean_stop_never() {
+    environment();
+    let receiver = Receiver::start();
+    let mut stacks = Stacks::with_settings(&format!(
+        "{FAST_DEFAULTS}\n[notify]\ncommand = 'curl -fsS -m 5 --data-binary @- http://127.0.0.1:{}/$COMPOSECTL_STACK/$COMPOSECTL_STATE/$COMPOSECTL_RESULT'\n",
+        receiver.port
+    ));
+    let manager = UserManager::start();
+    let net = stacks.network("net");
+    // Every start fails, until the start limit keeps it failed.
+    let broken = unstartable(&stacks, "broken", &net);
+    let fine = stacks.stack("fine", "0", &[], &net);
+    let root = stacks.root().to_path_buf();
+
+    let enabled = composectl(&manager, &root, &["enable", "--now", &broken]);
+    assert_eq!(enabled.status.code(), Some(1), "{}", text(&enabled));
+    wait_for(
+        &manager,
+        &unit(&broken),
+        "ActiveState",
+        Duration::from_secs(60),
+        |s| s == "failed",
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || !receiver.received().is_empty()),
+        "no notification for {broken}, which stays failed\n{}",
+        manager.manager_log()
+    );
+    // Its earlier failures, which systemd restarted it after, started the notifier too:
+    // none of them may be sent, nor the final state twice.
+    std::thread::sleep(Duration::from_secs(5));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let (path, body) = &received[0];
+    assert!(path.starts_with(&format!("/{broken}/failed/")), "{path}");
+    assert!(body.contains(&format!("stack {broken} failed")), "{body}");
+    assert!(body.contains("stays failed"), "{body}");
+    // The stack's last journal lines follow the message: the start's own error.
+    assert!(body.contains("composectl-test"), "{body}");
+
+    let enabled = composectl(&manager, &root, &["enable", "--now", &fine]);
+    assert!(enabled.status.success(), "{}", text(&enabled));
+    let stopped = composectl(&manager, &root, &["stop", &fine]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    std::thread::sleep(Duration::from_secs(3));
+    let received = receiver.received();
+    assert!(
+        received.iter().all(|(path, _)| !path.contains(&fine)),
+        "a clean stop notified: {received:#?}"
+    );
+
+    // By hand, to try the command out.
+    let tried = composectl(&manager, &root, &["notify", &fine, "--test"]);
+    assert!(tried.status.success(), "{}", text(&tried));
+    assert!(
+        wait_until(Duration::from_secs(10), || receiver
+            .received()
+            .iter()
+            .any(|(path, _)| path.starts_with(&format!("/{fine}/test/")))),
+        "{:#?}",
+        receiver.received()
     );
 }

@@ -75,6 +75,8 @@ fn enable_now_starts_layered_stacks_in_order_with_status_logs_and_a_clean_disabl
         "{shown}"
     );
 
+    assert_in_slice(&guest, &genai);
+
     // The container's own lines, through composectl and through journalctl's field match.
     let line = format!("{genai} ready");
     let logs = guest.composectl(&["logs", &genai]);
@@ -101,13 +103,53 @@ fn enable_now_starts_layered_stacks_in_order_with_status_logs_and_a_clean_disabl
     );
     let unit_dir = guest.path("/etc/systemd/system");
     for stack in stacks.all() {
-        for file in [unit(&stack), format!("{}.d", unit(&stack))] {
+        for file in [
+            unit(&stack),
+            format!("{}.d", unit(&stack)),
+            format!("{}.d", slice(&stack)),
+        ] {
             assert!(
                 !unit_dir.join(&file).exists(),
                 "disable --now left {file} in /etc/systemd/system"
             );
         }
     }
+}
+
+/// The slice of a stack, as systemd names it (a dash of the stack's name escaped).
+fn slice(stack: &str) -> String {
+    format!("compose-{}.slice", stack.replace('-', "\\x2d"))
+}
+
+/// The stack's supervisor and its containers run in its slice (the guest's engine is on the
+/// systemd cgroup driver), and systemd shows them there.
+fn assert_in_slice(guest: &Guest, stack: &str) {
+    let slice = slice(stack);
+    let parent = format!("0::/compose.slice/{slice}/");
+    let supervisor = guest.property(&unit(stack), "MainPID");
+    let cgroup = guest.sh(&format!("cat /proc/{supervisor}/cgroup"));
+    assert!(
+        stdout_of(&cgroup).contains(&format!("{parent}{}", unit(stack))),
+        "the supervisor of {stack} is not in {slice}: {}",
+        text(&cgroup)
+    );
+    let pids = stdout_of(&guest.sh(&format!(
+        "docker ps -q --filter label=com.docker.compose.project={stack} | xargs -r docker inspect -f '{{{{.State.Pid}}}}'"
+    )));
+    assert!(!pids.trim().is_empty(), "no container of {stack} runs");
+    for pid in pids.split_whitespace() {
+        let cgroup = stdout_of(&guest.sh(&format!("cat /proc/{pid}/cgroup")));
+        assert!(
+            cgroup.contains(&format!("{parent}docker-")),
+            "a container of {stack} (pid {pid}) is not in {slice}: {cgroup}"
+        );
+    }
+    let status = guest.systemctl(&["status", "--no-pager", &slice]);
+    assert!(
+        stdout_of(&status).contains("docker-") && stdout_of(&status).contains(&unit(stack)),
+        "systemctl status {slice} does not show the stack:\n{}",
+        text(&status)
+    );
 }
 
 /// (mode, path) of every file composectl wrote into the unit directory, through the links
