@@ -16,10 +16,15 @@
 #                             environment is now a failure
 #   faults                    the fault suite, user manager and guest at the same time; its table
 #                             is the run's last word before the phase table
+#   vm                        beside end-to-end and faults, from the guest phase on: boots the VM
+#                             of scripts/vm.sh (its own kernel, so slices' limits hold; qemu
+#                             emulates, so its boot takes a minute or two and it gets one CPU),
+#                             installs the .deb and runs its tests (tests/e2e/slices.rs)
 #
-# The first three stop the run when they fail; end-to-end and faults both run, so the fault table
-# is printed even when a test failed, and either failing fails the run. The swarm lab and the
-# engine stay up afterwards (`scripts/swarm-lab.sh down` removes the lab); the guest is stopped.
+# The first three stop the run when they fail; end-to-end, faults and vm all run, so the fault
+# table is printed even when a test failed, and any failing fails the run. The swarm lab and the
+# engine stay up afterwards (`scripts/swarm-lab.sh down` removes the lab); the guest and the VM
+# are stopped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +45,8 @@ phase() {
 }
 
 finish() {
+    [ -z "${vm_pid:-}" ] || kill "$vm_pid" 2>/dev/null || true
+    [ -z "${vm_pid:-}" ] || scripts/vm.sh stop >&2 || true
     [ -z "${guest_started:-}" ] || scripts/guest.sh stop >&2 || true
     printf '\n| phase       | wall time | result |\n|---|---|---|\n'
     printf '%s\n' "${rows[@]}"
@@ -74,7 +81,36 @@ boot_guest() {
 }
 fail_fast guest boot_guest
 
-# Only what the fast tests skipped: every test of tests/e2e, and the ignored ones of tests/cli.
-phase end-to-end cargo test --locked --test cli --test e2e -- --ignored || status=1
+# The VM's tests, in the background: its boot is mostly waiting on emulation, which the other
+# phases' waiting on stacks can share. They run the e2e binary itself (a second cargo would wait
+# on the first's lock for the whole run). One CPU for the VM leaves the other to the rest.
+e2e_bin=$(cargo test --locked --test e2e --no-run 2>&1 |
+    sed -n 's/.*Executable tests\/e2e\/main.rs (\(.*\))$/\1/p')
+vm_tests() {
+    local debs=(dist/composectl_*.deb)
+    [ -x "$e2e_bin" ] || { echo "no e2e test binary" >&2; return 1; }
+    COMPOSECTL_VM_CPUS=${COMPOSECTL_VM_CPUS:-1} scripts/vm.sh start &&
+        scripts/vm.sh install "${debs[0]}" &&
+        "$e2e_bin" --ignored slices::
+}
+vm_log=target/vm-phase.log
+vm_began=$SECONDS
+printf '\n==> vm: in the background, log: %s\n' "$vm_log" >&2
+vm_tests >"$vm_log" 2>&1 &
+vm_pid=$!
+
+# Only what the fast tests skipped: every test of tests/e2e (but the VM's), and the ignored ones
+# of tests/cli.
+phase end-to-end cargo test --locked --test cli --test e2e -- --ignored --skip slices:: || status=1
 phase faults cargo test --locked --test faults -- --include-ignored || status=1
+
+vm_rc=0
+wait "$vm_pid" || vm_rc=$?
+vm_pid=
+printf '\n==> vm: its log\n' >&2
+cat "$vm_log" >&2
+vm_result=ok
+[ "$vm_rc" -eq 0 ] || { vm_result="FAILED (exit $vm_rc)"; status=1; }
+rows+=("$(printf '| %-11s | %5d s | %s |' vm $((SECONDS - vm_began)) "$vm_result")")
+scripts/vm.sh stop >&2 || true
 exit "$status"

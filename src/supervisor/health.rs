@@ -116,6 +116,12 @@ impl Trouble {
                 let Ok(exit) = engine.exit(&event.id).await else {
                     return Ok(None);
                 };
+                if event.action == "oom" && exit.running && !exit.restarting {
+                    // A process of the container hit the limit (the stack's memory_max, or the
+                    // service's own): if it was the container's main process, its "die" follows.
+                    tracing::warn!("a process in {who} was killed for lack of memory (OOM)");
+                    return Ok(None);
+                }
                 let oom = exit.oom_killed || event.action == "oom";
                 let code = event.exit_code.unwrap_or(exit.code);
                 let what = if oom {

@@ -1,7 +1,9 @@
 //! Harness for system mode under systemd as PID 1: the Debian 12 guest that `scripts/guest.sh`
-//! boots with systemd-nspawn, with its own docker.service and the composectl .deb installed
-//! (`scripts/test.sh` does both). composectl runs there as root, in system mode, on the root
-//! /etc/composectl, exactly as a user's `sudo composectl enable --now ...` does.
+//! boots with systemd-nspawn, or the virtual machine of `scripts/vm.sh` (its own kernel: cgroup
+//! v2 with every controller, for slices' limits and OOM kills), each with its own docker.service
+//! and the composectl .deb installed (`scripts/test.sh` does both). composectl runs there as root,
+//! in system mode, on the root /etc/composectl, exactly as a user's `sudo composectl enable --now
+//! ...` does.
 //!
 //! Mark each test that uses it
 //! `#[ignore = "end-to-end, system mode: ..."]` (a plain `cargo test` lists it as ignored, as the
@@ -9,11 +11,12 @@
 //! what is missing. `COMPOSECTL_GUEST_DIR` says where the guest lives (scripts/guest.sh's default
 //! otherwise).
 //!
-//! There is one guest, so a [`Guest`] holds a process-wide lock: tests using it run one at a
-//! time. Acquiring one and dropping it leave the guest clean: no stacks, no composectl units, no
+//! There is one guest and one VM, so a [`Guest`] holds a process-wide lock for its machine:
+//! tests using one run one at a time. Acquiring one and dropping it leave the guest clean: no stacks, no composectl units, no
 //! containers, volumes or networks, docker.service running.
 //!
-//! std and tempfile only, like the harness; commands go in through `scripts/guest.sh exec`.
+//! std and tempfile only, like the harness; commands go in through `scripts/guest.sh exec` or
+//! `scripts/vm.sh exec`, and files of the VM (a disk image) through the commands' stdin.
 
 use std::fs;
 use std::path::PathBuf;
@@ -23,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::e2e::{
     CMD_TIMEOUT, TEST_IMAGE, is_root, parse_journal_export, run_with_timeout, show_property,
-    stderr_of, stdout_of, try_run,
+    stderr_of, stdout_of, try_run, try_run_with_input,
 };
 use crate::layered::{Layered, write_file};
 
@@ -47,36 +50,75 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(300);
 /// (action, compose project, time in ns since the epoch) of one container event.
 pub type Event = (String, String, i64);
 
-/// The guest, for one test at a time. See the module documentation.
+/// The guest or the VM, for one test at a time. See the module documentation.
 pub struct Guest {
     _turn: MutexGuard<'static, ()>,
-    rootfs: PathBuf,
+    machine: Machine,
     /// The guest's journal cursor when the handle was taken: journal queries start after it.
     cursor: String,
 }
 
-fn script() -> PathBuf {
-    crate::repo().join("scripts/guest.sh")
+const GUEST_SCRIPT: &str = "scripts/guest.sh";
+const VM_SCRIPT: &str = "scripts/vm.sh";
+
+/// Which machine a [`Guest`] drives.
+#[derive(Debug, Clone)]
+enum Machine {
+    /// The nspawn guest: its rootfs is a directory of the host.
+    Nspawn { rootfs: PathBuf },
+    /// The VM: its files are on its own disk.
+    Vm,
+}
+
+impl Machine {
+    fn script(&self) -> PathBuf {
+        crate::repo().join(match self {
+            Machine::Nspawn { .. } => GUEST_SCRIPT,
+            Machine::Vm => VM_SCRIPT,
+        })
+    }
 }
 
 /// Waits for the guest, checks (once per process) that it runs with composectl and the test
 /// image installed, and cleans it; panics with what is missing.
 pub fn guest() -> Guest {
     static TURN: Mutex<()> = Mutex::new(());
-    static CHECK: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    // A test that failed while holding the guest poisons the lock; the next one resets anyway.
-    let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
-    let rootfs = match CHECK.get_or_init(check_guest) {
-        Ok(rootfs) => rootfs.clone(),
+    static CHECK: OnceLock<Result<Machine, String>> = OnceLock::new();
+    take(&TURN, &CHECK, GUEST_SCRIPT, || {
+        let rootfs = check_machine(&crate::repo().join(GUEST_SCRIPT))?;
+        Ok(Machine::Nspawn {
+            rootfs: PathBuf::from(rootfs.ok_or("guest.sh status names no rootfs")?),
+        })
+    })
+}
+
+/// [`guest`] for the VM of scripts/vm.sh.
+pub fn vm() -> Guest {
+    static TURN: Mutex<()> = Mutex::new(());
+    static CHECK: OnceLock<Result<Machine, String>> = OnceLock::new();
+    take(&TURN, &CHECK, VM_SCRIPT, || {
+        check_machine(&Machine::Vm.script()).map(|_| Machine::Vm)
+    })
+}
+
+fn take(
+    turn: &'static Mutex<()>,
+    check: &'static OnceLock<Result<Machine, String>>,
+    script: &str,
+    checked: fn() -> Result<Machine, String>,
+) -> Guest {
+    // A test that failed while holding the machine poisons the lock; the next one resets anyway.
+    let turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
+    let machine = match check.get_or_init(checked) {
+        Ok(machine) => machine.clone(),
         Err(reason) => panic!(
-            "the system-mode guest is not there: {reason} (scripts/test.sh boots it and installs \
-             the .deb; by hand: scripts/guest.sh start, scripts/guest.sh install \
-             dist/composectl_*.deb)"
+            "the system-mode machine is not there: {reason} (scripts/test.sh boots it and \
+             installs the .deb; by hand: {script} start, {script} install dist/composectl_*.deb)"
         ),
     };
     let mut guest = Guest {
         _turn: turn,
-        rootfs,
+        machine,
         cursor: String::new(),
     };
     if let Err(e) = guest.reset() {
@@ -87,11 +129,13 @@ pub fn guest() -> Guest {
     guest
 }
 
-fn check_guest() -> Result<PathBuf, String> {
+/// Checks that the machine of `script` runs with composectl and the test image; returns the
+/// rootfs its status names, if it names one.
+fn check_machine(script: &std::path::Path) -> Result<Option<String>, String> {
     if !is_root() {
         return Err("not running as root".into());
     }
-    let status = try_run(Command::new(script()).arg("status"), CMD_TIMEOUT)?;
+    let status = try_run(Command::new(script).arg("status"), CMD_TIMEOUT)?;
     let text = stdout_of(&status);
     let field = |key: &str| {
         text.lines()
@@ -100,12 +144,12 @@ fn check_guest() -> Result<PathBuf, String> {
     };
     if field("state").as_deref() != Some("running") {
         return Err(format!(
-            "the system-mode guest does not run ({})",
+            "{} does not run ({})",
+            script.display(),
             text.trim().replace('\n', ", ")
         ));
     }
-    let rootfs = PathBuf::from(field("rootfs").ok_or("guest.sh status names no rootfs")?);
-    let run = |args: &[&str]| try_run(Command::new(script()).arg("exec").args(args), CMD_TIMEOUT);
+    let run = |args: &[&str]| try_run(Command::new(script).arg("exec").args(args), CMD_TIMEOUT);
     if !run(&["test", "-x", "/usr/bin/composectl"])?
         .status
         .success()
@@ -116,9 +160,9 @@ fn check_guest() -> Result<PathBuf, String> {
         .status
         .success()
     {
-        return Err(format!("the guest's engine has no {TEST_IMAGE}"));
+        return Err(format!("the machine's engine has no {TEST_IMAGE}"));
     }
-    Ok(rootfs)
+    Ok(field("rootfs"))
 }
 
 /// Now, in ns since the epoch, on the clock the guest and its engine share with the host.
@@ -133,7 +177,10 @@ impl Guest {
     /// Runs `args` in the guest (as root, all its namespaces, a minimal environment), bounded by
     /// `timeout`; panics when it cannot run or takes longer.
     pub fn exec_timeout(&self, args: &[&str], timeout: Duration) -> Output {
-        run_with_timeout(Command::new(script()).arg("exec").args(args), timeout)
+        run_with_timeout(
+            Command::new(self.machine.script()).arg("exec").args(args),
+            timeout,
+        )
     }
 
     /// [`exec_timeout`](Self::exec_timeout) bounded by the harness's `CMD_TIMEOUT`.
@@ -146,21 +193,60 @@ impl Guest {
         self.exec(&["sh", "-c", script])
     }
 
-    /// The host path of `path` in the guest (the rootfs is a directory of the host).
+    /// The host path of `path` in the nspawn guest (its rootfs is a directory of the host);
+    /// the VM's files are not on the host.
     pub fn path(&self, path: &str) -> PathBuf {
-        self.rootfs.join(path.trim_start_matches('/'))
+        match &self.machine {
+            Machine::Nspawn { rootfs } => rootfs.join(path.trim_start_matches('/')),
+            Machine::Vm => panic!("the VM's {path} is on its own disk: read it with exec"),
+        }
     }
 
     /// Writes a file in the guest, creating its directories.
     pub fn write(&self, path: &str, contents: &str) {
-        write_file(&self.path(path), contents);
+        if let Machine::Nspawn { .. } = self.machine {
+            return write_file(&self.path(path), contents);
+        }
+        let out = try_run_with_input(
+            Command::new(self.machine.script()).args([
+                "exec",
+                "sh",
+                "-c",
+                "mkdir -p \"$(dirname \"$0\")\" && cat > \"$0\"",
+                path,
+            ]),
+            Some(contents.as_bytes()),
+            CMD_TIMEOUT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "writing {path}: {}", stderr_of(&out));
     }
 
     /// Writes the layered stacks (crate::layered) and their networks.toml into the root.
     pub fn write_layered(&self) -> Layered {
         let stacks = Layered::new("");
-        stacks.write(&self.path(ROOT), NETWORK, SUBNET);
+        let local = tempfile::tempdir().expect("a temporary directory");
+        stacks.write(local.path(), NETWORK, SUBNET);
+        self.upload(local.path(), ROOT);
         stacks
+    }
+
+    /// Copies the files under the host directory `dir` into `to` in the guest.
+    fn upload(&self, dir: &std::path::Path, to: &str) {
+        for entry in fs::read_dir(dir).expect("read the directory") {
+            let path = entry.expect("an entry").path();
+            let name = path
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                self.upload(&path, &format!("{to}/{name}"));
+            } else {
+                let contents = fs::read_to_string(&path).expect("a text file");
+                self.write(&format!("{to}/{name}"), &contents);
+            }
+        }
     }
 
     /// The installed `/usr/bin/composectl ARGS`: system mode (root), root /etc/composectl.
@@ -229,7 +315,7 @@ impl Guest {
     /// Container events of the guest's engine at or after `since_ns` (see [`now_ns`]), oldest
     /// first: create, start, die and health_status.
     pub fn events(&self, since_ns: i64) -> Vec<Event> {
-        let text = fs::read_to_string(self.path(EVENTS_LOG)).unwrap_or_default();
+        let text = stdout_of(&self.exec(&["cat", EVENTS_LOG]));
         let mut events: Vec<Event> = text
             .lines()
             .filter_map(|line| {
@@ -274,7 +360,10 @@ impl Guest {
     }
 
     fn guest_sh(&self, args: &[&str]) {
-        let out = run_with_timeout(Command::new(script()).args(args), REBOOT_TIMEOUT);
+        let out = run_with_timeout(
+            Command::new(self.machine.script()).args(args),
+            REBOOT_TIMEOUT,
+        );
         assert!(
             out.status.success(),
             "guest.sh {args:?}: {}",
@@ -311,7 +400,7 @@ rm -rf /etc/composectl/stacks/* /etc/composectl/composectl.toml /etc/composectl/
 docker info >/dev/null
 "#;
         let out = try_run(
-            Command::new(self::script())
+            Command::new(self.machine.script())
                 .args(["exec", "sh", "-c"])
                 .arg(script),
             RESET_TIMEOUT,

@@ -7,6 +7,7 @@
 mod database;
 mod operations;
 mod quick_start;
+mod slices;
 mod stacks;
 mod supervision;
 mod swarm;
