@@ -91,7 +91,7 @@ vm_tests() {
     [ -x "$e2e_bin" ] || { echo "no e2e test binary" >&2; return 1; }
     COMPOSECTL_VM_CPUS=${COMPOSECTL_VM_CPUS:-1} scripts/vm.sh start &&
         scripts/vm.sh install "${debs[0]}" &&
-        "$e2e_bin" --ignored slices::
+        "$e2e_bin" --ignored --nocapture slices::
 }
 vm_log=target/vm-phase.log
 vm_began=$SECONDS

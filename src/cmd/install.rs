@@ -145,11 +145,24 @@ fn check_placement(ctx: &Context, root: &Root, stacks: &BTreeSet<String>) -> Res
     });
     match placement {
         Ok(Placement::Slice) => Ok(()),
-        Ok(Placement::Engine(reason)) => Err(Error::usage(format!(
-            "stacks {} set resources, but their containers cannot run in their slices here: {reason}; \
-             or remove x-composectl resources (and [resources] of composectl.toml) to run them without limits",
-            limited.join(", ")
-        ))),
+        Ok(Placement::Engine(reason)) => {
+            let (who, verb, whose) = match limited.as_slice() {
+                [one] => (
+                    format!("stack {one}"),
+                    "sets",
+                    "its containers cannot run in its slice",
+                ),
+                many => (
+                    format!("stacks {}", many.join(", ")),
+                    "set",
+                    "their containers cannot run in their slices",
+                ),
+            };
+            Err(Error::usage(format!(
+                "{who} {verb} resources, but {whose} here: {reason}; \
+                 or remove x-composectl resources (and [resources] of composectl.toml) to run without limits"
+            )))
+        }
         Err(e) => {
             ctx.out.warn(&format!(
                 "cannot tell whether the containers of {} can run in their slices: {e:#}; their supervisors check when they start",

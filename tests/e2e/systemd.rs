@@ -209,6 +209,32 @@ fn not_enabled_and_unknown_stacks_are_usage_errors() {
         !manager.unit_dir().join("compose@.service").exists(),
         "a refused enable wrote units"
     );
+    // Resources on an engine that cannot put the containers into the stack's slice (the host's
+    // engine: rootful, on cgroupfs) would limit the supervisor alone: refused, nothing written.
+    let compose = stacks.root().join("stacks").join(&db).join("compose.yaml");
+    let yaml = fs::read_to_string(&compose).expect("compose.yaml");
+    fs::write(
+        &compose,
+        yaml.replacen(
+            "x-composectl:\n",
+            "x-composectl:\n  resources: {memory_max: 1G}\n",
+            1,
+        ),
+    )
+    .expect("write");
+    let enable = composectl(&manager, stacks.root(), &["enable", &db]);
+    let shown = text(&enable);
+    assert_eq!(enable.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "stack {db} sets resources, but its containers cannot run in its slice here"
+        )),
+        "{shown}"
+    );
+    assert!(
+        !manager.unit_dir().join("compose@.service").exists(),
+        "a refused enable wrote units"
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {
