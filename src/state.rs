@@ -26,6 +26,7 @@ use crate::mode::Mode;
 
 const PINNED: &str = "pinned.yaml";
 const ROLLBACK: &str = "rollback.yaml";
+const NOTIFIED: &str = "notified";
 
 pub struct StackState {
     dir: PathBuf,
@@ -44,6 +45,18 @@ impl StackState {
     pub fn pinned(&self) -> Option<PathBuf> {
         let path = self.dir.join(PINNED);
         path.is_file().then_some(path)
+    }
+
+    /// Whether the unit state entered at `since_usec` (its StateChangeTimestamp) was not
+    /// notified yet, recording it: systemd may start the notifier twice for one failed state.
+    pub fn first_notice(&self, since_usec: u64) -> Result<bool> {
+        let path = self.dir.join(NOTIFIED);
+        let stamp = since_usec.to_string();
+        if fs::read_to_string(&path).is_ok_and(|last| last.trim() == stamp) {
+            return Ok(false);
+        }
+        crate::files::write_atomically(&path, &stamp, 0o600)?;
+        Ok(true)
     }
 
     /// Service → image ID the stack is pinned to (empty when it is not).

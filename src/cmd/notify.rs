@@ -18,6 +18,7 @@ use crate::diag::Diagnostics;
 use crate::error::{Error, Result};
 use crate::model::StackName;
 use crate::output::{Report, report};
+use crate::state::StackState;
 use crate::systemd::{Systemd, UnitStatus};
 use crate::units;
 
@@ -74,13 +75,14 @@ pub fn notify(ctx: &Context, stack: &StackName, test: bool) -> Result<Box<dyn Re
         };
         // systemd may start the notifier twice for one failed state (a restart's failure and
         // the start limit's): the state's timestamp, once notified, is not notified again.
-        let seen = Seen::new(ctx.mode, stack);
         let first = || {
-            seen.first(status.since_usec).unwrap_or_else(|e| {
-                ctx.out
-                    .warn(&format!("{e:#}; this failure may be notified twice"));
-                true
-            })
+            StackState::new(ctx.mode, stack)
+                .first_notice(status.since_usec)
+                .unwrap_or_else(|e| {
+                    ctx.out
+                        .warn(&format!("{e:#}; this failure may be notified twice"));
+                    true
+                })
         };
         let sent = test || ((state == "failed" || notify.restarts) && first());
         if sent {
@@ -106,31 +108,7 @@ pub fn notify(ctx: &Context, stack: &StackName, test: bool) -> Result<Box<dyn Re
     })))
 }
 
-/// The unit state last notified about, in the stack's state directory.
-struct Seen {
-    path: std::path::PathBuf,
-}
-
-impl Seen {
-    fn new(mode: crate::mode::Mode, stack: &str) -> Seen {
-        Seen {
-            path: mode.state_dir().join("stacks").join(stack).join("notified"),
-        }
-    }
-
-    /// Whether the state entered at `since_usec` is new, recording it.
-    fn first(&self, since_usec: u64) -> anyhow::Result<bool> {
-        let stamp = since_usec.to_string();
-        if std::fs::read_to_string(&self.path).is_ok_and(|last| last.trim() == stamp) {
-            return Ok(false);
-        }
-        crate::files::write_atomically(&self.path, &stamp, 0o600)?;
-        Ok(true)
-    }
-}
-
-fn message(stack: &str, state: &str, result: &str, restarts: u32) -> String {
-    let host = hostname();
+fn message(host: &str, stack: &str, state: &str, result: &str, restarts: u32) -> String {
     match state {
         "test" => format!("composectl on {host}: a test notification for stack {stack}"),
         "failed" => format!(
@@ -158,13 +136,14 @@ async fn run_command(
     state: &str,
     log: &str,
 ) -> anyhow::Result<()> {
-    let message = message(stack, state, &status.result, status.n_restarts);
+    let host = hostname();
+    let message = message(&host, stack, state, &status.result, status.n_restarts);
     let mut shell = Command::new("/bin/sh");
     shell
         .args(["-c", command])
         .env("COMPOSECTL_STACK", stack)
         .env("COMPOSECTL_UNIT", &status.unit)
-        .env("COMPOSECTL_HOST", hostname())
+        .env("COMPOSECTL_HOST", &host)
         .env("COMPOSECTL_RESULT", &status.result)
         .env("COMPOSECTL_STATE", state)
         .env("COMPOSECTL_MESSAGE", &message)
@@ -189,12 +168,13 @@ mod tests {
     #[test]
     fn the_message_says_whether_the_stack_stays_failed() {
         assert!(
-            message("genai", "failed", "exit-code", 5).contains("stays failed after 5 restarts")
+            message("h", "genai", "failed", "exit-code", 5)
+                .contains("stays failed after 5 restarts")
         );
         assert!(
-            message("genai", "restarting", "oom-kill", 0)
+            message("h", "genai", "restarting", "oom-kill", 0)
                 .contains("systemd restarts it (restart 1)")
         );
-        assert!(message("genai", "test", "", 0).contains("a test notification"));
+        assert!(message("h", "genai", "test", "", 0).contains("a test notification"));
     }
 }

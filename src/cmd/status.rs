@@ -66,8 +66,8 @@ struct Usage {
 }
 
 impl Usage {
-    fn of(ctx: &Context, stack: &str, slice: UnitStatus) -> Option<Usage> {
-        crate::runtime::placement(ctx.mode, stack)?;
+    /// What the slice accounts, if systemd accounts anything here.
+    fn of(slice: UnitStatus) -> Option<Usage> {
         (slice.memory_bytes.is_some() || slice.cpu_nsec.is_some()).then_some(Usage {
             slice: slice.unit,
             memory_bytes: slice.memory_bytes,
@@ -122,15 +122,23 @@ fn reported(unit: &UnitStatus) -> Option<ContainerSummary> {
 /// Every stack's unit and containers: systemd's answers, and the engine's for the stacks whose
 /// supervisor does not report them (one query, none when every supervisor does).
 async fn states(ctx: &Context, stacks: &BTreeSet<String>, shown: Shown) -> Result<Vec<State>> {
-    // The slices in the same calls: one round trip for units and accounting alike.
+    // Only the slices that hold their stack's containers (its supervisor wrote a placement)
+    // are worth asking about, and in the same calls: one round trip for units and accounting.
+    let placed: Vec<&String> = stacks
+        .iter()
+        .filter(|s| crate::runtime::placement(ctx.mode, s).is_some())
+        .collect();
     let unit_names: Vec<String> = stacks
         .iter()
         .map(|s| units::stack_unit(s))
-        .chain(stacks.iter().map(|s| model::stack_slice(s)))
+        .chain(placed.iter().map(|s| model::stack_slice(s)))
         .collect();
     let systemd = Systemd::connect(ctx.mode).await?;
     let mut statuses = systemd.statuses_of(&unit_names, shown).await?;
-    let slices = statuses.split_off(stacks.len());
+    let mut slices: BTreeMap<&String, UnitStatus> = placed
+        .into_iter()
+        .zip(statuses.split_off(stacks.len()))
+        .collect();
     let reports: Vec<Option<ContainerSummary>> = statuses.iter().map(reported).collect();
     let engine = if reports.iter().any(Option::is_none) {
         container_summaries().await
@@ -141,9 +149,8 @@ async fn states(ctx: &Context, stacks: &BTreeSet<String>, shown: Shown) -> Resul
         .iter()
         .zip(statuses)
         .zip(reports)
-        .zip(slices)
-        .map(|(((stack, unit), report), slice)| State {
-            usage: Usage::of(ctx, stack, slice),
+        .map(|((stack, unit), report)| State {
+            usage: slices.remove(stack).and_then(Usage::of),
             stack: stack.clone(),
             status: unit.status_line(),
             containers: report.or_else(|| {

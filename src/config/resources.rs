@@ -3,24 +3,15 @@
 //! in `x-composectl` per stack and under `[resources]` of composectl.toml for every stack; the
 //! two parsers read values through `parse`, so both accept and refuse the same.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
-/// The slice settings a stack asks for, each as systemd writes it (`8G`, `50`, `200%`).
+/// The slice settings a stack asks for: key (of [`KEYS`]) → value as systemd writes it (`8G`,
+/// `50`, `200%`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Resources {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_max: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_high: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu_weight: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu_quota: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub io_weight: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tasks_max: Option<String>,
-}
+#[serde(transparent)]
+pub struct Resources(BTreeMap<&'static str, String>);
 
 /// The keys, in the order the slice lists them, with the slice setting each becomes.
 pub const KEYS: [(&str, &str); 6] = [
@@ -33,66 +24,39 @@ pub const KEYS: [(&str, &str); 6] = [
 ];
 
 impl Resources {
-    fn slot(&mut self, key: &str) -> Option<&mut Option<String>> {
-        Some(match key {
-            "memory_max" => &mut self.memory_max,
-            "memory_high" => &mut self.memory_high,
-            "cpu_weight" => &mut self.cpu_weight,
-            "cpu_quota" => &mut self.cpu_quota,
-            "io_weight" => &mut self.io_weight,
-            "tasks_max" => &mut self.tasks_max,
-            _ => return None,
-        })
-    }
-
-    fn get(&self, key: &str) -> Option<&String> {
-        match key {
-            "memory_max" => self.memory_max.as_ref(),
-            "memory_high" => self.memory_high.as_ref(),
-            "cpu_weight" => self.cpu_weight.as_ref(),
-            "cpu_quota" => self.cpu_quota.as_ref(),
-            "io_weight" => self.io_weight.as_ref(),
-            "tasks_max" => self.tasks_max.as_ref(),
-            _ => None,
-        }
-    }
-
     /// Sets `key` from what the user wrote; the message says what is wrong and what to write.
     pub fn set(&mut self, key: &str, text: &str) -> Result<(), String> {
         let value = parse(key, text)?;
-        let slot = self
-            .slot(key)
+        let (key, _) = KEYS
+            .iter()
+            .find(|(known, _)| *known == key)
             .ok_or_else(|| format!("{key} is not a resource"))?;
-        *slot = Some(value);
+        self.0.insert(key, value);
         Ok(())
     }
 
     /// Each key this one does not set taken from `defaults` (composectl.toml's `[resources]`).
     pub fn or(mut self, defaults: &Resources) -> Resources {
-        for (key, _) in KEYS {
-            if let Some(slot) = self.slot(key)
-                && slot.is_none()
-            {
-                *slot = defaults.get(key).cloned();
-            }
+        for (key, value) in &defaults.0 {
+            self.0.entry(key).or_insert_with(|| value.clone());
         }
         self
     }
 
     pub fn is_empty(&self) -> bool {
-        KEYS.iter().all(|(key, _)| self.get(key).is_none())
+        self.0.is_empty()
     }
 
     /// `(setting, value)` for the slice, in a fixed order.
     pub fn directives(&self) -> Vec<(&'static str, String)> {
         KEYS.iter()
-            .filter_map(|(key, setting)| Some((*setting, self.get(key)?.clone())))
+            .filter_map(|(key, setting)| Some((*setting, self.0.get(key)?.clone())))
             .collect()
     }
 
     /// A contradiction between keys: memory_high above memory_max never throttles.
     pub fn conflict(&self) -> Option<String> {
-        let (high, max) = (self.memory_high.as_ref()?, self.memory_max.as_ref()?);
+        let (high, max) = (self.0.get("memory_high")?, self.0.get("memory_max")?);
         match (bytes(high), bytes(max)) {
             (Some(h), Some(m)) if h > m => Some(format!(
                 "memory_high {high} is above memory_max {max}: the stack would be killed before it is ever throttled"

@@ -26,6 +26,9 @@ networks:
 
 /// The database image scripts/make-postgres-image.sh builds (Debian's PostgreSQL 15).
 pub const POSTGRES_IMAGE: &str = "composectl-test/postgres:15";
+/// psql in that image, as the tests run it: unaligned tuples only, stopping at the first error
+/// (followed by `-c SQL`).
+pub const PSQL: [&str; 6] = ["psql", "-U", "postgres", "-qAt", "-v", "ON_ERROR_STOP=1"];
 
 /// A compose file with one PostgreSQL service `db` (no restart policy: the supervisor's), its
 /// data in the named volume `pgdata`, healthy once `pg_isready` answers; `meta` goes first.

@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use composectl_testkit::e2e::{UserManager, environment, stdout_of, wait_until};
-use composectl_testkit::layered::{POSTGRES_IMAGE, postgres_compose_file};
+use composectl_testkit::layered::{POSTGRES_IMAGE, PSQL, postgres_compose_file};
 use composectl_testkit::stacks::{FAST_DEFAULTS, Stacks, composectl, text};
 
 use crate::supervision::{active, unit};
@@ -51,16 +51,8 @@ fn psql(stack: &str, sql: &str) -> Option<String> {
         return None;
     }
     let out = Command::new("docker")
-        .args([
-            "exec",
-            &id,
-            "psql",
-            "-U",
-            "postgres",
-            "-qAt",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
+        .args(["exec", &id])
+        .args(PSQL)
         .args(["-c", sql])
         .output()
         .ok()?;

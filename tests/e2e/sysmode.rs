@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use composectl_testkit::e2e::{TEST_IMAGE, stdout_of, wait_until};
 use composectl_testkit::guest::{Guest, NETWORK, ROOT, guest, now_ns};
-use composectl_testkit::layered::{Layered, postgres_compose_file};
+use composectl_testkit::layered::{Layered, PSQL, postgres_compose_file};
 use composectl_testkit::stacks::{assert_ordered, text};
 
 /// The stacks' own start takes a few seconds; this is only a bound against hanging.
@@ -530,18 +530,10 @@ fn postgres_under_writes_shuts_down_cleanly_and_loses_nothing_on_stop_engine_res
     );
     assert_active(&guest, &["pg".to_string()]);
     let psql = |sql: &str| {
-        guest.docker(&[
-            "exec",
-            "pg-db-1",
-            "psql",
-            "-U",
-            "postgres",
-            "-qAt",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
+        let mut args = vec!["exec", "pg-db-1"];
+        args.extend(PSQL);
+        args.extend(["-c", sql]);
+        guest.docker(&args)
     };
     let created = psql("CREATE TABLE acked (n bigint PRIMARY KEY)");
     assert!(created.status.success(), "{}", text(&created));
