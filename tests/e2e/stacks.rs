@@ -217,7 +217,10 @@ fn a_network_that_drifted_stops_the_stack_with_the_difference() {
     );
     assert!(shown.contains("internal is false"), "{shown}");
 
-    // Once it is removed, `composectl networks` creates it as specified.
+    // Once it is removed, `composectl networks` creates it as specified. The stack is stopped
+    // first: systemd keeps restarting it, and its supervisor would create the network itself.
+    let stopped = composectl(&manager, &root, &["stop", &name]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
     let removed = Command::new("docker")
         .args(["network", "rm", &net])
         .output()
