@@ -54,10 +54,11 @@ fn a_stack_past_its_memory_max_is_oom_killed_in_its_slice_and_comes_back_alone()
             "while [ ! -e /tmp/hog ]; do sleep 0.2; done; echo {genai} eats memory; exec dd if=/dev/zero of=/dev/null bs=300M count=1"
         ),
     );
-    // Emulated, everything is slow: no need to wait 10 s more for the restart.
+    // Long enough for status (each call seconds under emulation) to see the failure before
+    // systemd restarts the stack.
     vm.write(
         &format!("{ROOT}/composectl.toml"),
-        "[defaults]\nrestart_sec = \"1s\"\n",
+        "[defaults]\nrestart_sec = \"30s\"\n",
     );
     let meta = format!(
         "x-composectl:\n  requires: [{panel}, {database}]\n  resources: {{memory_max: 64M, memory_high: 56M}}\n"
