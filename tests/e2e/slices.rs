@@ -142,8 +142,13 @@ fn a_stack_past_its_memory_max_is_oom_killed_in_its_slice_and_comes_back_alone()
     // Back by itself (Restart=on-failure), with a new container; the other layers untouched.
     assert!(
         wait_until(START_TIMEOUT, || {
-            vm.property(&unit(&genai), "ActiveState") == "active"
-                && container(&vm, &genai) != hog_id
+            // Restarted with a new container, not still active while its supervisor brings
+            // the old one down.
+            let now = container(&vm, &genai);
+            vm.property(&unit(&genai), "NRestarts") != "0"
+                && vm.property(&unit(&genai), "ActiveState") == "active"
+                && !now.is_empty()
+                && now != hog_id
         }),
         "{} did not come back\n{}",
         unit(&genai),
