@@ -12,6 +12,9 @@
 //! comes, its header written once its size is known, so a backup needs no more room than its
 //! archive; the archive grows under a temporary name beside its destination and appears by
 //! rename, whole or not at all.
+//!
+//! `take` is a backup as `composectl backup` takes it (hooks, the stack stopped meanwhile for
+//! `mode: stopped`, pruning), shared with `update` for a stack with `update.backup`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -19,12 +22,17 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::config::meta::BackupMode;
+use crate::context::Context;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::engine::{Engine, Source, VolumeInfo};
-use crate::model::Stack;
+use crate::model::{Root, Stack};
+use crate::systemd::{JobKind, Jobs, Systemd};
+use crate::units;
 
 const MANIFEST: &str = "composectl-backup.json";
 const FORMAT: u32 = 1;
@@ -287,6 +295,168 @@ impl Backup {
     }
 }
 
+/// A backup as `composectl backup STACK` takes it, which `update` takes too for a stack with
+/// `update.backup`.
+#[derive(Debug, Serialize)]
+pub struct Taken {
+    #[serde(flatten)]
+    pub written: Written,
+    /// Older archives of the stack removed for `--keep`.
+    pub pruned: Vec<PathBuf>,
+    /// The stack's secrets sealed with this host's key: not in the archive, and no copy of
+    /// /etc carries them to another host.
+    pub encrypted_secrets: Vec<String>,
+}
+
+/// Backs `stack` up: its hooks, then (stopped with what requires it, for `mode: stopped`) its
+/// volumes and paths, into `to`, else `[backup] dir`, else the mode's backup directory; then
+/// keeps the newest `keep` (else `[backup] keep`) archives of the stack.
+pub async fn take(
+    ctx: &Context,
+    root: &Root,
+    stack: &Stack,
+    to: Option<PathBuf>,
+    keep: Option<usize>,
+) -> Result<Taken> {
+    let name = &stack.name;
+    let dest = to
+        .or_else(|| root.settings.backup_dir.clone())
+        .unwrap_or_else(|| ctx.mode.backup_dir());
+    let dest = std::path::absolute(&dest)?;
+    let keep = keep.or(root.settings.backup_keep);
+    ctx.out.diagnostics(&live_databases(stack));
+    let engine = Engine::connect()?;
+    engine.version().await?;
+    let mut archive = Backup::new(&dest)?;
+    let _ = ctx
+        .out
+        .progress(&format!("{name}: running the backup hooks"));
+    archive.run_hooks(&engine, stack).await?;
+    let stopped = match stack.backup.mode {
+        BackupMode::Stopped => stop_with_dependents(ctx, name).await?,
+        BackupMode::Live => Stopped::default(),
+    };
+    let written = archive
+        .write(&engine, stack, &dest, |text| {
+            let _ = ctx.out.progress(&format!("{name}: {text}"));
+        })
+        .await;
+    // Started again whether or not the archive could be written.
+    let started = start_again(ctx, stopped).await;
+    let written = written?;
+    started?;
+    let pruned = match keep {
+        Some(keep) => prune(&dest, name, keep)?,
+        None => Vec::new(),
+    };
+    Ok(Taken {
+        written,
+        pruned,
+        encrypted_secrets: stack.encrypted.keys().cloned().collect(),
+    })
+}
+
+/// Images of databases whose files, copied while the server writes, may not restore.
+const DATABASE_IMAGES: [&str; 10] = [
+    "postgres",
+    "postgis",
+    "pgvector",
+    "timescaledb",
+    "mysql",
+    "mariadb",
+    "mongo",
+    "cockroach",
+    "clickhouse",
+    "influxdb",
+];
+
+/// A live backup of a running database without a dump hook copies its files mid-write: say
+/// what that risks and what to do instead (the copy is still made: it is better than none).
+fn live_databases(stack: &Stack) -> Diagnostics {
+    let mut warnings = Diagnostics::default();
+    if stack.backup.mode != BackupMode::Live {
+        return warnings;
+    }
+    for service in stack
+        .services
+        .iter()
+        .filter(|s| stack.running.contains(&s.name))
+        .filter(|s| !stack.backup.hooks.iter().any(|h| h.service == s.name))
+    {
+        let Some(image) = &service.image else {
+            continue;
+        };
+        // The repository's last path component, without tag or digest.
+        let name = image.rsplit('/').next().unwrap_or(image);
+        let name = name.split([':', '@']).next().unwrap_or(name);
+        if DATABASE_IMAGES.iter().any(|db| name.contains(db)) {
+            warnings.push(
+                Diagnostic::warning(
+                    stack.compose_file.clone(),
+                    format!(
+                        "service {} ({image}) is a database whose files this live backup copies while it writes: the copy may not restore",
+                        service.name
+                    ),
+                )
+                .at_line(Some(service.line))
+                .hint(format!(
+                    "add an x-composectl backup.pre hook with its dump tool for service {} (pg_dump, mysqldump, mongodump), or set backup.mode: stopped",
+                    service.name
+                )),
+            );
+        }
+    }
+    warnings
+}
+
+/// The units stopped for a backup or restore, to start again afterwards.
+#[derive(Default)]
+pub struct Stopped(Vec<String>);
+
+/// Stops `stack` and the active stacks that require it, directly or not (they would stop with
+/// it anyway); nothing when it is not active.
+pub async fn stop_with_dependents(ctx: &Context, stack: &str) -> Result<Stopped> {
+    let systemd = Systemd::connect(ctx.mode).await?;
+    let installed = ctx.unit_dir().installed();
+    let mut stacks = vec![stack.to_string()];
+    let mut next = vec![stack.to_string()];
+    while let Some(current) = next.pop() {
+        for dependent in installed.dependents(&current) {
+            if !stacks.contains(&dependent) {
+                stacks.push(dependent.clone());
+                next.push(dependent);
+            }
+        }
+    }
+    let units: Vec<String> = stacks.iter().map(|s| units::stack_unit(s)).collect();
+    let active: Vec<String> = systemd
+        .unit_states(&units)
+        .await?
+        .into_iter()
+        .filter(|state| state.active_state == "active")
+        .map(|state| state.unit)
+        .collect();
+    if !active.contains(&units::stack_unit(stack)) {
+        return Ok(Stopped::default());
+    }
+    let _ = ctx.out.progress(&format!("stopping {}", active.join(", ")));
+    let jobs = Jobs::new(JobKind::Stop, active.clone(), installed.required_units());
+    systemd.run_jobs(&jobs, &mut ctx.progress()).await?;
+    Ok(Stopped(active))
+}
+
+/// Starts what `stop_with_dependents` stopped, and waits until it is ready.
+pub async fn start_again(ctx: &Context, stopped: Stopped) -> Result<()> {
+    if stopped.0.is_empty() {
+        return Ok(());
+    }
+    let systemd = Systemd::connect(ctx.mode).await?;
+    let installed = ctx.unit_dir().installed();
+    let jobs = Jobs::new(JobKind::Start, stopped.0, installed.required_units());
+    systemd.run_jobs(&jobs, &mut ctx.progress()).await?;
+    Ok(())
+}
+
 /// An archive to restore: its manifest, and where each member's data is in the file.
 pub struct Archive {
     pub path: PathBuf,
@@ -518,5 +688,26 @@ mod tests {
         assert_eq!(removed, [temp.path().join("db-20260101T000000Z.tar")]);
         assert!(temp.path().join("db-extra-20260101T000000Z.tar").exists());
         assert!(temp.path().join("db-notes.tar").exists());
+    }
+
+    #[test]
+    fn a_live_backup_of_a_database_without_a_dump_hook_is_warned_about() {
+        let root = crate::model::select(Path::new(env!("CARGO_MANIFEST_DIR")), &[])
+            .expect("the example root loads")
+            .root;
+        let mut database = root.stacks["database"].clone();
+        // postgres has its pg_dumpall hook; qdrant is not a database of the list.
+        assert!(live_databases(&database).is_empty());
+        database.backup.hooks.clear();
+        let warnings = live_databases(&database);
+        let messages: Vec<_> = warnings.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "service postgres (pgvector/pgvector:pg16) is a database whose files this live backup copies while it writes: the copy may not restore"
+            ]
+        );
+        database.backup.mode = BackupMode::Stopped;
+        assert!(live_databases(&database).is_empty());
     }
 }

@@ -131,8 +131,9 @@ pub enum Command {
     /// keep the units active, wait until they are ready again (systemctl reload)
     Reload(RequiredStacks),
     /// Pull newer images and apply them, health-gated: a stack that does not become ready again
-    /// goes back to the images it ran before (exit 1). --check: only say which are newer
-    /// (exit 4 when some are, 1 when some could not be checked)
+    /// goes back to the images it ran before (exit 1), and one with x-composectl update.backup
+    /// is backed up first. --check: only say which are newer (exit 4 when some are, 1 when some
+    /// could not be checked)
     Update {
         /// Stacks to update, in dependency order
         #[arg(

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::compose_file::{self, NetworkDecl, Published, Service};
 use crate::config::env::EnvLayers;
-use crate::config::meta::{Backup, Ready, SecretSpec};
+use crate::config::meta::{Backup, Ready, SecretSpec, Update};
 use crate::config::networks::{self, NetworkSpec};
 use crate::config::parser::Located;
 use crate::config::resources::Resources;
@@ -67,6 +67,7 @@ pub struct Stack {
     /// Lines each container may log per interval before the supervisor drops the rest.
     pub log_rate_limit: (Duration, u32),
     pub backup: Backup,
+    pub update: Update,
     /// Its slice's settings: x-composectl's resources over composectl.toml's, key by key.
     pub resources: Resources,
 }
@@ -685,6 +686,7 @@ fn load_stack(
                 .unwrap_or(settings.log_rate_limit_burst),
         ),
         backup: meta.backup,
+        update: meta.update,
         resources,
     };
     Some((stack, claims))

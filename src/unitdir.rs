@@ -31,6 +31,15 @@ pub struct UnitDir {
     dir: PathBuf,
 }
 
+/// A setting in a unit file: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub value: String,
+}
+
 /// Holds the unit directory's lock: one composectl changes it at a time.
 pub struct Lock {
     _held: Flock<File>,
@@ -91,6 +100,47 @@ impl UnitDir {
             }
         }
         found
+    }
+
+    /// The `TimeoutStopSec=` (or `TimeoutSec=`) an operator's own drop-in sets for `stack`'s unit
+    /// and that takes effect, if one does. systemd reads the drop-ins of `compose@.service.d`
+    /// and `compose@STACK.service.d` in the order of their file names, a later assignment
+    /// winning and a file of the stack's directory replacing the template's of the same name; so
+    /// an `override.conf` (what `systemctl edit` writes) wins over composectl's `NN-composectl`.
+    pub fn operator_stop_timeout(&self, stack: &str) -> Option<Assignment> {
+        let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for unit in [units::TEMPLATE_UNIT.to_string(), units::stack_unit(stack)] {
+            let Ok(entries) = fs::read_dir(self.dir.join(format!("{unit}.d"))) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".conf") {
+                    files.insert(name, entry.path());
+                }
+            }
+        }
+        let mut effective = None;
+        for (name, path) in files {
+            let Ok(text) = fs::read_to_string(&path) else {
+                continue;
+            };
+            let ours = name == units::DROPIN_NAME || name == units::STACK_DROPIN_NAME;
+            for (index, line) in text.lines().enumerate() {
+                let Some((key, value)) = line.trim().split_once('=') else {
+                    continue;
+                };
+                if matches!(key.trim(), "TimeoutStopSec" | "TimeoutSec") {
+                    effective = (!ours).then(|| Assignment {
+                        file: path.clone(),
+                        line: index + 1,
+                        key: key.trim().to_string(),
+                        value: value.trim().to_string(),
+                    });
+                }
+            }
+        }
+        effective
     }
 
     /// What composectl installed here.

@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::cli::GraphFormat;
 use crate::compose_cli::Compose;
 use crate::context::{Context, block_on};
-use crate::diag::Diagnostics;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::duration;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::mode::Mode;
@@ -20,6 +21,7 @@ use crate::model::{self, Root, STACKS_DIR, StackName};
 use crate::output::{Report, report};
 use crate::runtime::Applied;
 use crate::state::StackState;
+use crate::unitdir::UnitDir;
 use crate::units;
 
 #[derive(Serialize)]
@@ -38,8 +40,43 @@ struct Checked {
     plaintext_why: &'static str,
 }
 
+/// A warning when an operator's drop-in gives `stack` less time to stop than its containers'
+/// grace periods need (composectl derives `TimeoutStopSec=` from them): systemd would SIGKILL
+/// a database still writing its checkpoint.
+fn stop_timeout_overridden(unit_dir: &UnitDir, stack: &model::Stack) -> Option<Diagnostic> {
+    let set = unit_dir.operator_stop_timeout(&stack.name)?;
+    let allowed = duration::parse(&set.value).ok()?;
+    (allowed < stack.stop_timeout).then(|| {
+        Diagnostic::warning(
+            set.file.clone(),
+            format!(
+                "{}={} gives {} {} to stop, less than the {} its containers' stop_grace_period \
+                 and compose need: systemd would kill what is still shutting down",
+                set.key,
+                set.value,
+                units::stack_unit(&stack.name),
+                duration::human(allowed),
+                duration::human(stack.stop_timeout),
+            ),
+        )
+        .at_line(Some(set.line))
+        .hint(format!(
+            "remove the line, or set {}={} or more",
+            set.key,
+            duration::format(stack.stop_timeout)
+        ))
+    })
+}
+
 pub fn check(ctx: &Context, names: &[StackName]) -> Result<Box<dyn Report>> {
-    let selection = model::select(&ctx.root_dir, names)?;
+    let mut selection = model::select(&ctx.root_dir, names)?;
+    let unit_dir = ctx.unit_dir();
+    for name in &selection.stacks {
+        let stack = &selection.root.stacks[name];
+        if let Some(warning) = stop_timeout_overridden(&unit_dir, stack) {
+            selection.warnings.push(warning);
+        }
+    }
     if !ctx.out.json() {
         ctx.out.diagnostics(&selection.warnings);
     }

@@ -2,11 +2,13 @@
 //! health gate and a rollback (supervisor/change.rs), or only reported.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context as _, anyhow, bail};
 use serde::Serialize;
 
+use crate::backup;
 use crate::compose_cli::Compose;
 use crate::context::{Context, block_on};
 use crate::engine::{self, Engine};
@@ -55,6 +57,8 @@ struct Updated {
     message: String,
     images: Vec<ImageChange>,
     recreated: Vec<String>,
+    /// The archive `update.backup` took before the supervisor changed anything.
+    backup: Option<PathBuf>,
 }
 
 pub fn update(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn Report>> {
@@ -94,7 +98,8 @@ pub fn update(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn R
     })))
 }
 
-/// Pulls one stack's images and has its supervisor take them.
+/// Backs a running stack up first with `update.backup`, then pulls its images and has its
+/// supervisor take them.
 async fn update_one(
     ctx: &Context,
     root: &Root,
@@ -102,22 +107,38 @@ async fn update_one(
     state: &UnitState,
 ) -> anyhow::Result<Updated> {
     let stack = &root.stacks[name];
+    // Before the pull: once pulled, a mere restart starts the new images, backup or not.
+    let archive = if stack.update.backup && state.active_state == "active" {
+        let taken = backup::take(ctx, root, stack, None, None)
+            .await
+            .context("the backup before the update failed, so nothing was changed")?;
+        Some(taken.written.archive)
+    } else {
+        None
+    };
     let _ = ctx.out.progress(&format!("{name}: pulling"));
     Compose::new(root, stack).pull().await?;
     match state.active_state.as_str() {
         "active" => {}
         "inactive" | "failed" => {
             // No health gate without a running stack: its next start uses what was pulled.
+            // Nor a backup: nothing rolls it back, and its hooks need it running.
             StackState::new(ctx.mode, name).unpin()?;
             return Ok(Updated {
                 stack: name.to_string(),
                 result: "not-running",
                 message: format!(
-                    "not running ({}): pulled; it starts on the new images",
-                    state.active_state
+                    "not running ({}): pulled; it starts on the new images{}",
+                    state.active_state,
+                    if stack.update.backup {
+                        " (not backed up: it is not running)"
+                    } else {
+                        ""
+                    }
                 ),
                 images: Vec::new(),
                 recreated: Vec::new(),
+                backup: None,
             });
         }
         other => bail!(
@@ -129,9 +150,19 @@ async fn update_one(
     let outcome = runtime::request(ctx.mode, name, Action::Update, limit, |text| {
         let _ = ctx.out.progress(&format!("{name}: {text}"));
     })
-    .await?;
-    if !outcome.ok {
-        bail!("{}", outcome.message);
+    .await;
+    let outcome = match outcome {
+        Ok(outcome) if outcome.ok => outcome,
+        Ok(outcome) => bail!(
+            "{}{}",
+            outcome.message,
+            backup_note(name, archive.as_deref(), outcome.rolled_back)
+        ),
+        Err(e) => bail!("{e:#}{}", backup_note(name, archive.as_deref(), false)),
+    };
+    let mut message = outcome.message;
+    if let Some(archive) = &archive {
+        message.push_str(&format!(" (backed up first: {})", archive.display()));
     }
     Ok(Updated {
         stack: name.to_string(),
@@ -140,10 +171,28 @@ async fn update_one(
         } else {
             "updated"
         },
-        message: outcome.message,
+        message,
         images: outcome.images,
         recreated: outcome.recreated,
+        backup: archive,
     })
+}
+
+/// What a failed update adds about the backup `update.backup` took before it. After a
+/// rollback the previous images run on data the new ones may have migrated: the way back is a
+/// restore, which loses the writes made since the backup, so only the operator can choose it.
+fn backup_note(stack: &str, archive: Option<&Path>, rolled_back: bool) -> String {
+    let Some(archive) = archive else {
+        return String::new();
+    };
+    let archive = archive.display();
+    if rolled_back {
+        format!(
+            "\n{stack}: the new images may have changed the data in its volumes before the rollback, and the images they replaced now run on that data. Backed up before the update: {archive}; to go back to that data, losing what was written since:\n  composectl restore {stack} {archive} --stop"
+        )
+    } else {
+        format!("\n{stack}: backed up before the update: {archive}")
+    }
 }
 
 /// One service's image, compared with what runs and what its registry has.

@@ -1735,6 +1735,58 @@ networks:
     }
 
     #[test]
+    fn update_backup_is_read_and_refused_when_it_is_no_boolean() {
+        let service = "services:\n  a:\n    image: x\n";
+        let (file, diags) = parse_text(&format!(
+            "x-composectl:\n  update: {{backup: true}}\n{service}"
+        ));
+        assert!(diags.is_empty(), "{diags}");
+        assert!(file.meta.update.backup);
+        let (file, _) = parse_text(&format!("x-composectl:\n  update:\n{service}"));
+        assert!(!file.meta.update.backup, "off unless set");
+
+        let refused = |meta: &str| {
+            let (_, diags) = parse_text(&format!("x-composectl:\n{meta}{service}"));
+            diags
+                .errors()
+                .map(|d| {
+                    assert_eq!(d.file.as_deref(), Some(Path::new("compose.yaml")));
+                    format!(
+                        "{}: {} ({})",
+                        d.line.unwrap_or(0),
+                        d.message,
+                        d.hint.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            refused("  update:\n    backup: sometimes\n"),
+            [
+                "3: x-composectl.update.backup is \"sometimes\", expected true or false (backup: true takes a backup of the stack before update applies newer images)"
+            ]
+        );
+        assert_eq!(
+            refused("  update: {backup: [db]}\n"),
+            [
+                "2: x-composectl.update.backup is a list, expected true or false (backup: true takes a backup of the stack before update applies newer images)"
+            ]
+        );
+        assert_eq!(
+            refused("  update: true\n"),
+            [
+                "2: x-composectl.update is a boolean, expected a mapping (write update: {backup: true})"
+            ]
+        );
+        assert_eq!(
+            refused("  update:\n    backups: true\n"),
+            [
+                "3: unknown key \"backups\" in x-composectl.update (did you mean backup? x-composectl.update takes backup (man 5 x-composectl))"
+            ]
+        );
+    }
+
+    #[test]
     fn disabled_healthchecks_do_not_count() {
         let text = "services:\n  a:\n    healthcheck: {disable: true}\n  b:\n    healthcheck: {test: [NONE]}\n";
         let (file, _) = parse_text(text);

@@ -1,7 +1,7 @@
 //! `x-composectl`: the stack's own settings, a top-level extension of its compose file that
 //! compose ignores (description, dependencies, readiness, timeouts, generated secrets, log rate
-//! limits, backups). Read by the compose file's parser, so every value is interpolated and every
-//! problem reported with its line like the rest of the file.
+//! limits, backups, updates). Read by the compose file's parser, so every value is interpolated
+//! and every problem reported with its line like the rest of the file.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -41,6 +41,7 @@ pub struct Meta {
     pub secrets: Vec<SecretSpec>,
     pub log_rate_limit: LogRateLimit,
     pub backup: Backup,
+    pub update: Update,
     /// With the line of the block, for a conflict between its keys.
     pub resources: (Resources, usize),
 }
@@ -125,6 +126,14 @@ pub struct Hook {
     pub line: usize,
 }
 
+/// `update`: what `composectl update` does besides applying newer images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Update {
+    /// A backup first, as `composectl backup` takes it: a rollback puts the old images back,
+    /// not the data the new ones may have migrated.
+    pub backup: bool,
+}
+
 /// How long a hook may run unless it says otherwise.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -198,6 +207,7 @@ impl Parser<'_> {
                 "secrets" => meta.secrets = self.secrets(entry.value, &what),
                 "log_rate_limit" => meta.log_rate_limit = self.log_rate_limit(entry.value, &what),
                 "backup" => meta.backup = self.backup(entry.value, &what),
+                "update" => meta.update = self.update(entry.value, &what),
                 "resources" => meta.resources = (self.resources(entry.value, &what), entry.line),
                 other => unread(other),
             }
@@ -350,7 +360,12 @@ impl Parser<'_> {
                             }
                             _ => self.error(
                                 Some(option.line),
-                                format!("{here}.length is {}, expected a number from {} to {}", describe(value.as_deref(), option.value), SECRET_LENGTHS.start(), SECRET_LENGTHS.end()),
+                                format!(
+                                    "{here}.length is {}, expected a number from {} to {}",
+                                    describe(value.as_deref(), option.value),
+                                    SECRET_LENGTHS.start(),
+                                    SECRET_LENGTHS.end()
+                                ),
                                 "32 alphanumeric characters (the default) hold 190 bits",
                             ),
                         },
@@ -359,18 +374,22 @@ impl Parser<'_> {
                             Some("hex") => spec.charset = Charset::Hex,
                             _ => self.error(
                                 Some(option.line),
-                                format!("{here}.charset is {}", describe(value.as_deref(), option.value)),
+                                format!(
+                                    "{here}.charset is {}",
+                                    describe(value.as_deref(), option.value)
+                                ),
                                 "use charset: alphanumeric (the default) or charset: hex",
                             ),
                         },
-                        "shared" => match value.as_deref().and_then(yaml::parse_bool) {
-                            Some(shared) => spec.shared = shared,
-                            None => self.error(
-                                Some(option.line),
-                                format!("{here}.shared is {}, expected true or false", describe(value.as_deref(), option.value)),
+                        "shared" => {
+                            if let Some(shared) = self.boolean(
+                                &option,
+                                &format!("{here}.shared"),
                                 "shared: true generates it into the root's .env.local, for every stack",
-                            ),
-                        },
+                            ) {
+                                spec.shared = shared
+                            }
+                        }
                         other => unread(other),
                     }
                 }
@@ -500,6 +519,49 @@ impl Parser<'_> {
             }
         }
         backup
+    }
+
+    /// `update: {backup: true}`.
+    fn update(&mut self, node: &Node, what: &str) -> Update {
+        let mut update = Update::default();
+        if !self.options(node, what, "write update: {backup: true}") {
+            return update;
+        }
+        for option in yaml::entries(node) {
+            let Some(key) = self.known_key("update", what, &option) else {
+                continue;
+            };
+            match key {
+                "backup" => {
+                    if let Some(backup) = self.boolean(
+                        &option,
+                        &format!("{what}.backup"),
+                        "backup: true takes a backup of the stack before update applies newer images",
+                    ) {
+                        update.backup = backup
+                    }
+                }
+                other => unread(other),
+            }
+        }
+        update
+    }
+
+    /// An option's value as true or false (interpolated, YAML's spellings); None once reported.
+    fn boolean(&mut self, option: &Entry, what: &str, hint: &str) -> Option<bool> {
+        let value = self.value(option.value);
+        let parsed = value.as_deref().and_then(yaml::parse_bool);
+        if parsed.is_none() {
+            self.error(
+                Some(option.line),
+                format!(
+                    "{what} is {}, expected true or false",
+                    describe(value.as_deref(), option.value)
+                ),
+                hint,
+            );
+        }
+        parsed
     }
 
     /// Hooks run in a container of their service, which must be one `compose up` starts.

@@ -419,6 +419,28 @@ service through sh -c; a hook that fails or outlives its timeout fails the backu
             doc: "How long the hook may run.",
             renders: "",
         },
+        Key {
+            path: "update",
+            kind: "mapping",
+            default: "",
+            example: "update: {backup: true}",
+            doc: "What composectl update STACK does besides pulling newer images and having the \
+stack's supervisor apply them.",
+            renders: "",
+        },
+        Key {
+            path: "update.backup",
+            kind: "boolean",
+            default: "false",
+            example: "update: {backup: true}",
+            doc: "true takes a backup of the running stack, as composectl backup STACK does (hooks, \
+volumes, paths; into the backup directory, keeping [backup] keep archives), before composectl update \
+pulls and applies newer images; when the backup fails, the stack is not updated. A rollback puts the previous \
+images back, never the data, which the new images may have migrated on start: update then names the \
+archive and the composectl restore STACK ARCHIVE --stop that goes back to it. composectl never \
+restores on its own, since a restore loses what was written after the backup.",
+            renders: "",
+        },
     ],
     see_also: &[
         "composectl(1)",
@@ -564,7 +586,8 @@ x-composectl start_timeout overrides it.",
             doc: "How long a stack's stop (compose down) may take before systemd kills what is left. \
 A stack whose containers need longer gets longer: compose gives each its stop_grace_period (10s \
 unless set), dependents first, so the longest depends_on chain of grace periods plus 30s, written \
-into the stack's drop-in.",
+into the stack's drop-in. composectl check warns when an operator's drop-in that takes effect after \
+composectl's (systemctl edit's override.conf) sets a shorter TimeoutStopSec= or TimeoutSec=.",
             renders: "TimeoutStopSec=",
         },
         Key {

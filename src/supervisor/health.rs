@@ -209,6 +209,7 @@ mod tests {
             missing_secrets: Vec::new(),
             log_rate_limit: (Duration::from_secs(30), 10_000),
             backup: Default::default(),
+            update: Default::default(),
             resources: Default::default(),
         }
     }

@@ -225,10 +225,15 @@ impl Guest {
     /// Writes the layered stacks (crate::layered) and their networks.toml into the root.
     pub fn write_layered(&self) -> Layered {
         let stacks = Layered::new("");
+        self.write_stacks(&stacks);
+        stacks
+    }
+
+    /// Writes `stacks` (unprefixed) with networks.toml into the guest's root.
+    pub fn write_stacks(&self, stacks: &Layered) {
         let local = tempfile::tempdir().expect("a temporary directory");
         stacks.write(local.path(), NETWORK, SUBNET);
         self.upload(local.path(), ROOT);
-        stacks
     }
 
     /// Copies the files under the host directory `dir` into `to` in the guest.

@@ -1,6 +1,7 @@
 //! Test stacks made of the busybox image: compose files whose one service turns healthy after a
 //! delay, and the three layered stacks the system-mode tests and the fault suite start (panel
-//! healthy after ~1 s, database after ~2 s with a named volume, genai requiring both).
+//! healthy after ~1 s, database with a named volume, genai requiring both). database is busybox
+//! healthy after ~2 s, or for the fault suite a real PostgreSQL.
 
 use std::fs;
 use std::path::Path;
@@ -83,23 +84,57 @@ pub fn ready_after_every(name: &str, delay: &str, first: &str, interval: &str) -
     )
 }
 
-/// Where database keeps its data (a named volume) and the file whose presence makes its
-/// container exit at once (the fault suite's restart loop).
+/// Where database's named volume is seen from a throwaway container (`Target::in_volume` of the
+/// fault suite), and the file in it whose presence makes database's container exit at once (the
+/// fault suite's restart loop).
 pub const DATA_DIR: &str = "/data";
-pub const CRASH_FILE: &str = "/data/crash";
+pub const CRASH_NAME: &str = "crash";
+
+/// What runs in the database stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// A busybox service with its data in a named volume.
+    Busybox,
+    /// PostgreSQL ([`POSTGRES_IMAGE`] under a tag of this set's own, see
+    /// [`Layered::database_image`]), its data directory the named volume.
+    Postgres,
+}
+
+/// PostgreSQL's data directory in [`POSTGRES_IMAGE`].
+const PG_DATA: &str = "/var/lib/postgresql/data";
 
 /// panel, database and genai (requires both), named with a prefix so runs sharing an engine
 /// do not collide.
 #[derive(Debug, Clone)]
 pub struct Layered {
     prefix: String,
+    database: Database,
 }
 
 impl Layered {
-    /// `prefix` is put before every stack name (e.g. `e123x0-`), or empty.
+    /// `prefix` is put before every stack name (e.g. `e123x0-`), or empty; database is busybox.
     pub fn new(prefix: &str) -> Layered {
         Layered {
             prefix: prefix.to_string(),
+            database: Database::Busybox,
+        }
+    }
+
+    /// [`new`](Self::new) with PostgreSQL as database.
+    pub fn with_postgres(prefix: &str) -> Layered {
+        Layered {
+            database: Database::Postgres,
+            ..Layered::new(prefix)
+        }
+    }
+
+    /// The image database's compose file names: for PostgreSQL a tag of this set's own, which
+    /// the fault suite points at [`POSTGRES_IMAGE`] (and at another build for an update)
+    /// without touching the tag other tests use.
+    pub fn database_image(&self) -> String {
+        match self.database {
+            Database::Busybox => TEST_IMAGE.to_string(),
+            Database::Postgres => format!("composectl-test/{}postgres:layered", self.prefix),
         }
     }
 
@@ -133,22 +168,58 @@ impl Layered {
             &panel,
             &compose_file("", &ready_after(&panel, "1", ""), network, ""),
         );
-        let crash = format!("if [ -e {CRASH_FILE} ]; then echo {database} crashing; exit 1; fi; ");
-        let service = format!(
-            "{}    volumes: [\"data:{DATA_DIR}\"]\n",
-            ready_after(&database, "2", &crash)
-        );
-        self.write_stack(
-            root,
-            &database,
-            &compose_file("", &service, network, "volumes:\n  data: {}\n"),
-        );
+        let database_compose = match self.database {
+            Database::Busybox => {
+                let crash = format!(
+                    "if [ -e {DATA_DIR}/{CRASH_NAME} ]; then echo {database} crashing; exit 1; fi; "
+                );
+                let service = format!(
+                    "{}    volumes: [\"data:{DATA_DIR}\"]\n",
+                    ready_after(&database, "2", &crash)
+                );
+                compose_file("", &service, network, "volumes:\n  data: {}\n")
+            }
+            Database::Postgres => self.postgres_database(network),
+        };
+        self.write_stack(root, &database, &database_compose);
         let meta = format!("x-composectl:\n  requires: [{panel}, {database}]\n");
         self.write_stack(
             root,
             &genai,
             &compose_file(&meta, &ready_after(&genai, "1", ""), network, ""),
         );
+    }
+
+    /// database as PostgreSQL, service `app` like the busybox one's: exits at once while the
+    /// crash file is in its volume, unhealthy while /tmp/sick exists (gone on every start) or
+    /// the image has /broken (an update to a bad build), PostgreSQL's fast shutdown on stop
+    /// within a grace period that lets it finish.
+    fn postgres_database(&self, network: &str) -> String {
+        let (database, image) = (self.database(), self.database_image());
+        let crash = format!("{PG_DATA}/{CRASH_NAME}");
+        format!(
+            r#"services:
+  app:
+    image: {image}
+    pull_policy: never
+    restart: "no"
+    stop_grace_period: 60s
+    command: ["sh", "-c", "rm -f /tmp/sick; if [ -e {crash} ]; then echo {database} crashing; exit 1; fi; exec /usr/local/bin/composectl-postgres"]
+    healthcheck:
+      test: ["CMD-SHELL", "test ! -e /tmp/sick && test ! -e /broken && pg_isready -U postgres -h 127.0.0.1"]
+      interval: 1s
+      start_period: 20s
+      start_interval: 1s
+      retries: 3
+    volumes: ["data:{PG_DATA}"]
+    networks: [{network}]
+networks:
+  {network}:
+    external: true
+volumes:
+  data: {{}}
+"#
+        )
     }
 
     fn write_stack(&self, root: &Path, stack: &str, compose: &str) {

@@ -6,11 +6,13 @@
 //! - [`e2e`]: a private `systemd --user` manager with its own D-Bus, on the host's journald and
 //!   dockerd (provisioned by `scripts/provision-e2e.sh`);
 //! - [`guest`]: the system-mode guest, systemd as PID 1 (`scripts/guest.sh`);
-//! - [`layered`], [`stacks`]: busybox stacks that turn healthy after a delay;
+//! - [`layered`], [`stacks`]: busybox stacks that turn healthy after a delay, and PostgreSQL;
+//! - [`database`]: a writer that remembers which commits PostgreSQL acknowledged;
 //! - [`engine_proxy`]: a stand-in engine socket a test can hang or take away.
 //!
 //! The binaries under test are the ones cargo built beside the test executable.
 
+pub mod database;
 pub mod e2e;
 pub mod engine_proxy;
 pub mod guest;

@@ -1220,7 +1220,7 @@ fn extends_service_missing_from_its_file() {
     );
 }
 
-/// Each new `x-composectl` key (secrets, log_rate_limit, backup) refuses what it cannot use,
+/// Each new `x-composectl` key (secrets, log_rate_limit, backup, update) refuses what it cannot use,
 /// at its line, with nothing written.
 #[test]
 fn day2_keys_of_x_composectl() {
@@ -1349,6 +1349,16 @@ fn day2_keys_of_x_composectl() {
             "  backup: {keep: 3}\n",
             2,
             "unknown key \"keep\" in x-composectl.backup",
+        ),
+        (
+            "  update: {backup: sometimes}\n",
+            2,
+            "x-composectl.update.backup is \"sometimes\", expected true or false",
+        ),
+        (
+            "  update: {pre: true}\n",
+            2,
+            "unknown key \"pre\" in x-composectl.update",
         ),
     ];
     for (meta, line, message) in cases {

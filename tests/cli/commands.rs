@@ -1,5 +1,7 @@
 //! check, render, diff and graph on valid roots.
 
+use std::fs;
+
 use indoc::{formatdoc, indoc};
 
 use composectl_testkit::harness::{Test, example_root};
@@ -414,6 +416,52 @@ fn bind_mounts_are_required_mounts_and_missing_sources_are_warned_about() {
         )),
         "{text}"
     );
+}
+
+/// The valid root with db given 2 min of grace (composectl's drop-in then says
+/// TimeoutStopSec=150s: the grace and compose's 30 s), its drop-in installed, and an operator's
+/// drop-in `name` holding `text`; `--user check`, which must say ok. Returns the test and the
+/// operator's file.
+fn check_with_stop_drop_in(name: &str, text: &str) -> (Test, std::path::PathBuf) {
+    let test = Test::valid().file(
+        "stacks/db/compose.yaml",
+        "services:\n  db:\n    image: postgres:16\n    stop_grace_period: 2m\n",
+    );
+    let drop_ins = test
+        .root()
+        .parent()
+        .expect("the test's directory")
+        .join("config/systemd/user/compose@db.service.d");
+    fs::create_dir_all(&drop_ins).expect("mkdir");
+    fs::write(
+        drop_ins.join("20-composectl.conf"),
+        "[Service]\nTimeoutStopSec=150s\n",
+    )
+    .expect("composectl's drop-in");
+    let path = drop_ins.join(name);
+    fs::write(&path, text).expect("the operator's drop-in");
+    (
+        test.args(["--user", "check"]).stdout_has("ok (2 stacks"),
+        path,
+    )
+}
+
+#[test]
+fn an_operator_drop_in_that_cuts_the_derived_stop_timeout_is_warned_about() {
+    // What `systemctl edit` writes sorts after composectl's drop-ins, so it takes effect.
+    let (test, path) = check_with_stop_drop_in("override.conf", "[Service]\nTimeoutStopSec=30s\n");
+    test.stderr(&formatdoc! {"
+            {}:2: warning: TimeoutStopSec=30s gives compose@db.service 30s to stop, less than the 2min 30s its containers' stop_grace_period and compose need: systemd would kill what is still shutting down
+              hint: remove the line, or set TimeoutStopSec=150s or more
+        ", path.display()})
+        .run();
+    // Enough time, or a file that composectl's own drop-in overrides: nothing to say.
+    check_with_stop_drop_in("override.conf", "[Service]\nTimeoutSec=5min\n")
+        .0
+        .run();
+    check_with_stop_drop_in("05-early.conf", "[Service]\nTimeoutStopSec=30s\n")
+        .0
+        .run();
 }
 
 #[test]

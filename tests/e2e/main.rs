@@ -13,3 +13,4 @@ mod supervision;
 mod swarm;
 mod sysmode;
 mod systemd;
+mod update_data;

@@ -13,7 +13,7 @@ use composectl_testkit::e2e::{TEST_IMAGE, UserManager, environment, wait_until};
 use composectl_testkit::stacks::{Stacks, composectl, now_secs, text, wait_for};
 
 /// The ID of the container of one service of a stack ("" when there is none).
-fn container(stack: &str, service: &str) -> String {
+pub fn container(stack: &str, service: &str) -> String {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--no-trunc"])
         .arg("--filter")
@@ -25,7 +25,7 @@ fn container(stack: &str, service: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn image_of(container: &str) -> String {
+pub fn image_of(container: &str) -> String {
     let out = Command::new("docker")
         .args(["inspect", "-f", "{{.Image}}", container])
         .output()
@@ -65,7 +65,7 @@ fn downtime(stack: &str, old: &str, new: &str, since: u64) -> Duration {
 }
 
 #[allow(clippy::print_stderr)]
-fn measured(what: &str, value: impl std::fmt::Debug) {
+pub fn measured(what: &str, value: impl std::fmt::Debug) {
     eprintln!("measured: {what}: {value:?}");
 }
 
@@ -209,15 +209,15 @@ fn reload_recreates_only_what_changed_keeps_the_unit_active_and_leaves_dependent
 }
 
 /// Images built here under one tag, removed when dropped (the engine is shared).
-struct Images {
-    tag: String,
+pub struct Images {
+    pub tag: String,
     ids: Vec<String>,
 }
 
 impl Images {
     /// Declared before the stacks, so that it is dropped after their containers are gone (an
     /// image a container uses is not removed).
-    fn new() -> Images {
+    pub fn new() -> Images {
         static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Images {
@@ -227,13 +227,20 @@ impl Images {
     }
 
     /// Builds an image from the test image with `marker` in it and tags it; returns its ID.
-    fn build(&mut self, marker: &str) -> String {
-        let dir = tempfile::tempdir().expect("build dir");
-        fs::write(
-            dir.path().join("Dockerfile"),
-            format!("FROM {TEST_IMAGE}\nRUN touch /{marker}\nLABEL composectl.test={marker}\n"),
+    pub fn build(&mut self, marker: &str) -> String {
+        self.build_from(
+            &format!("FROM {TEST_IMAGE}\nRUN touch /{marker}\nLABEL composectl.test={marker}\n"),
+            &[],
         )
-        .expect("Dockerfile");
+    }
+
+    /// Builds `dockerfile`, with `files` (name, contents) beside it, and tags it; returns its ID.
+    pub fn build_from(&mut self, dockerfile: &str, files: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().expect("build dir");
+        fs::write(dir.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+        for (name, contents) in files {
+            fs::write(dir.path().join(name), contents).expect("build file");
+        }
         let built = Command::new("docker")
             .args(["build", "-q", "-t", &self.tag])
             .arg(dir.path())
@@ -243,6 +250,21 @@ impl Images {
         let id = String::from_utf8_lossy(&built.stdout).trim().to_string();
         self.ids.push(id.clone());
         id
+    }
+
+    /// Points the tag at `image`, an image others use too: only the tag is removed on drop.
+    /// Returns its ID.
+    pub fn point_at(&self, image: &str) -> String {
+        let tagged = Command::new("docker")
+            .args(["tag", image, &self.tag])
+            .output()
+            .expect("docker tag");
+        assert!(tagged.status.success(), "{image}: {}", text(&tagged));
+        let id = Command::new("docker")
+            .args(["image", "inspect", "-f", "{{.Id}}", image])
+            .output()
+            .expect("docker image inspect");
+        String::from_utf8_lossy(&id.stdout).trim().to_string()
     }
 }
 
@@ -386,7 +408,7 @@ fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes
     );
 }
 
-fn exec(container: &str, script: &str) -> String {
+pub fn exec(container: &str, script: &str) -> String {
     let out = Command::new("docker")
         .args(["exec", container, "sh", "-c", script])
         .output()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use composectl_testkit::e2e::{TEST_IMAGE, stdout_of, wait_until};
 use composectl_testkit::guest::{Guest, NETWORK, ROOT, guest, now_ns};
-use composectl_testkit::layered::{Layered, PSQL, postgres_compose_file};
+use composectl_testkit::layered::Layered;
 use composectl_testkit::stacks::{assert_ordered, text};
 
 /// The stacks' own start takes a few seconds; this is only a bound against hanging.
@@ -509,114 +509,4 @@ networks:
         "{credential_dir} is gone once the unit stopped"
     );
     assert_eq!(grep("/etc /var/lib/composectl"), "");
-}
-
-#[test]
-#[ignore = "end-to-end, system mode: needs root and the guest of scripts/guest.sh with the .deb installed (scripts/test.sh boots it)"]
-fn postgres_under_writes_shuts_down_cleanly_and_loses_nothing_on_stop_engine_restart_and_reboot() {
-    let guest = guest();
-    guest.write_layered(); // for networks.toml
-    guest.write(
-        &format!("{ROOT}/stacks/pg/compose.yaml"),
-        &postgres_compose_file("", NETWORK),
-    );
-    let pg = unit("pg");
-    let enabled = guest.composectl(&["enable", "--now", "pg"]);
-    assert!(
-        enabled.status.success(),
-        "{}\n{}",
-        text(&enabled),
-        guest.diagnostics(&[&pg])
-    );
-    assert_active(&guest, &["pg".to_string()]);
-    let psql = |sql: &str| {
-        let mut args = vec!["exec", "pg-db-1"];
-        args.extend(PSQL);
-        args.extend(["-c", sql]);
-        guest.docker(&args)
-    };
-    let created = psql("CREATE TABLE acked (n bigint PRIMARY KEY)");
-    assert!(created.status.success(), "{}", text(&created));
-    // The writer runs in the guest, so it goes down with it: each n PostgreSQL acknowledged is
-    // appended to /var/tmp/acked (numbers go on from the file across runs).
-    let start_writer = || {
-        let started = guest.sh(
-            r#"systemd-run --unit=composectl-test-writer --quiet sh -c '
-n=$(tail -n 1 /var/tmp/acked 2>/dev/null); n=${n:-0}
-while :; do
-    n=$((n + 1))
-    if docker exec pg-db-1 psql -U postgres -qAt -v ON_ERROR_STOP=1 -c "INSERT INTO acked VALUES ($n)" >/dev/null 2>&1
-    then echo $n >>/var/tmp/acked; else sleep 0.2; fi
-done'"#,
-        );
-        assert!(started.status.success(), "{}", text(&started));
-    };
-    let acked = || -> Vec<u64> {
-        stdout_of(&guest.sh("cat /var/tmp/acked 2>/dev/null"))
-            .lines()
-            .filter_map(|l| l.parse().ok())
-            .collect()
-    };
-    let wait_for_acks = |count: usize| {
-        assert!(
-            wait_until(Duration::from_secs(90), || acked().len() >= count),
-            "only {} acknowledged commits",
-            acked().len()
-        );
-    };
-    let lost = || {
-        let rows = psql("SELECT n FROM acked");
-        assert!(rows.status.success(), "{}", text(&rows));
-        let present: std::collections::BTreeSet<u64> = stdout_of(&rows)
-            .lines()
-            .filter_map(|l| l.parse().ok())
-            .collect();
-        acked().iter().filter(|n| !present.contains(n)).count()
-    };
-    let clean_shutdowns = || {
-        guest
-            .journal(&pg, &["COMPOSE_SERVICE=db"])
-            .iter()
-            .filter(|l| l.ends_with("database system is shut down"))
-            .count()
-    };
-    guest.sh("rm -f /var/tmp/acked");
-
-    // systemctl stop mid-write.
-    start_writer();
-    wait_for_acks(50);
-    let stopped = guest.systemctl(&["stop", &pg]);
-    assert!(stopped.status.success(), "{}", text(&stopped));
-    guest.systemctl(&["stop", "composectl-test-writer"]);
-    assert_eq!(guest.property(&pg, "Result"), "success");
-    assert_eq!(clean_shutdowns(), 1, "{:?}", guest.journal(&pg, &[]));
-    let started = guest.systemctl(&["start", &pg]);
-    assert!(started.status.success(), "{}", text(&started));
-    assert_active(&guest, &["pg".to_string()]);
-    assert_eq!(lost(), 0, "after stop: {} acknowledged", acked().len());
-
-    // The engine restarted mid-write: dockerd stops the container with its stop signal, the
-    // stack comes back with the engine.
-    start_writer();
-    wait_for_acks(acked().len() + 50);
-    let restarted = guest.systemctl(&["restart", "docker"]);
-    assert!(restarted.status.success(), "{}", text(&restarted));
-    assert_active(&guest, &["pg".to_string()]);
-    wait_for_acks(acked().len() + 20);
-    guest.systemctl(&["stop", "composectl-test-writer"]);
-    assert_eq!(clean_shutdowns(), 2, "{:?}", guest.journal(&pg, &[]));
-    assert_eq!(
-        lost(),
-        0,
-        "after restarting docker: {} acknowledged",
-        acked().len()
-    );
-
-    // A reboot mid-write: the stack stops before the engine does, PostgreSQL shuts down.
-    start_writer();
-    wait_for_acks(acked().len() + 50);
-    guest.reboot();
-    assert_active(&guest, &["pg".to_string()]);
-    assert_eq!(clean_shutdowns(), 3, "{:?}", guest.journal(&pg, &[]));
-    assert_eq!(lost(), 0, "after a reboot: {} acknowledged", acked().len());
 }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::target::{Kind, Target, script};
 use composectl_testkit::e2e::{
-    HostDaemonsExclusive, host_daemons_exclusive, run_with_timeout, stderr_of,
+    HostDaemonsExclusive, host_daemons_exclusive, run_with_timeout, stderr_of, stdout_of,
 };
-use composectl_testkit::layered::CRASH_FILE;
+use composectl_testkit::layered::{CRASH_NAME, DATA_DIR};
 
 /// How long the engine stays down while the stacks start (engine-late).
 const ENGINE_LATE: Duration = Duration::from_secs(20);
@@ -28,11 +28,14 @@ pub enum Fault {
     Reboot,
     DockerRestart,
     JournaldRestart,
+    Stop,
+    Reload,
+    UpdateRolledBack,
     RestartLoop,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 13] = [
         Fault::ContainerKilled,
         Fault::ContainerUnhealthy,
         Fault::SupervisorKilled,
@@ -42,6 +45,9 @@ impl Fault {
         Fault::Reboot,
         Fault::DockerRestart,
         Fault::JournaldRestart,
+        Fault::Stop,
+        Fault::Reload,
+        Fault::UpdateRolledBack,
         Fault::RestartLoop,
     ];
 
@@ -57,6 +63,9 @@ impl Fault {
             Fault::Reboot => "reboot",
             Fault::DockerRestart => "docker-restart",
             Fault::JournaldRestart => "journald-restarted",
+            Fault::Stop => "stop",
+            Fault::Reload => "reload",
+            Fault::UpdateRolledBack => "update-rolled-back",
             Fault::RestartLoop => "restart-loop",
         }
     }
@@ -74,6 +83,9 @@ impl Fault {
             (Fault::Reboot, Kind::Guest) => "guest reboot",
             (Fault::DockerRestart, _) => "systemctl restart docker",
             (Fault::JournaldRestart, _) => "journald restarted",
+            (Fault::Stop, _) => "systemctl stop database mid-write, then start genai",
+            (Fault::Reload, _) => "database's compose file changed, composectl reload",
+            (Fault::UpdateRolledBack, _) => "update to a build never healthy, rolled back",
             (Fault::RestartLoop, _) => "restart loop to failed, reset-failed + start",
         }
     }
@@ -88,6 +100,25 @@ impl Fault {
         matches!(
             self,
             Fault::EngineTerm | Fault::EngineKill | Fault::EngineLate | Fault::DockerRestart
+        )
+    }
+
+    /// Whether the fault kills PostgreSQL itself, so that its next start recovers from its
+    /// write-ahead log; after any other, a start must find a clean shutdown.
+    pub fn kills_database(self) -> bool {
+        matches!(self, Fault::ContainerKilled | Fault::RestartLoop)
+    }
+
+    /// Whether the fault stops the database (an orderly stop), which must end with
+    /// PostgreSQL's own clean shutdown.
+    pub fn stops_database(self) -> bool {
+        matches!(
+            self,
+            Fault::Stop
+                | Fault::Reboot
+                | Fault::DockerRestart
+                | Fault::Reload
+                | Fault::UpdateRolledBack
         )
     }
 
@@ -159,7 +190,7 @@ impl Drop for HostOutage {
 /// could not be caused, or the engine did not come back).
 pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
     let database = target.stacks().database();
-    let container = format!("{database}-app-1");
+    let container = target.database_container();
     let unit = format!("compose@{database}.service");
     match (fault, target.kind()) {
         (Fault::ContainerKilled, _) => {
@@ -168,11 +199,11 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
             Ok(caused)
         }
         (Fault::ContainerUnhealthy, _) => {
-            // The service never touches /tmp/ready again: unhealthy until recreated.
+            // Its healthcheck fails while /tmp/sick exists: until the container starts again.
             let caused = Caused::now();
             ok(
-                target.docker(&["exec", &container, "rm", "/tmp/ready"]),
-                "docker exec rm",
+                target.docker(&["exec", &container, "touch", "/tmp/sick"]),
+                "docker exec touch",
             )?;
             Ok(caused)
         }
@@ -302,8 +333,93 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
             )?;
             Ok(caused)
         }
+        (Fault::Stop, _) => {
+            let stopping = Instant::now();
+            ok(target.systemctl(&["stop", &unit]), "systemctl stop")?;
+            let result = target.systemctl(&["show", "-P", "Result", &unit]);
+            let note = format!(
+                "stopped in {:.1} s, Result={}; started by hand",
+                stopping.elapsed().as_secs_f64(),
+                stdout_of(&result).trim()
+            );
+            let caused = Caused {
+                notes: vec![note],
+                ..Caused::broken_now()
+            };
+            // genai went down with it (it requires database); its start pulls database in.
+            start_genai(target)?;
+            Ok(caused)
+        }
+        (Fault::Reload, _) => {
+            // A change compose applies by recreating the container.
+            let path = target.database_compose();
+            let compose = fs::read_to_string(&path).map_err(|e| format!("read {path:?}: {e}"))?;
+            let changed = compose.replacen(
+                "    restart: \"no\"\n",
+                "    restart: \"no\"\n    environment: {GENERATION: \"2\"}\n",
+                1,
+            );
+            fs::write(&path, changed).map_err(|e| format!("write {path:?}: {e}"))?;
+            // The command returns once the stack is ready again: broken meanwhile.
+            let caused = Caused::broken_now();
+            ok(
+                target.composectl(&["reload", &database]),
+                "composectl reload",
+            )?;
+            Ok(caused)
+        }
+        (Fault::UpdateRolledBack, _) => update_rolled_back(target, &container, &database),
         (Fault::RestartLoop, _) => restart_loop(target, &container, &unit),
     }
+}
+
+/// A new build under database's tag that PostgreSQL runs on the data but that never turns
+/// healthy (it has /broken): `composectl update` recreates the container on it, and once its
+/// healthcheck gives up, rolls back to the image it replaced. Timed from the update.
+fn update_rolled_back(target: &Target, container: &str, database: &str) -> Result<Caused, String> {
+    let image = target.stacks().database_image();
+    let build = format!("{database}-broken-build");
+    let _ = target.docker(&["rm", "-f", &build]);
+    ok(
+        target.docker(&[
+            "run",
+            "--name",
+            &build,
+            "--network=none",
+            "--pull=never",
+            &image,
+            "touch",
+            "/broken",
+        ]),
+        "docker run (the broken build)",
+    )?;
+    let committed = target.docker(&[
+        "commit",
+        "--change",
+        r#"CMD ["/usr/local/bin/composectl-postgres"]"#,
+        &build,
+        &image,
+    ]);
+    let _ = target.docker(&["rm", "-f", &build]);
+    ok(committed, "docker commit")?;
+    let before = target.docker(&["inspect", "-f", "{{.Image}}", container]);
+    let caused = Caused::broken_now();
+    let updated = target.composectl(&["update", database]);
+    let said = format!("{}{}", stdout_of(&updated), stderr_of(&updated));
+    if updated.status.success() || !said.contains("back on the images they replaced") {
+        return Err(format!("the update was not rolled back: {}", said.trim()));
+    }
+    let after = target.docker(&["inspect", "-f", "{{.Image}}", container]);
+    if stdout_of(&after) != stdout_of(&before) {
+        return Err("database does not run the image it ran before the update".into());
+    }
+    Ok(Caused {
+        notes: vec![format!(
+            "rolled back in {:.1} s",
+            caused.origin.elapsed().as_secs_f64()
+        )],
+        ..caused
+    })
 }
 
 /// database's container exits at once from now on (a file in its volume says so), until
@@ -311,8 +427,9 @@ pub fn cause(fault: Fault, target: &mut Target) -> Result<Caused, String> {
 /// back. Timed from that start.
 fn restart_loop(target: &Target, container: &str, unit: &str) -> Result<Caused, String> {
     let start = Instant::now();
+    let crash_file = format!("{DATA_DIR}/{CRASH_NAME}");
     ok(
-        target.docker(&["exec", container, "touch", CRASH_FILE]),
+        target.in_volume(&["touch", &crash_file]),
         "create the crash file",
     )?;
     ok(target.docker(&["kill", container]), "docker kill")?;
@@ -343,7 +460,7 @@ fn restart_loop(target: &Target, container: &str, unit: &str) -> Result<Caused, 
     }
     let note = format!("{unit} {state} in {:.0} s", start.elapsed().as_secs_f64());
     ok(
-        target.in_volume(&["rm", "-f", CRASH_FILE]),
+        target.in_volume(&["rm", "-f", &crash_file]),
         "remove the crash file",
     )?;
     let caused = Caused {
@@ -352,13 +469,18 @@ fn restart_loop(target: &Target, container: &str, unit: &str) -> Result<Caused, 
         notes: vec![note, "timed from reset-failed + start".into()],
     };
     ok(target.systemctl(&["reset-failed"]), "reset-failed")?;
+    start_genai(target)?;
+    Ok(caused)
+}
+
+/// `systemctl start` of genai, which pulls in what it requires. --no-block: the start is part of
+/// what is timed, and may itself fail.
+fn start_genai(target: &Target) -> Result<(), String> {
     let genai = format!("compose@{}.service", target.stacks().genai());
-    // --no-block: the start is part of what is timed, and may itself fail.
     ok(
         target.systemctl(&["start", "--no-block", &genai]),
         "systemctl start",
-    )?;
-    Ok(caused)
+    )
 }
 
 fn ok(out: std::process::Output, what: &str) -> Result<(), String> {

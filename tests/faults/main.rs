@@ -1,13 +1,19 @@
-//! The fault suite (issue 8): every fault a server meets, caused for real from the three layered
-//! stacks all ready (testkit/src/layered.rs, data written into database's named volume first), in
-//! a private `systemd --user` manager on the host's engine (`user`) and in the system-mode guest
-//! with systemd as PID 1 (`guest`). It prints one Markdown table row per fault and environment:
-//! whether the stacks came back by themselves, how long until all were ready (from the fault,
-//! or from the engine's return for an engine outage), whether genai (which requires database)
-//! was restarted for it, whether the volume's data survived.
+//! The fault suite (issues 8 and 22): every fault a server meets, caused for real from the three
+//! layered stacks all ready (testkit/src/layered.rs; database is PostgreSQL, a token written into
+//! its named volume first), in a private `systemd --user` manager on the host's engine (`user`)
+//! and in the system-mode guest with systemd as PID 1 (`guest`), while a client commits rows into
+//! the database and remembers each commit PostgreSQL acknowledged (testkit/src/database.rs). It
+//! prints one Markdown table row per fault and environment: whether the stacks came back by
+//! themselves, how long until all were ready (from the fault, or from the engine's return for an
+//! engine outage), whether genai (which requires database) was restarted for it, whether the
+//! volume's token survived, how many acknowledged rows are missing, and how PostgreSQL found its
+//! data when it started again (after a clean shutdown, or with crash recovery).
 //!
 //! Times are reported, never asserted. The exit code is non-zero when a row fails what must
-//! hold: the stacks came back by themselves and the data is intact.
+//! hold: the stacks came back by themselves, the token is there, no acknowledged row is lost,
+//! no start needed crash recovery unless the fault itself killed PostgreSQL, and a fault that
+//! stops the database (stop, reboot, restart of the engine, reload, update) ended with a clean
+//! shutdown.
 //!
 //!   cargo test --test faults -- --include-ignored [--env user|guest|all] [--fault NAME]
 //!                                                 [--serial] [FILTER]
@@ -36,6 +42,7 @@ use std::process::ExitCode;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use composectl_testkit::database::{self, Starts};
 use composectl_testkit::{e2e, guest};
 use fault::{Caused, Fault, HostOutage};
 use target::{Kind, Target, tail};
@@ -47,6 +54,11 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// A unit down with no job queued for this long: nothing will bring it back.
 const STUCK: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(250);
+/// Commits acknowledged before the fault, so that it strikes mid-write, and after it.
+const WRITES_BEFORE: usize = 20;
+const WRITES_AFTER: usize = 10;
+/// How long the writer gets to commit again once the stacks are ready.
+const WRITES_AGAIN: Duration = Duration::from_secs(20);
 
 const USAGE: &str = "usage: cargo test --test faults -- --include-ignored \
                      [--env user|guest|all] [--fault NAME] [--serial] [FILTER]";
@@ -137,6 +149,12 @@ struct Row {
     unit_restarted: Option<bool>,
     /// None when the volume cannot be read (the engine is away).
     data_intact: Option<bool>,
+    /// Commits PostgreSQL acknowledged during the row, and how many of them are missing (None
+    /// when the table could not be read).
+    acknowledged: usize,
+    lost: Option<usize>,
+    /// PostgreSQL's starts after the fault.
+    starts: Starts,
     notes: Vec<String>,
 }
 
@@ -151,12 +169,37 @@ impl Row {
             containers_recreated: None,
             unit_restarted: None,
             data_intact: None,
+            acknowledged: 0,
+            lost: None,
+            starts: Starts::default(),
             notes: Vec::new(),
         }
     }
 
     fn holds(&self) -> bool {
-        self.came_back && self.data_intact == Some(true)
+        self.came_back
+            && self.data_intact == Some(true)
+            && self.lost == Some(0)
+            && (self.fault.kills_database() || self.starts.with_recovery == 0)
+            && (!self.fault.stops_database() || self.starts.after_clean_shutdown > 0)
+    }
+
+    /// How PostgreSQL found its data on its starts after the fault.
+    fn shutdown(&self) -> String {
+        match (self.starts.after_clean_shutdown, self.starts.with_recovery) {
+            (0, 0) => "not stopped".into(),
+            (clean, 0) => format!("yes ({clean} start{} after it)", plural(clean)),
+            (clean, recovered) => format!(
+                "no: {recovered} of {} start{} recovered from a crash{}",
+                clean + recovered,
+                plural(clean + recovered),
+                if self.fault.kills_database() {
+                    " (the fault kills it)"
+                } else {
+                    ""
+                }
+            ),
+        }
     }
 
     fn markdown(&self) -> String {
@@ -164,7 +207,7 @@ impl Row {
         let maybe = |b: Option<bool>| b.map_or("?", yes);
         let notes = self.notes.join("; ").replace('|', "/").replace('\n', " ");
         format!(
-            "| {} | {} | {} | {} | containers: {}, unit: {} | {} | {} |",
+            "| {} | {} | {} | {} | containers: {}, unit: {} | {} | {} of {} | {} | {} |",
             self.kind.name(),
             self.fault.title(self.kind),
             yes(self.came_back),
@@ -172,9 +215,16 @@ impl Row {
             maybe(self.containers_recreated),
             maybe(self.unit_restarted),
             maybe(self.data_intact),
+            self.lost.map_or("?".into(), |n| n.to_string()),
+            self.acknowledged,
+            self.shutdown(),
             notes
         )
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 enum Recovery {
@@ -240,6 +290,19 @@ fn run_row(kind: Kind, fault: Fault, run: u8) -> Row {
         }
     };
     let before = target.snapshot();
+    let sh = |script: &str| target.sh(script);
+    let writer = match target.start_writer().and_then(|writer| {
+        writer.wait_for_more(&sh, WRITES_BEFORE, LIMIT)?;
+        Ok(writer)
+    }) {
+        Ok(writer) => writer,
+        Err(e) => {
+            row.notes.push(format!("writer: {e}"));
+            return row;
+        }
+    };
+    let database_unit = format!("compose@{}.service", target.stacks().database());
+    let log_before = target.journal(&database_unit).len();
     let outage = (kind == Kind::User && fault.takes_host_daemons()).then(HostOutage::take);
     let start = Instant::now();
     let recovered = fault::cause(fault, &mut target).and_then(|caused| {
@@ -293,6 +356,23 @@ fn run_row(kind: Kind, fault: Fault, run: u8) -> Row {
     row.containers_recreated = Some(after.genai_container != before.genai_container);
     row.unit_restarted = Some(after.genai_invocation != before.genai_invocation);
     row.data_intact = target.token().map(|t| t == token);
+    let sh = |script: &str| target.sh(script);
+    if row.came_back {
+        // Writes go on after the fault (the guest's writer went down with a reboot).
+        let _ = writer.wait_for_more(&sh, WRITES_AFTER, WRITES_AGAIN);
+    }
+    let acknowledged = writer.stop(&sh);
+    row.acknowledged = acknowledged.len();
+    match database::lost(
+        &|args| target.docker(args),
+        &target.database_container(),
+        &acknowledged,
+    ) {
+        Ok(lost) => row.lost = Some(lost),
+        Err(e) => row.notes.push(e),
+    }
+    let log = target.journal(&database_unit);
+    row.starts = Starts::of(log.get(log_before..).unwrap_or_default());
     drop(outage);
     row
 }
@@ -388,16 +468,16 @@ fn main() -> ExitCode {
         })
     };
     println!(
-        "| env | fault | came back by itself | s until all ready | dependents restarted | volume data intact | notes |"
+        "| env | fault | came back by itself | s until all ready | dependents restarted | volume data intact | acknowledged rows lost | clean shutdown | notes |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for row in &rows {
         println!("{}", row.markdown());
     }
     let failed = rows.iter().filter(|row| !row.holds()).count();
     let rows = rows.len();
     println!(
-        "\nfaults: {rows} rows, {failed} where the stacks did not come back by themselves or lost data"
+        "\nfaults: {rows} rows, {failed} where the stacks did not come back by themselves, lost data or did not shut down cleanly"
     );
     if failed == 0 {
         ExitCode::SUCCESS

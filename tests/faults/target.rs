@@ -1,18 +1,19 @@
-//! Where a fault runs: the three layered stacks, enabled and ready, in a private `systemd --user`
-//! manager on the host's engine (`user`) or in the system-mode guest (`guest`), and what the
-//! fault suite asks of them whichever it is.
+//! Where a fault runs: the three layered stacks (database a real PostgreSQL), enabled and ready,
+//! in a private `systemd --user` manager on the host's engine (`user`) or in the system-mode
+//! guest (`guest`), and what the fault suite asks of them whichever it is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use composectl_testkit::database::{Background, Writer};
 use composectl_testkit::e2e::{
     CMD_TIMEOUT, TEST_IMAGE, UserManager, free_subnet, remove_leftover_networks, run_with_timeout,
     stderr_of, stdout_of, wait_until,
 };
-use composectl_testkit::guest::{self, Guest};
-use composectl_testkit::layered::{DATA_DIR, Layered};
+use composectl_testkit::guest::{self, Guest, ROOT};
+use composectl_testkit::layered::{DATA_DIR, Layered, POSTGRES_IMAGE};
 
 /// How long the stacks get to be ready after `enable --now`, before any fault.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -69,7 +70,7 @@ impl Target {
             Kind::User => {
                 remove_leftover_networks();
                 let prefix = format!("e{}x{run}-", std::process::id());
-                let stacks = Layered::new(&prefix);
+                let stacks = Layered::with_postgres(&prefix);
                 let root = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
                 stacks.write(root.path(), &format!("{prefix}net"), &free_subnet());
                 Target::User(UserTarget {
@@ -81,10 +82,17 @@ impl Target {
             }
             Kind::Guest => {
                 let guest = guest::guest();
-                guest.write_layered();
+                guest.write_stacks(&Layered::with_postgres(""));
                 Target::Guest(guest)
             }
         };
+        let tagged = target.docker(&["tag", POSTGRES_IMAGE, &target.stacks().database_image()]);
+        if !tagged.status.success() {
+            return Err(format!(
+                "no database image ({POSTGRES_IMAGE}): {}",
+                stderr_of(&tagged)
+            ));
+        }
         let enabled = target.composectl(&["enable", "--now", &target.stacks().genai()]);
         if !enabled.status.success() {
             return Err(format!(
@@ -103,14 +111,7 @@ impl Target {
         }) {
             return Err(format!("not ready after enable --now: {last}"));
         }
-        let database = format!("{}-app-1", target.stacks().database());
-        let wrote = target.docker(&[
-            "exec",
-            &database,
-            "sh",
-            "-c",
-            &format!("echo {token} >{DATA_DIR}/token"),
-        ]);
+        let wrote = target.in_volume(&["sh", "-c", &format!("echo {token} >{DATA_DIR}/token")]);
         if !wrote.status.success() {
             return Err(format!("cannot write the token: {}", stderr_of(&wrote)));
         }
@@ -127,8 +128,57 @@ impl Target {
     pub fn stacks(&self) -> Layered {
         match self {
             Target::User(user) => user.stacks.clone(),
-            Target::Guest(_) => Layered::new(""),
+            Target::Guest(_) => Layered::with_postgres(""),
         }
+    }
+
+    /// database's container.
+    pub fn database_container(&self) -> String {
+        format!("{}-app-1", self.stacks().database())
+    }
+
+    /// database's compose file, as a path of this machine (the guest's rootfs is a directory
+    /// of the host).
+    pub fn database_compose(&self) -> std::path::PathBuf {
+        let relative = Path::new("stacks")
+            .join(self.stacks().database())
+            .join("compose.yaml");
+        match self {
+            Target::User(user) => user.root.path().join(relative),
+            Target::Guest(guest) => guest.path(ROOT).join(relative),
+        }
+    }
+
+    /// `sh -c SCRIPT` in this environment (on the host for `user`).
+    pub fn sh(&self, script: &str) -> Output {
+        match self {
+            Target::User(_) => {
+                run_with_timeout(Command::new("sh").args(["-c", script]), CMD_TIMEOUT)
+            }
+            Target::Guest(guest) => guest.sh(script),
+        }
+    }
+
+    /// Starts a writer into database, in this environment (in the guest, it goes down with it).
+    pub fn start_writer(&self) -> Result<Writer, String> {
+        let (background, acked_file) = match self {
+            Target::User(user) => (
+                Background::Setsid,
+                user.root.path().join("acked").display().to_string(),
+            ),
+            Target::Guest(_) => (
+                Background::SystemdRun,
+                "/var/tmp/composectl-faults-acked".to_string(),
+            ),
+        };
+        self.sh(&format!("rm -f {acked_file}"));
+        Writer::start(
+            &|script| self.sh(script),
+            &|args| self.docker(args),
+            background,
+            &self.database_container(),
+            &acked_file,
+        )
     }
 
     pub fn manager(&mut self) -> &mut UserManager {
@@ -364,6 +414,10 @@ impl Drop for UserTarget {
             &["network", "ls", "-q", "--filter", &prefix],
             &["network", "rm"],
         );
+        // The tag only: the image is the shared one, or a build of the update's row.
+        let _ = Command::new("docker")
+            .args(["rmi", &self.stacks.database_image()])
+            .output();
     }
 }
 
