@@ -13,7 +13,7 @@ use crate::compose_cli::Compose;
 use crate::context::{Context, block_on};
 use crate::engine::{self, Engine};
 use crate::error::{Error, Result, exit};
-use crate::model::{Root, StackName};
+use crate::model::{Root, Stack, StackName};
 use crate::output::{Report, Text};
 use crate::runtime::{self, Action, ImageChange};
 use crate::state::StackState;
@@ -107,8 +107,13 @@ async fn update_one(
     state: &UnitState,
 ) -> anyhow::Result<Updated> {
     let stack = &root.stacks[name];
-    // Before the pull: once pulled, a mere restart starts the new images, backup or not.
-    let archive = if stack.update.backup && state.active_state == "active" {
+    // Before the pull: once pulled, a mere restart starts the new images, backup or not. And
+    // only when an image is newer, as `update --check` finds it: the update timer runs daily,
+    // and backups of a stack that stays as it is would only pile up.
+    let archive = if stack.update.backup
+        && state.active_state == "active"
+        && anything_newer(ctx, stack).await?
+    {
         let taken = backup::take(ctx, root, stack, None, None)
             .await
             .context("the backup before the update failed, so nothing was changed")?;
@@ -176,6 +181,14 @@ async fn update_one(
         recreated: outcome.recreated,
         backup: archive,
     })
+}
+
+/// Whether `update --check` would list an image of `stack` (an answer it cannot give counts as
+/// newer: the backup is then taken rather than skipped).
+async fn anything_newer(ctx: &Context, stack: &Stack) -> anyhow::Result<bool> {
+    let engine = Engine::connect()?;
+    let checked = check_stack(ctx, &engine, stack, &mut RegistryAnswers::new()).await?;
+    Ok(checked.iter().any(|c| c.state != "up-to-date"))
 }
 
 /// What a failed update adds about the backup `update.backup` took before it. After a
@@ -246,92 +259,106 @@ pub fn check(ctx: &Context, names: &[StackName], all: bool) -> Result<Box<dyn Re
     let checked = block_on(async {
         let engine = Engine::connect()?;
         engine.version().await?;
-        // One registry question per image, however many services use it.
-        let mut registry: BTreeMap<String, Result<String, String>> = BTreeMap::new();
+        let mut registry = RegistryAnswers::new();
         let mut checked = Vec::new();
         for name in &stacks {
-            let stack = &root.stacks[name];
-            let running: BTreeMap<String, String> = engine
-                .containers(Some(name))
-                .await?
-                .into_iter()
-                .map(|c| (c.service, c.image))
-                .collect();
-            let pins = StackState::new(ctx.mode, name).pins();
-            for service in stack
-                .services
-                .iter()
-                .filter(|s| stack.running.contains(&s.name))
-            {
-                let Some(image) = &service.image else {
-                    continue;
-                };
-                let local = engine.image(image).await?;
-                let mut result = Checked {
-                    stack: name.clone(),
-                    service: service.name.clone(),
-                    image: image.clone(),
-                    state: "up-to-date",
-                    running: running.get(&service.name).cloned(),
-                    local: local.as_ref().map(|l| l.id.clone()),
-                    detail: String::new(),
-                };
-                match &local {
-                    None => {
-                        result.state = "missing";
-                        result.detail = "not pulled yet".into();
-                    }
-                    Some(local) if !local.repo_digests.is_empty() => {
-                        if !registry.contains_key(image) {
-                            let answer = engine
-                                .registry_digest(image)
-                                .await
-                                .map_err(|e| format!("{e:#}"));
-                            registry.insert(image.clone(), answer);
-                        }
-                        match &registry[image] {
-                            Ok(digest)
-                                if !local
-                                    .repo_digests
-                                    .iter()
-                                    .any(|d| d.ends_with(digest.as_str())) =>
-                            {
-                                result.state = "newer-in-registry";
-                                result.detail = format!("registry has {digest}");
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                result.state = "unknown";
-                                result.detail = e.clone();
-                            }
-                        }
-                    }
-                    // Built or imported here: no registry to ask.
-                    Some(_) => {}
-                }
-                if result.state == "up-to-date"
-                    && let (Some(running), Some(local)) = (&result.running, &result.local)
-                    && running != local
-                {
-                    if pins.contains_key(&service.name) {
-                        result.state = "pinned";
-                        result.detail = format!(
-                            "rolled back from {}; update tries it again",
-                            engine::short_id(local)
-                        );
-                    } else {
-                        result.state = "newer-local";
-                        result.detail = format!(
-                            "runs {}, the tag names {}",
-                            engine::short_id(running),
-                            engine::short_id(local)
-                        );
-                    }
-                }
-                checked.push(result);
-            }
+            checked.extend(check_stack(ctx, &engine, &root.stacks[name], &mut registry).await?);
         }
         Ok(checked)
     })?;
     Ok(Box::new(CheckReport(checked)))
+}
+
+/// The registry's digest per image, asked once however many services use it.
+type RegistryAnswers = BTreeMap<String, Result<String, String>>;
+
+/// Each running service's image of `stack`, compared with what runs and what its registry has.
+async fn check_stack(
+    ctx: &Context,
+    engine: &Engine,
+    stack: &Stack,
+    registry: &mut RegistryAnswers,
+) -> anyhow::Result<Vec<Checked>> {
+    let name = &stack.name;
+    let running: BTreeMap<String, String> = engine
+        .containers(Some(name))
+        .await?
+        .into_iter()
+        .map(|c| (c.service, c.image))
+        .collect();
+    let pins = StackState::new(ctx.mode, name).pins();
+    let mut checked = Vec::new();
+    for service in stack
+        .services
+        .iter()
+        .filter(|s| stack.running.contains(&s.name))
+    {
+        let Some(image) = &service.image else {
+            continue;
+        };
+        let local = engine.image(image).await?;
+        let mut result = Checked {
+            stack: name.clone(),
+            service: service.name.clone(),
+            image: image.clone(),
+            state: "up-to-date",
+            running: running.get(&service.name).cloned(),
+            local: local.as_ref().map(|l| l.id.clone()),
+            detail: String::new(),
+        };
+        match &local {
+            None => {
+                result.state = "missing";
+                result.detail = "not pulled yet".into();
+            }
+            Some(local) if !local.repo_digests.is_empty() => {
+                if !registry.contains_key(image) {
+                    let answer = engine
+                        .registry_digest(image)
+                        .await
+                        .map_err(|e| format!("{e:#}"));
+                    registry.insert(image.clone(), answer);
+                }
+                match &registry[image] {
+                    Ok(digest)
+                        if !local
+                            .repo_digests
+                            .iter()
+                            .any(|d| d.ends_with(digest.as_str())) =>
+                    {
+                        result.state = "newer-in-registry";
+                        result.detail = format!("registry has {digest}");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        result.state = "unknown";
+                        result.detail = e.clone();
+                    }
+                }
+            }
+            // Built or imported here: no registry to ask.
+            Some(_) => {}
+        }
+        if result.state == "up-to-date"
+            && let (Some(running), Some(local)) = (&result.running, &result.local)
+            && running != local
+        {
+            if pins.contains_key(&service.name) {
+                result.state = "pinned";
+                result.detail = format!(
+                    "rolled back from {}; update tries it again",
+                    engine::short_id(local)
+                );
+            } else {
+                result.state = "newer-local";
+                result.detail = format!(
+                    "runs {}, the tag names {}",
+                    engine::short_id(running),
+                    engine::short_id(local)
+                );
+            }
+        }
+        checked.push(result);
+    }
+    Ok(checked)
 }

@@ -5,15 +5,16 @@
 
 use std::fs;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use composectl_testkit::database::{Background, Writer};
 use composectl_testkit::e2e::{
     CMD_TIMEOUT, UserManager, environment, run_with_timeout, stdout_of, wait_until,
 };
-use composectl_testkit::layered::{POSTGRES_IMAGE, postgres_compose_file};
+use composectl_testkit::layered::{POSTGRES_IMAGE, PSQL, postgres_compose_file};
 use composectl_testkit::stacks::{Stacks, composectl, text};
 
+use crate::operations::measured;
 use crate::supervision::active;
 
 /// How long the writer gets for the commits a test waits for.
@@ -83,12 +84,28 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
     let manager = UserManager::start();
     let pg = database_stack(
         &mut stacks,
-        "x-composectl:\n  backup:\n    pre:\n      - {service: db, run: pg_dump -U postgres --table=acked, output: acked.sql}\n",
+        "x-composectl:\n  backup:\n    pre:\n      - {service: db, run: pg_dump -U postgres, output: db.sql}\n",
     );
     let root = stacks.root().to_path_buf();
     let enabled = composectl(&manager, &root, &["enable", "--now", &pg]);
     assert!(enabled.status.success(), "{}", text(&enabled));
     active(&manager, &pg);
+    // COMPOSECTL_DB_MIB adds a table of about that size, for measuring (docs/benchmarks.md,
+    // "Day-2 operations"): about 1,000 rows of 990 bytes per MiB.
+    let mib: u64 = std::env::var("COMPOSECTL_DB_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if mib > 0 {
+        let filled = run_with_timeout(
+            Command::new("docker").args(["exec", &format!("{pg}-db-1")]).args(PSQL).arg("-c").arg(format!(
+                "CREATE TABLE big AS SELECT g AS n, repeat(md5(g::text), 30) AS payload FROM generate_series(1, {}) g",
+                mib * 1_000
+            )),
+            Duration::from_secs(600),
+        );
+        assert!(filled.status.success(), "{}", text(&filled));
+    }
 
     let sh = |script: &str| run_with_timeout(Command::new("sh").args(["-c", script]), CMD_TIMEOUT);
     let docker = |args: &[&str]| run_with_timeout(Command::new("docker").args(args), CMD_TIMEOUT);
@@ -103,6 +120,7 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
     .expect("the writer");
     writer.wait_for_more(&sh, 100, WRITES).expect("writes");
     let to = manager.root().join("backups");
+    let begun = Instant::now();
     let backup = composectl(
         &manager,
         &root,
@@ -116,6 +134,10 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
         ],
     );
     assert!(backup.status.success(), "{}", text(&backup));
+    measured(
+        &format!("backup under writes, pg_dump hook and the volume, {mib} MiB table"),
+        begun.elapsed(),
+    );
     // No warning: the database has its dump hook.
     assert!(backup.stderr.is_empty(), "{}", text(&backup));
     writer.wait_for_more(&sh, 20, WRITES).expect("writes go on");
@@ -123,7 +145,7 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
     let written: serde_json::Value = serde_json::from_slice(&backup.stdout).expect("json");
     let archive = written["archive"].as_str().expect("archive").to_string();
     let dump = Command::new("tar")
-        .args(["-xOf", &archive, "hooks/acked.sql"])
+        .args(["-xOf", &archive, "hooks/db.sql"])
         .output()
         .expect("tar");
     let dump = stdout_of(&dump);
@@ -176,6 +198,7 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
         wait_until(Duration::from_secs(60), ready),
         "the empty database did not start"
     );
+    let begun = Instant::now();
     let loaded = {
         use std::io::Write;
         let mut child = Command::new("docker")
@@ -204,6 +227,13 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
         child.wait_with_output().expect("psql")
     };
     assert!(loaded.status.success(), "{}", text(&loaded));
+    measured(
+        &format!(
+            "the dump ({} MB) loaded into an empty database",
+            dump.len() / 1_000_000
+        ),
+        begun.elapsed(),
+    );
     let restored = Command::new("docker")
         .args(["exec", &restore, "psql", "-U", "postgres", "-qAt", "-c"])
         .arg("SELECT count(*) || ' ' || md5(string_agg(n::text, ',' ORDER BY n)) FROM acked")

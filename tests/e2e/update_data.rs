@@ -114,6 +114,17 @@ fn a_rolled_back_update_names_the_backup_it_took_before_the_new_image_migrated_t
     let value: serde_json::Value = serde_json::from_slice(&updated.stdout).expect("json");
     assert!(value[0]["backup"].is_null(), "{value}");
     assert_eq!(archives(&manager), Vec::<PathBuf>::new(), "no backup");
+    // With update.backup but no newer image (the update timer's daily run): no backup either.
+    let updated = composectl(&manager, &root, &["-o", "json", "update", &pg]);
+    assert!(updated.status.success(), "{}", text(&updated));
+    let value: serde_json::Value = serde_json::from_slice(&updated.stdout).expect("json");
+    assert_eq!(value[0]["result"], "unchanged", "{value}");
+    assert!(value[0]["backup"].is_null(), "{value}");
+    assert_eq!(
+        archives(&manager),
+        Vec::<PathBuf>::new(),
+        "nothing newer: no backup"
+    );
 
     let new = images.build_from(
         &format!(
@@ -204,8 +215,11 @@ fn a_rolled_back_update_names_the_backup_it_took_before_the_new_image_migrated_t
     assert!(!migrated(&db), "the migration is undone");
     assert_eq!(psql(&db, "SELECT count(*), sum(n) FROM kept"), "100|5050");
 
-    // An update that goes through names its backup too.
-    images.point_at(POSTGRES_IMAGE);
+    // A healthy new build: the update goes through and names its backup too.
+    let healthy = images.build_from(
+        &format!("FROM {POSTGRES_IMAGE}\nLABEL composectl.test=v3\n"),
+        &[],
+    );
     let updated = composectl(&manager, &root, &["-o", "json", "update", &pg]);
     assert!(updated.status.success(), "{}", text(&updated));
     let value: serde_json::Value = serde_json::from_slice(&updated.stdout).expect("json");
@@ -220,4 +234,5 @@ fn a_rolled_back_update_names_the_backup_it_took_before_the_new_image_migrated_t
     );
     assert_eq!(archives(&manager).len(), 2);
     assert_eq!(manager.property(&unit(&pg), "ActiveState"), "active");
+    assert_eq!(image_of(&container(&pg, "db")), healthy);
 }
