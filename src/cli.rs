@@ -132,8 +132,8 @@ pub enum Command {
     Reload(RequiredStacks),
     /// Pull newer images and apply them, health-gated: a stack that does not become ready again
     /// goes back to the images it ran before (exit 1), and one with x-composectl update.backup
-    /// is backed up first when an image is newer. --check: only say which are newer (exit 4 when some are, 1 when some
-    /// could not be checked)
+    /// is backed up first when an image is newer. --check: only say which are newer (exit 4
+    /// when some are, 1 when some could not be checked)
     Update {
         /// Stacks to update, in dependency order
         #[arg(

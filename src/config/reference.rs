@@ -435,10 +435,11 @@ stack's supervisor apply them.",
             example: "update: {backup: true}",
             doc: "true takes a backup of the running stack, as composectl backup STACK does (hooks, \
 volumes, paths; into the backup directory, keeping [backup] keep archives), before composectl update \
-pulls and applies newer images, when update --check would list one; when the backup fails, the stack is not updated. A rollback puts the previous \
-images back, never the data, which the new images may have migrated on start: update then names the \
-archive and the composectl restore STACK ARCHIVE --stop that goes back to it. composectl never \
-restores on its own, since a restore loses what was written after the backup.",
+pulls and applies newer images, when update --check would list one; when the backup fails, the \
+stack is not updated. A rollback puts the previous images back, never the data, which the new \
+images may have migrated on start: update then names the archive and the composectl restore STACK \
+ARCHIVE --stop that goes back to it. composectl never restores on its own, since a restore loses \
+what was written after the backup.",
             renders: "",
         },
     ],

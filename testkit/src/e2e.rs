@@ -598,6 +598,16 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     try_run(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `docker ARGS` against the host's engine, bounded by [`CMD_TIMEOUT`].
+pub fn docker(args: &[&str]) -> Output {
+    run_with_timeout(Command::new("docker").args(args), CMD_TIMEOUT)
+}
+
+/// `sh -c SCRIPT` on the host, bounded by [`CMD_TIMEOUT`].
+pub fn sh(script: &str) -> Output {
+    run_with_timeout(Command::new("sh").args(["-c", script]), CMD_TIMEOUT)
+}
+
 /// Like [`run_with_timeout`], but a command that cannot run or times out is an `Err`.
 pub fn try_run(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     try_run_with_input(cmd, None, timeout)

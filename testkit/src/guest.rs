@@ -12,8 +12,8 @@
 //! otherwise).
 //!
 //! There is one guest and one VM, so a [`Guest`] holds a process-wide lock for its machine:
-//! tests using one run one at a time. Acquiring one and dropping it leave the guest clean: no stacks, no composectl units, no
-//! containers, volumes or networks, docker.service running.
+//! tests using one run one at a time. Acquiring one and dropping it leave the machine clean: no
+//! stacks, no composectl units, no containers, volumes or networks, docker.service running.
 //!
 //! std and tempfile only, like the harness; commands go in through `scripts/guest.sh exec` or
 //! `scripts/vm.sh exec`, and files of the VM (a disk image) through the commands' stdin.

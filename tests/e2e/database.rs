@@ -7,11 +7,11 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use composectl_testkit::database::{Background, Writer};
+use composectl_testkit::database::{self, Background, Writer};
 use composectl_testkit::e2e::{
-    CMD_TIMEOUT, UserManager, environment, run_with_timeout, stdout_of, wait_until,
+    self, UserManager, environment, run_with_timeout, stdout_of, wait_until,
 };
-use composectl_testkit::layered::{POSTGRES_IMAGE, PSQL, postgres_compose_file};
+use composectl_testkit::layered::{POSTGRES_IMAGE, postgres_compose_file};
 use composectl_testkit::stacks::{Stacks, composectl, text};
 
 use crate::operations::measured;
@@ -97,28 +97,32 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     if mib > 0 {
-        let filled = run_with_timeout(
-            Command::new("docker").args(["exec", &format!("{pg}-db-1")]).args(PSQL).arg("-c").arg(format!(
-                "CREATE TABLE big AS SELECT g AS n, repeat(md5(g::text), 30) AS payload FROM generate_series(1, {}) g",
+        // Longer than a command's usual bound: it writes the whole table.
+        let docker = |args: &[&str]| {
+            run_with_timeout(Command::new("docker").args(args), Duration::from_secs(600))
+        };
+        let filled = database::psql(
+            &docker,
+            &format!("{pg}-db-1"),
+            &format!(
+                "CREATE TABLE big AS SELECT g AS n, repeat(md5(g::text), 30) AS payload \
+                 FROM generate_series(1, {}) g",
                 mib * 1_000
-            )),
-            Duration::from_secs(600),
+            ),
         );
         assert!(filled.status.success(), "{}", text(&filled));
     }
 
-    let sh = |script: &str| run_with_timeout(Command::new("sh").args(["-c", script]), CMD_TIMEOUT);
-    let docker = |args: &[&str]| run_with_timeout(Command::new("docker").args(args), CMD_TIMEOUT);
     let acked_file = manager.root().join("acked").display().to_string();
     let writer = Writer::start(
-        &sh,
-        &docker,
+        &e2e::sh,
+        &e2e::docker,
         Background::Setsid,
         &format!("{pg}-db-1"),
         &acked_file,
     )
     .expect("the writer");
-    writer.wait_for_more(&sh, 100, WRITES).expect("writes");
+    writer.wait_for_more(&e2e::sh, 100, WRITES).expect("writes");
     let to = manager.root().join("backups");
     let begun = Instant::now();
     let backup = composectl(
@@ -140,8 +144,10 @@ fn a_pg_dump_hook_taken_under_writes_restores_into_an_empty_database() {
     );
     // No warning: the database has its dump hook.
     assert!(backup.stderr.is_empty(), "{}", text(&backup));
-    writer.wait_for_more(&sh, 20, WRITES).expect("writes go on");
-    let acked = writer.stop(&sh);
+    writer
+        .wait_for_more(&e2e::sh, 20, WRITES)
+        .expect("writes go on");
+    let acked = writer.stop(&e2e::sh);
     let written: serde_json::Value = serde_json::from_slice(&backup.stdout).expect("json");
     let archive = written["archive"].as_str().expect("archive").to_string();
     let dump = Command::new("tar")

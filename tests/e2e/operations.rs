@@ -408,7 +408,7 @@ fn an_update_to_an_unhealthy_image_rolls_back_and_stays_pinned_until_one_becomes
     );
 }
 
-pub fn exec(container: &str, script: &str) -> String {
+fn exec(container: &str, script: &str) -> String {
     let out = Command::new("docker")
         .args(["exec", container, "sh", "-c", script])
         .output()

@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use composectl_testkit::e2e::{UserManager, environment, stdout_of};
-use composectl_testkit::layered::{POSTGRES_IMAGE, PSQL, postgres_compose_file};
+use composectl_testkit::database;
+use composectl_testkit::e2e::{self, UserManager, environment, stdout_of};
+use composectl_testkit::layered::{POSTGRES_IMAGE, postgres_compose_file};
 use composectl_testkit::repo;
 use composectl_testkit::stacks::{Stacks, composectl, text};
 
-use crate::operations::{Images, container, exec, image_of, measured};
+use crate::operations::{Images, container, image_of, measured};
 use crate::supervision::{active, unit};
 
 /// The "new version": migrates the schema on start (with a server of its own, as entrypoints
@@ -42,9 +43,11 @@ fn documented_meta() -> String {
     block.to_string()
 }
 
-/// `psql -c SQL` in the container; its output.
+/// `psql -c SQL` in the container, which must succeed; its output.
 fn psql(container: &str, sql: &str) -> String {
-    exec(container, &format!("{} -c \"{sql}\"", PSQL.join(" ")))
+    let out = database::psql(&e2e::docker, container, sql);
+    assert!(out.status.success(), "{sql}: {}", text(&out));
+    stdout_of(&out).trim().to_string()
 }
 
 /// Whether the database has the table the new version creates.

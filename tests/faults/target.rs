@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use composectl_testkit::database::{Background, Writer};
 use composectl_testkit::e2e::{
-    CMD_TIMEOUT, TEST_IMAGE, UserManager, free_subnet, remove_leftover_networks, run_with_timeout,
-    stderr_of, stdout_of, wait_until,
+    self, TEST_IMAGE, UserManager, free_subnet, remove_leftover_networks, stderr_of, stdout_of,
+    wait_until,
 };
 use composectl_testkit::guest::{self, Guest, ROOT};
 use composectl_testkit::layered::{DATA_DIR, Layered, POSTGRES_IMAGE};
@@ -152,9 +152,7 @@ impl Target {
     /// `sh -c SCRIPT` in this environment (on the host for `user`).
     pub fn sh(&self, script: &str) -> Output {
         match self {
-            Target::User(_) => {
-                run_with_timeout(Command::new("sh").args(["-c", script]), CMD_TIMEOUT)
-            }
+            Target::User(_) => e2e::sh(script),
             Target::Guest(guest) => guest.sh(script),
         }
     }
@@ -216,7 +214,7 @@ impl Target {
     /// `docker ARGS` against this environment's engine.
     pub fn docker(&self, args: &[&str]) -> Output {
         match self {
-            Target::User(_) => run_with_timeout(Command::new("docker").args(args), CMD_TIMEOUT),
+            Target::User(_) => e2e::docker(args),
             Target::Guest(guest) => guest.docker(args),
         }
     }
