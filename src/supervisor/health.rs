@@ -1,7 +1,7 @@
 //! When a stack is ready, and when it has failed: the judgement of the supervisor, from the
 //! engine's containers and events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -65,6 +65,10 @@ pub fn readiness(stack: &Stack, containers: &[Container]) -> Readiness {
 #[derive(Default)]
 pub struct Trouble {
     deadlines: BTreeMap<String, (Instant, String)>,
+    /// Containers the engine reported an "oom" for while they still ran: when one dies, that
+    /// was why. The engine's own OOMKilled flag stays false when the limit that struck is the
+    /// stack's slice rather than the container's own.
+    oom_seen: BTreeSet<String>,
 }
 
 impl Trouble {
@@ -120,9 +124,11 @@ impl Trouble {
                     // A process of the container hit the limit (the stack's memory_max, or the
                     // service's own): if it was the container's main process, its "die" follows.
                     tracing::warn!("a process in {who} was killed for lack of memory (OOM)");
+                    self.oom_seen.insert(event.id.clone());
                     return Ok(None);
                 }
-                let oom = exit.oom_killed || event.action == "oom";
+                let oom_seen = self.oom_seen.remove(&event.id);
+                let oom = exit.oom_killed || event.action == "oom" || oom_seen;
                 let code = event.exit_code.unwrap_or(exit.code);
                 let what = if oom {
                     format!("{who} was killed for lack of memory (OOM)")
